@@ -1,0 +1,48 @@
+# tfad: the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need (Debian packages, the .venv) on first use.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.tfad-installed
+SYSTEM_STAMP := build/.system-deps
+DEMO_DIR ?= demo_out
+
+.PHONY: help setup system-deps venv protos cc-build demo test test-python lint clean
+
+help:
+	@echo "make demo   - generate synthetic vial data, train line-cpu, calibrate, export, evaluate"
+	@echo "make test   - install everything needed and run the whole test suite (Python + C++)"
+	@echo "make lint   - ruff"
+
+setup: system-deps venv protos
+
+# Debian packages for the C++ service (Bazel, gRPC, protobuf, gtest). Skipped when already present.
+system-deps: $(SYSTEM_STAMP)
+$(SYSTEM_STAMP): scripts/install_system_deps.sh
+	bash scripts/install_system_deps.sh
+	@mkdir -p build && touch $@
+
+venv: $(VENV_STAMP)
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || python3.11 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+protos: venv
+	bash scripts/gen_protos.sh $(PY)
+
+cc-build: system-deps venv protos
+	bash scripts/build_cc.sh
+
+demo: venv
+	$(VENV)/bin/tfad demo --out $(DEMO_DIR)
+
+test: setup cc-build
+	bash scripts/test_all.sh $(PY)
+
+lint: venv
+	$(VENV)/bin/ruff check tfad tests benchmarks scripts
+
+clean:
+	rm -rf build $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test (Python via pytest, C++ via `bazel test`), collects their JUnit XML reports and prints
+# one closing line `N passed, N failed` counting all of them. Exits non-zero on any failure.
+set -uo pipefail
+PY=${1:-.venv/bin/python}
+reports=build/test-reports
+rm -rf "$reports" && mkdir -p "$reports"
+status=0
+
+echo "== Python tests"
+$PY -m pytest -q -p no:cacheprovider --junitxml="$reports/pytest.xml" tests || status=1
+
+if [ -x scripts/test_cc.sh ]; then
+  echo "== C++ unit tests"
+  bash scripts/test_cc.sh "$reports" || status=1
+fi
+
+$PY scripts/junit_summary.py "$reports" || status=1
+exit $status
