@@ -1,0 +1,73 @@
+"""Residual building blocks shared by the reconstruction models (ResNet-V2, pre-activation order)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def _bn_relu(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def residual_block(
+    x: keras.KerasTensor,
+    filters: int,
+    stride: int,
+    convs: int,
+    name: str,
+    transpose: bool = False,
+) -> keras.KerasTensor:
+    """Pre-activation residual block: ``convs`` 3x3 convolutions plus a shortcut.
+
+    Down-sampling blocks stride their first convolution; up-sampling (``transpose``) blocks stride their
+    last one, so the decoder mirrors the encoder's cost. The shortcut is the identity when the shape is
+    kept, else a (strided / transposed) 1x1 projection.
+    """
+    preact = _bn_relu(x, f"{name}_pre")
+    conv = layers.Conv2DTranspose if transpose else layers.Conv2D
+    if stride == 1 and x.shape[-1] == filters:
+        shortcut = x
+    else:
+        shortcut = conv(filters, 1, strides=stride, padding="same", use_bias=False, name=f"{name}_proj")(preact)
+    strided_conv = convs - 1 if transpose else 0
+    y = preact
+    for i in range(convs):
+        if i > 0:
+            y = _bn_relu(y, f"{name}_c{i}")
+        layer = conv if i == strided_conv else layers.Conv2D
+        y = layer(
+            filters, 3, strides=stride if i == strided_conv else 1, padding="same", use_bias=False,
+            name=f"{name}_conv{i}",
+        )(y)
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def residual_stage(
+    x: keras.KerasTensor,
+    filters: int,
+    blocks: int,
+    convs: int,
+    name: str,
+    resample: str,
+) -> keras.KerasTensor:
+    """A stage of ``blocks`` residual blocks.
+
+    ``resample="down"``: the last block halves H and W (encoder order of the thesis: projection,
+    identity, ..., strided). ``resample="up"``: the first block doubles H and W (the decoder mirror).
+    """
+    for b in range(blocks):
+        if resample == "down":
+            stride, transpose = (2 if b == blocks - 1 else 1), False
+        elif resample == "up":
+            stride, transpose = (2 if b == 0 else 1), b == 0
+        else:
+            raise ValueError(f"resample must be 'down' or 'up', got {resample!r}")
+        x = residual_block(x, filters, stride, convs, name=f"{name}_b{b}", transpose=transpose)
+    return x
+
+
+def final_bn_relu(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
+    """The closing BN + ReLU of a pre-activation network."""
+    return _bn_relu(x, name)
