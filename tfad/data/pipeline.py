@@ -1,0 +1,286 @@
+"""Streaming ``tf.data`` input pipelines over :class:`~tfad.data.records.ImageRecord` lists.
+
+Only the record list (paths and labels) is in memory; images are read, decoded and resized on the fly by
+a parallel map (``AUTOTUNE``) and prefetched. Shuffling permutes record *indices* (8 bytes each), so the
+shuffle is uniform over the whole data set at any size.
+
+Corrupt files (docs/data.md, "Corrupt files"): with ``on_corrupt="skip"`` a sample whose image, mask or
+ROI cannot be decoded is dropped and recorded in a :class:`CorruptFileCounter` (counts and paths), which
+logs a warning summary at the end of each pass over the records and on demand; with ``"fail"`` the
+iteration stops with an error whose message names the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import tensorflow as tf
+
+from tfad.data.decode import decode_image_file, load_binary_mask, resize_image
+from tfad.data.errors import CorruptImageError, DataError
+from tfad.data.records import ImageRecord
+
+log = logging.getLogger(__name__)
+
+OnCorrupt = Literal["skip", "fail"]
+
+
+class CorruptFileCounter:
+    """Thread-safe record of the corrupt files a pipeline skipped.
+
+    Attributes read by callers: :attr:`count` (skipped samples, summed over passes), :attr:`paths`
+    (distinct bad files), :attr:`reasons` (path -> reason), :attr:`passes_completed` and
+    :attr:`per_pass` (skipped samples per completed pass).
+    """
+
+    def __init__(self, name: str = "dataset", records_per_pass: int | None = None) -> None:
+        self.name = name
+        self.records_per_pass = records_per_pass
+        self._lock = threading.Lock()
+        self._reasons: dict[str, str] = {}
+        self._count = 0
+        self._processed = 0
+        self._this_pass = 0
+        self.per_pass: list[int] = []
+
+    def record(self, path: str, reason: str) -> None:
+        """Note one skipped sample because of ``path``."""
+        with self._lock:
+            self._count += 1
+            self._this_pass += 1
+            self._reasons.setdefault(path, reason)
+
+    def processed(self) -> None:
+        """Note one record processed (skipped or not); logs the summary when a pass completes."""
+        with self._lock:
+            self._processed += 1
+            if not self.records_per_pass or self._processed % self.records_per_pass:
+                return
+            skipped, self._this_pass = self._this_pass, 0
+            self.per_pass.append(skipped)
+            pass_number = len(self.per_pass)
+        if skipped:
+            log.warning(
+                "%s: pass %d over %d records skipped %d corrupt sample(s); %s",
+                self.name, pass_number, self.records_per_pass, skipped, self._describe_paths(),
+            )
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+    @property
+    def paths(self) -> list[str]:
+        with self._lock:
+            return sorted(self._reasons)
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._reasons)
+
+    @property
+    def passes_completed(self) -> int:
+        with self._lock:
+            return len(self.per_pass)
+
+    def _describe_paths(self, limit: int = 5) -> str:
+        with self._lock:
+            items = sorted(self._reasons.items())
+        shown = "; ".join(f"{p}: {r}" for p, r in items[:limit])
+        more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+        return f"{len(items)} distinct file(s): {shown}{more}"
+
+    def summary(self) -> str:
+        """One-line human summary."""
+        if not self.count:
+            return f"{self.name}: no corrupt files"
+        return f"{self.name}: {self.count} sample(s) skipped, {self._describe_paths()}"
+
+    def log_summary(self) -> None:
+        """Log :meth:`summary` (warning when something was skipped, info otherwise)."""
+        (log.warning if self.count else log.info)("%s", self.summary())
+
+    def as_dict(self) -> dict:
+        """JSON-friendly counts and paths for reports."""
+        return {"skipped_samples": self.count, "files": self.reasons, "per_pass": list(self.per_pass)}
+
+
+def _check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
+    if len(image_size) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in image_size):
+        raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size!r}")
+    return int(image_size[0]), int(image_size[1])
+
+
+def load_sample_arrays(
+    record: ImageRecord,
+    image_size: tuple[int, int],
+    channels: int,
+    with_masks: bool,
+    with_roi: bool,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(image uint8 [H,W,C], mask uint8 [H,W,1] 0/1 or None, roi uint8 [H,W,1] 0/1 or None)``.
+
+    A record without mask gets zeros, without ROI ones (when asked for). Raises CorruptImageError.
+    """
+    decoded = decode_image_file(record.path, channels)
+    source_shape = decoded.shape[:2]
+    image = resize_image(decoded, image_size)
+    mask = roi = None
+    if with_masks:
+        mask = (
+            load_binary_mask(record.mask_path, image_size, source_shape)
+            if record.mask_path
+            else np.zeros((*image_size, 1), np.uint8)
+        )
+    if with_roi:
+        roi = (
+            load_binary_mask(record.roi_path, image_size, source_shape)
+            if record.roi_path
+            else np.ones((*image_size, 1), np.uint8)
+        )
+    return image, mask, roi
+
+
+def make_dataset(
+    records: Sequence[ImageRecord],
+    image_size: tuple[int, int],
+    channels: int = 1,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int | None = None,
+    repeat: bool = False,
+    on_corrupt: OnCorrupt = "skip",
+    with_masks: bool = False,
+    with_roi: bool = False,
+    drop_remainder: bool = False,
+    corrupt_counter: CorruptFileCounter | None = None,
+    name: str = "dataset",
+) -> tf.data.Dataset:
+    """A batched, prefetched ``tf.data.Dataset`` of dicts streamed from ``records``.
+
+    Each element: ``"image"`` float32 [B,H,W,C] in [0,1]; ``"label"`` int32 [B]; ``"index"`` int64 [B]
+    (position in ``records``); with ``with_masks`` also ``"mask"`` float32 [B,H,W,1] (0/1, zeros when the
+    record has none); with ``with_roi`` also ``"roi"`` float32 [B,H,W,1] (0/1, ones when none). Keys not
+    asked for are absent (nothing is decoded for them).
+
+    Args:
+        image_size: (height, width) every image is resized to (bilinear; masks/ROI nearest).
+        channels: 1 (grayscale) or 3 (RGB); files are converted as needed.
+        shuffle: uniform shuffle of the whole record list, reshuffled every pass (``seed`` fixes it).
+        repeat: repeat forever (otherwise one pass).
+        on_corrupt: ``"skip"`` (count in ``corrupt_counter``, warn at each pass end) or ``"fail"``
+            (iteration raises ``tf.errors.OpError`` whose message contains ``CorruptImageError`` and the
+            file path).
+        corrupt_counter: the counter to record skips in; a new one is made when None. Either way it is
+            available as ``dataset.corrupt_counter``.
+        name: used in log messages (e.g. ``"train"``).
+    """
+    if not records:
+        raise DataError(f"{name}: no records to build a dataset from")
+    if on_corrupt not in ("skip", "fail"):
+        raise ValueError(f"on_corrupt must be 'skip' or 'fail', got {on_corrupt!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    height, width = _check_image_size(image_size)
+    records = list(records)
+    counter = corrupt_counter or CorruptFileCounter(name)
+    if counter.records_per_pass is None:
+        counter.records_per_pass = len(records)
+
+    def load(index: np.int64) -> list[np.ndarray]:
+        record = records[int(index)]
+        try:
+            image, mask, roi = load_sample_arrays(record, (height, width), channels, with_masks, with_roi)
+            ok = True
+        except CorruptImageError as err:
+            if on_corrupt == "fail":
+                raise
+            counter.record(err.path, err.reason)
+            image = np.zeros((height, width, channels), np.uint8)
+            mask = np.zeros((height, width, 1), np.uint8) if with_masks else None
+            roi = np.zeros((height, width, 1), np.uint8) if with_roi else None
+            ok = False
+        finally:
+            counter.processed()
+        outputs = [image, np.int32(record.label), np.bool_(ok)]
+        outputs += [a for a in (mask, roi) if a is not None]
+        return outputs
+
+    tout = [tf.uint8, tf.int32, tf.bool] + [tf.uint8] * (int(with_masks) + int(with_roi))
+
+    def load_tf(index: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = tf.numpy_function(load, [index], tout, name="decode_resize")
+        image, label, ok = outputs[:3]
+        image.set_shape((height, width, channels))
+        label.set_shape(())
+        ok.set_shape(())
+        sample = {"image": image, "label": label, "index": index, "_ok": ok}
+        extra = iter(outputs[3:])
+        for key, wanted in (("mask", with_masks), ("roi", with_roi)):
+            if wanted:
+                tensor = next(extra)
+                tensor.set_shape((height, width, 1))
+                sample[key] = tensor
+        return sample
+
+    def to_float(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        # uint8 through the buffers (4x smaller), float32 only for the finished batch.
+        out = {
+            "image": tf.cast(batch["image"], tf.float32) / 255.0,
+            "label": batch["label"],
+            "index": batch["index"],
+        }
+        for key in ("mask", "roi"):
+            if key in batch:
+                out[key] = tf.cast(batch[key], tf.float32)
+        return out
+
+    ds = tf.data.Dataset.range(len(records))
+    if shuffle:
+        ds = ds.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
+    if on_corrupt == "skip":
+        ds = ds.filter(lambda sample: sample["_ok"])
+    ds = ds.map(lambda sample: {k: v for k, v in sample.items() if k != "_ok"})
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.corrupt_counter = counter
+    return ds
+
+
+def scan_corrupt_files(
+    records: Sequence[ImageRecord],
+    channels: int = 1,
+    progress: bool = False,
+) -> CorruptFileCounter:
+    """Decode every image, mask and ROI of ``records`` once; returns the counter of bad files.
+
+    Used by ``tfad datasets info``; ``progress`` shows a tqdm bar.
+    """
+    counter = CorruptFileCounter("scan", records_per_pass=None)
+    iterator = records
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(records, desc="checking images", unit="img")
+    checked_roi: set[str] = set()
+    for record in iterator:
+        try:
+            decoded = decode_image_file(record.path, channels)
+            if record.mask_path:
+                load_binary_mask(record.mask_path, decoded.shape[:2], decoded.shape[:2])
+            if record.roi_path and record.roi_path not in checked_roi:
+                load_binary_mask(record.roi_path, decoded.shape[:2], decoded.shape[:2])
+                checked_roi.add(record.roi_path)
+        except CorruptImageError as err:
+            counter.record(err.path, err.reason)
+    return counter
