@@ -50,7 +50,7 @@ def brute_force_aupro(masks, maps, fpr_limit) -> float:
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2) / fpr_limit)
 
 
-# ---------------------------------------------------------------------------------------------- AUROC
+# ---- AUROC
 
 
 def test_auroc_hand_case_with_ties():
@@ -99,7 +99,7 @@ def test_invalid_inputs_raise_clear_errors():
         f1_max([0, 0], [0.1, 0.2])
 
 
-# ---------------------------------------------------------------------------------------------- thresholds, F1
+# ---- thresholds, F1
 
 
 def test_candidate_thresholds_are_halfway_and_cover_both_ends():
@@ -138,7 +138,7 @@ def test_trapezoid_up_to_cuts_at_limit_and_ignores_vertical_steps():
     assert trapezoid_up_to([0.0, 1.0], [0.0, 1.0], 0.5) == pytest.approx(0.125)
 
 
-# ---------------------------------------------------------------------------------------------- pixel metrics
+# ---- pixel metrics
 
 
 def two_component_case():
