@@ -1,0 +1,35 @@
+// A fixed pool of inference threads with a bounded queue: TensorFlow runs never exceed the configured
+// concurrency, and a full queue is refused immediately instead of growing latency without bound.
+#ifndef TFAD_CC_INFERENCE_POOL_H_
+#define TFAD_CC_INFERENCE_POOL_H_
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tfad {
+
+class InferencePool {
+ public:
+  InferencePool(int threads, int max_queue);
+  ~InferencePool();  // runs what is queued, then joins
+
+  // Queues `task`; false when max_queue tasks are already waiting.
+  bool TrySubmit(std::function<void()> task);
+  int threads() const { return static_cast<int>(workers_.size()); }
+
+ private:
+  const size_t max_queue_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace tfad
+
+#endif  // TFAD_CC_INFERENCE_POOL_H_

@@ -1,0 +1,53 @@
+// tfad_manifest.json (docs/architecture.md, "The SavedModel serving contract"): parsing and validation.
+#ifndef TFAD_CC_MANIFEST_H_
+#define TFAD_CC_MANIFEST_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cc/status.h"
+
+namespace tfad {
+
+enum class ResizePolicy { kReject, kBilinear };
+
+const char* ResizePolicyName(ResizePolicy policy);
+
+struct Manifest {
+  std::string format;  // "tfad-manifest/1"
+  std::string name;
+  int64_t version = 0;
+  std::string model_family;
+  std::string preset;
+  int height = 0;
+  int width = 0;
+  int channels = 0;
+  ResizePolicy resize = ResizePolicy::kReject;
+  std::string signature_name = "serving_default";
+  std::string signature_input = "images";
+  std::string score_output = "score";
+  std::string heatmap_output = "heatmap";
+  std::string score_name;
+  std::string threshold_policy;
+  std::map<std::string, float> region_thresholds;
+  std::optional<float> default_threshold;
+
+  // The threshold for `region`: its own, else the default; nullopt when neither exists.
+  std::optional<float> ThresholdFor(const std::string& region) const;
+  // "R0, R1" (for error messages).
+  std::string RegionList() const;
+};
+
+// Parses and validates manifest JSON. Every violation of the contract is an error naming the field,
+// including a manifest without thresholds (an uncalibrated model is not servable).
+Status ParseManifest(const std::string& json, Manifest* out);
+
+// Reads `<version_dir>/tfad_manifest.json` and parses it.
+Status LoadManifestFile(const std::string& version_dir, Manifest* out);
+
+}  // namespace tfad
+
+#endif  // TFAD_CC_MANIFEST_H_

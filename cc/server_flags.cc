@@ -1,0 +1,201 @@
+#include "cc/server_flags.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <functional>
+#include <sstream>
+
+namespace tfad {
+namespace {
+
+struct FlagSpec {
+  const char* name;
+  const char* default_text;
+  const char* help;
+  std::function<Status(const std::string&, ServerFlags*)> set;
+};
+
+Status ParseInt(const std::string& name, const std::string& text, int64_t lo, int64_t hi, int64_t* out) {
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || errno != 0 || end == nullptr || *end != '\0') {
+    return Status::Error("--" + name + ": \"" + text + "\" is not an integer");
+  }
+  if (v < lo || v > hi) {
+    return Status::Error("--" + name + ": " + text + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+template <typename T>
+std::function<Status(const std::string&, ServerFlags*)> IntFlag(const char* name, T ServerFlags::*field, int64_t lo,
+                                                                  int64_t hi) {
+  return [=](const std::string& text, ServerFlags* f) {
+    int64_t v = 0;
+    Status s = ParseInt(name, text, lo, hi, &v);
+    if (s.ok()) f->*field = static_cast<T>(v);
+    return s;
+  };
+}
+
+std::function<Status(const std::string&, ServerFlags*)> StringFlag(std::string ServerFlags::*field) {
+  return [=](const std::string& text, ServerFlags* f) {
+    f->*field = text;
+    return Status::Ok();
+  };
+}
+
+const std::vector<FlagSpec>& Specs() {
+  static const std::vector<FlagSpec> specs = {
+      {"listen", "127.0.0.1:8500",
+       "Address to serve on, HOST:PORT. Loopback by default; use 0.0.0.0:PORT to accept the line network. "
+       "Port 0 picks a free port (logged in the event=serving line).",
+       StringFlag(&ServerFlags::listen)},
+      {"models_root", "savedmodels", "Directory holding <name>/<version>/ SavedModel directories.",
+       StringFlag(&ServerFlags::models_root)},
+      {"models", "(all)",
+       "Comma-separated model names under --models_root to serve; the first is the default for requests "
+       "without model_name. Default: every subdirectory that has a version directory.",
+       [](const std::string& text, ServerFlags* f) {
+         f->models.clear();
+         std::stringstream ss(text);
+         std::string item;
+         while (std::getline(ss, item, ',')) {
+           if (!item.empty()) f->models.push_back(item);
+         }
+         return Status::Ok();
+       }},
+      {"tf_backend", "(next to the binary)", "Path of libtfad_tf_backend.so (the TensorFlow back end).",
+       StringFlag(&ServerFlags::tf_backend)},
+      {"poll_interval_ms", "5000", "How often to look for new model versions; 0 = only at start-up.",
+       IntFlag("poll_interval_ms", &ServerFlags::poll_interval_ms, 0, 86400000)},
+      {"cycle_budget_ms", "450",
+       "Longest time from receiving a request to its verdict. When inference cannot finish within it (or "
+       "within the client's gRPC deadline, whichever is earlier) the verdict is REJECT_INCOMPLETE.",
+       IntFlag("cycle_budget_ms", &ServerFlags::cycle_budget_ms, 1, 600000)},
+      {"reply_margin_ms", "5",
+       "Time reserved before the client's deadline to send the reply, so an incomplete verdict arrives "
+       "instead of a DEADLINE_EXCEEDED status.",
+       IntFlag("reply_margin_ms", &ServerFlags::reply_margin_ms, 0, 10000)},
+      {"inference_threads", "1",
+       "Fixed number of threads running TensorFlow (products inferred concurrently). Each run already uses "
+       "--tf_intra_op_threads cores.",
+       IntFlag("inference_threads", &ServerFlags::inference_threads, 1, 64)},
+      {"max_queue", "8", "Products waiting for an inference thread; beyond it requests get REJECT_INCOMPLETE "
+                         "(OVERLOADED) at once.",
+       IntFlag("max_queue", &ServerFlags::max_queue, 1, 10000)},
+      {"tf_intra_op_threads", "0", "TensorFlow intra-op threads per run (0 = all cores).",
+       IntFlag("tf_intra_op_threads", &ServerFlags::tf_intra_op_threads, 0, 256)},
+      {"tf_inter_op_threads", "0", "TensorFlow inter-op threads (0 = TensorFlow's default).",
+       IntFlag("tf_inter_op_threads", &ServerFlags::tf_inter_op_threads, 0, 256)},
+      {"warmup_batch", "60", "Images in the warm-up run done when a version loads (use the usual product size).",
+       IntFlag("warmup_batch", &ServerFlags::warmup_batch, 1, 4096)},
+      {"max_patches", "256", "Most patches accepted in one product.",
+       IntFlag("max_patches", &ServerFlags::max_patches, 1, 100000)},
+      {"max_patch_bytes", "4194304", "Most encoded bytes accepted for one patch.",
+       IntFlag("max_patch_bytes", &ServerFlags::max_patch_bytes, 1, int64_t{1} << 30)},
+      {"max_image_pixels", "16777216", "Most pixels (width*height) of one patch before resizing.",
+       IntFlag("max_image_pixels", &ServerFlags::max_image_pixels, 1, int64_t{1} << 31)},
+      {"max_message_bytes", "268435456", "gRPC message size limit (requests and replies).",
+       IntFlag("max_message_bytes", &ServerFlags::max_message_bytes, 1024, int64_t{2047} << 20)},
+      {"max_rpc_threads", "16", "Most gRPC threads handling calls (validation, decoding, replies).",
+       IntFlag("max_rpc_threads", &ServerFlags::max_rpc_threads, 2, 1024)},
+      {"tls_cert", "", "Server certificate chain (PEM). With --tls_key enables TLS; plaintext otherwise.",
+       StringFlag(&ServerFlags::tls_cert)},
+      {"tls_key", "", "Server private key (PEM).", StringFlag(&ServerFlags::tls_key)},
+      {"tls_client_ca", "",
+       "CA certificates (PEM) for client certificates. When set, clients must present a certificate signed "
+       "by one of them (mutual TLS).",
+       StringFlag(&ServerFlags::tls_client_ca)},
+      {"log_format", "kv", "Log line format: kv (key=value) or json. One line per event on stderr.",
+       [](const std::string& text, ServerFlags* f) {
+         if (text != "kv" && text != "json") return Status::Error("--log_format: must be kv or json, got \"" + text + "\"");
+         f->log_format = text;
+         return Status::Ok();
+       }},
+      {"log_requests", "true", "Log one line per Inspect call (true/false).",
+       [](const std::string& text, ServerFlags* f) {
+         if (text == "true" || text == "1") {
+           f->log_requests = true;
+         } else if (text == "false" || text == "0") {
+           f->log_requests = false;
+         } else {
+           return Status::Error("--log_requests: must be true or false, got \"" + text + "\"");
+         }
+         return Status::Ok();
+       }},
+  };
+  return specs;
+}
+
+}  // namespace
+
+Status ParseServerFlags(int argc, const char* const* argv, ServerFlags* flags, bool* help) {
+  *help = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
+      *help = true;
+      return Status::Ok();
+    }
+    if (arg.rfind("--", 0) != 0) return Status::Error("unexpected argument \"" + arg + "\" (flags are --name=value)");
+    arg = arg.substr(2);
+    std::string name = arg, value;
+    const size_t eq = arg.find('=');
+    if (eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];  // --name value
+    } else {
+      return Status::Error("--" + name + " needs a value");
+    }
+    for (char& ch : name) {
+      if (ch == '-') ch = '_';
+    }
+    bool found = false;
+    for (const FlagSpec& spec : Specs()) {
+      if (name == spec.name) {
+        Status s = spec.set(value, flags);
+        if (!s.ok()) return s;
+        found = true;
+        break;
+      }
+    }
+    if (!found) return Status::Error("unknown flag --" + name + " (see --help)");
+  }
+  if (flags->tls_cert.empty() != flags->tls_key.empty()) {
+    return Status::Error("--tls_cert and --tls_key must be given together");
+  }
+  if (!flags->tls_client_ca.empty() && flags->tls_cert.empty()) {
+    return Status::Error("--tls_client_ca needs --tls_cert and --tls_key (client certificates require TLS)");
+  }
+  return Status::Ok();
+}
+
+std::string ServerFlagsHelp() {
+  std::string out =
+      "tfad_server: the tfad line-PC inspection service (gRPC tfad.inspection.v1.InspectionService and\n"
+      "grpc.health.v1.Health) serving SavedModels from <models_root>/<name>/<version>/.\n\n"
+      "Usage: tfad_server [--flag=value ...]\n\nFlags:\n";
+  for (const FlagSpec& spec : Specs()) {
+    out += "  --" + std::string(spec.name) + " (default: " + (spec.default_text[0] ? spec.default_text : "none") + ")\n";
+    // Wrap help at ~96 columns.
+    std::stringstream words(spec.help);
+    std::string word, line = "      ";
+    while (words >> word) {
+      if (line.size() + word.size() > 100) {
+        out += line + "\n";
+        line = "      ";
+      }
+      line += word + " ";
+    }
+    out += line + "\n";
+  }
+  out += "\nSee docs/serving.md for the fail-safe rules, the resize policy and integration.\n";
+  return out;
+}
+
+}  // namespace tfad

@@ -1,0 +1,47 @@
+// Command-line flags of tfad_server (`--name=value`; `--help` prints this table).
+#ifndef TFAD_CC_SERVER_FLAGS_H_
+#define TFAD_CC_SERVER_FLAGS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cc/status.h"
+
+namespace tfad {
+
+struct ServerFlags {
+  std::string listen = "127.0.0.1:8500";
+  std::string models_root = "savedmodels";
+  std::vector<std::string> models;  // empty = all under models_root
+  std::string tf_backend;           // empty = next to the executable
+  int poll_interval_ms = 5000;
+  int cycle_budget_ms = 450;
+  int reply_margin_ms = 5;
+  int inference_threads = 1;
+  int max_queue = 8;
+  int tf_intra_op_threads = 0;
+  int tf_inter_op_threads = 0;
+  int warmup_batch = 60;
+  int max_patches = 256;
+  int64_t max_patch_bytes = 4 << 20;
+  int64_t max_image_pixels = 4096 * 4096;
+  int64_t max_message_bytes = 256 << 20;
+  int max_rpc_threads = 16;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string log_format = "kv";
+  bool log_requests = true;
+};
+
+// Parses argv. Unknown flags, malformed values and out-of-range numbers are errors naming the flag.
+// Sets *help when --help/-h was given.
+Status ParseServerFlags(int argc, const char* const* argv, ServerFlags* flags, bool* help);
+
+// The --help text: every flag, its default and meaning.
+std::string ServerFlagsHelp();
+
+}  // namespace tfad
+
+#endif  // TFAD_CC_SERVER_FLAGS_H_
