@@ -13,13 +13,13 @@ iteration stops with an error whose message names the file.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import tensorflow as tf
 
+from tfad.data.corrupt import CorruptFileCounter, scan_corrupt_files
 from tfad.data.decode import decode_image_file, load_binary_mask, resize_image
 from tfad.data.errors import CorruptImageError, DataError
 from tfad.data.records import ImageRecord
@@ -27,91 +27,17 @@ from tfad.data.records import ImageRecord
 log = logging.getLogger(__name__)
 
 OnCorrupt = Literal["skip", "fail"]
+__all__ = [
+    "CorruptFileCounter",
+    "OnCorrupt",
+    "check_image_size",
+    "load_sample_arrays",
+    "make_dataset",
+    "scan_corrupt_files",
+]
 
 
-class CorruptFileCounter:
-    """Thread-safe record of the corrupt files a pipeline skipped.
-
-    Attributes read by callers: :attr:`count` (skipped samples, summed over passes), :attr:`paths`
-    (distinct bad files), :attr:`reasons` (path -> reason), :attr:`passes_completed` and
-    :attr:`per_pass` (skipped samples per completed pass).
-    """
-
-    def __init__(self, name: str = "dataset", records_per_pass: int | None = None) -> None:
-        self.name = name
-        self.records_per_pass = records_per_pass
-        self._lock = threading.Lock()
-        self._reasons: dict[str, str] = {}
-        self._count = 0
-        self._processed = 0
-        self._this_pass = 0
-        self.per_pass: list[int] = []
-
-    def record(self, path: str, reason: str) -> None:
-        """Note one skipped sample because of ``path``."""
-        with self._lock:
-            self._count += 1
-            self._this_pass += 1
-            self._reasons.setdefault(path, reason)
-
-    def processed(self) -> None:
-        """Note one record processed (skipped or not); logs the summary when a pass completes."""
-        with self._lock:
-            self._processed += 1
-            if not self.records_per_pass or self._processed % self.records_per_pass:
-                return
-            skipped, self._this_pass = self._this_pass, 0
-            self.per_pass.append(skipped)
-            pass_number = len(self.per_pass)
-        if skipped:
-            log.warning(
-                "%s: pass %d over %d records skipped %d corrupt sample(s); %s",
-                self.name, pass_number, self.records_per_pass, skipped, self._describe_paths(),
-            )
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return self._count
-
-    @property
-    def paths(self) -> list[str]:
-        with self._lock:
-            return sorted(self._reasons)
-
-    @property
-    def reasons(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._reasons)
-
-    @property
-    def passes_completed(self) -> int:
-        with self._lock:
-            return len(self.per_pass)
-
-    def _describe_paths(self, limit: int = 5) -> str:
-        with self._lock:
-            items = sorted(self._reasons.items())
-        shown = "; ".join(f"{p}: {r}" for p, r in items[:limit])
-        more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-        return f"{len(items)} distinct file(s): {shown}{more}"
-
-    def summary(self) -> str:
-        """One-line human summary."""
-        if not self.count:
-            return f"{self.name}: no corrupt files"
-        return f"{self.name}: {self.count} sample(s) skipped, {self._describe_paths()}"
-
-    def log_summary(self) -> None:
-        """Log :meth:`summary` (warning when something was skipped, info otherwise)."""
-        (log.warning if self.count else log.info)("%s", self.summary())
-
-    def as_dict(self) -> dict:
-        """JSON-friendly counts and paths for reports."""
-        return {"skipped_samples": self.count, "files": self.reasons, "per_pass": list(self.per_pass)}
-
-
-def _check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
+def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
     if len(image_size) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in image_size):
         raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size!r}")
     return int(image_size[0]), int(image_size[1])
@@ -187,7 +113,7 @@ def make_dataset(
         raise ValueError(f"on_corrupt must be 'skip' or 'fail', got {on_corrupt!r}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    height, width = _check_image_size(image_size)
+    height, width = check_image_size(image_size)
     records = list(records)
     counter = corrupt_counter or CorruptFileCounter(name)
     if counter.records_per_pass is None:
@@ -255,32 +181,3 @@ def make_dataset(
     ds = ds.prefetch(tf.data.AUTOTUNE)
     ds.corrupt_counter = counter
     return ds
-
-
-def scan_corrupt_files(
-    records: Sequence[ImageRecord],
-    channels: int = 1,
-    progress: bool = False,
-) -> CorruptFileCounter:
-    """Decode every image, mask and ROI of ``records`` once; returns the counter of bad files.
-
-    Used by ``tfad datasets info``; ``progress`` shows a tqdm bar.
-    """
-    counter = CorruptFileCounter("scan", records_per_pass=None)
-    iterator = records
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(records, desc="checking images", unit="img")
-    checked_roi: set[str] = set()
-    for record in iterator:
-        try:
-            decoded = decode_image_file(record.path, channels)
-            if record.mask_path:
-                load_binary_mask(record.mask_path, decoded.shape[:2], decoded.shape[:2])
-            if record.roi_path and record.roi_path not in checked_roi:
-                load_binary_mask(record.roi_path, decoded.shape[:2], decoded.shape[:2])
-                checked_roi.add(record.roi_path)
-        except CorruptImageError as err:
-            counter.record(err.path, err.reason)
-    return counter
