@@ -192,3 +192,19 @@ def test_heatmap_store_and_mask_files(tmp_path):
     assert ScoreTable(scores=[0.9], labels=[1]).mask(0, shape=(4, 4)) is None  # defect without mask
     with pytest.raises(FileNotFoundError, match="missing.png"):
         FileSource([str(tmp_path / "missing.png")]).get(0)
+
+
+def test_calibrate_then_report_flags_fallback_regions(tmp_path):
+    from tfad.scoring.thresholds import calibrate
+
+    table = make_table(tmp_path, with_maps=False)
+    th = calibrate(table.scores, table.labels, table.regions, "no-defect-accepted")
+    # R0 has no defects: max good score 0.6; R1: halfway between good 0.3 and the smallest defect 0.4
+    assert th.regions == {"R0": pytest.approx(0.6), "R1": pytest.approx(0.35)}
+    report = evaluate(table, th, k=2, n=3)
+    assert report["at_thresholds"]["patch"]["true_reject_rate"] == 1.0
+    assert report["at_thresholds"]["patch"]["false_reject"] == 0
+    assert report["thresholds"]["per_region"]["R0"]["fallback"] is True
+    summary = format_summary(report)
+    assert "WARNING region R0: calibration fallback" in summary
+    assert "WARNING region R1" not in summary

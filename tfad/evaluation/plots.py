@@ -81,6 +81,7 @@ def plot_roc(table: ScoreTable, path: str, thresholds: ThresholdTable | None = N
                 [rej[table.labels == 0].mean()],
                 [rej[table.labels == 1].mean()],
                 marker="o",
+                ls="",
                 color="black",
                 ms=7,
                 label=f"calibrated threshold {thr:.4g}",

@@ -318,7 +318,17 @@ def format_summary(report: dict) -> str:
         lines.append(f"pixel metrics: not computed ({pixel.get('reason')})")
     region_thr = ", ".join(f"{r} {v:.6g}" for r, v in th["regions"].items())
     default = "none" if th["default"] is None else f"{th['default']:.6g}"
-    lines.append(f"thresholds ({th['policy']}): {region_thr}; default {default}")
+    policy = th["policy"]
+    if th.get("false_reject_budget") is not None:
+        policy += f" {th['false_reject_budget']:g}"
+    lines.append(f"thresholds ({policy}): {region_thr}; default {default}")
+    for region, stats in th.get("per_region", {}).items():
+        if stats["fallback"]:
+            lines.append(f"  WARNING region {region}: calibration fallback - {stats['rule']}")
+    if report.get("regions_using_default_threshold"):
+        lines.append(
+            f"  regions using the default threshold: {', '.join(report['regions_using_default_threshold'])}"
+        )
     dec = report["at_thresholds"]
     lines.append(_decision_line("patches", dec["patch"]))
     for region, conf in dec["patch"]["per_region"].items():
