@@ -71,3 +71,52 @@ def residual_stage(
 def final_bn_relu(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
     """The closing BN + ReLU of a pre-activation network."""
     return _bn_relu(x, name)
+
+
+@keras.saving.register_keras_serializable(package="tfad")
+class SpaceToDepth(keras.layers.Layer):
+    """Pixel-unshuffle: ``[H, W, C] -> [H/b, W/b, C*b*b]``.
+
+    On a CPU, convolutions with few channels at full resolution are memory-bound (measured: a 3x3
+    8->1 conv at 256x256 runs at ~4 GFLOP/s on 2 cores); folding pixels into channels keeps every
+    convolution at >= 16 channels and a quarter of the resolution.
+    """
+
+    def __init__(self, block_size: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.block_size = block_size
+
+    def call(self, inputs):  # noqa: D102
+        import tensorflow as tf
+
+        return tf.nn.space_to_depth(inputs, self.block_size)
+
+    def compute_output_shape(self, input_shape):  # noqa: D102
+        n, h, w, c = input_shape
+        b = self.block_size
+        return (n, h // b, w // b, c * b * b)
+
+    def get_config(self) -> dict:  # noqa: D102
+        return {**super().get_config(), "block_size": self.block_size}
+
+
+@keras.saving.register_keras_serializable(package="tfad")
+class DepthToSpace(keras.layers.Layer):
+    """Pixel-shuffle, the inverse of :class:`SpaceToDepth`: ``[H, W, C*b*b] -> [H*b, W*b, C]``."""
+
+    def __init__(self, block_size: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.block_size = block_size
+
+    def call(self, inputs):  # noqa: D102
+        import tensorflow as tf
+
+        return tf.nn.depth_to_space(inputs, self.block_size)
+
+    def compute_output_shape(self, input_shape):  # noqa: D102
+        n, h, w, c = input_shape
+        b = self.block_size
+        return (n, h * b, w * b, c // (b * b))
+
+    def get_config(self) -> dict:  # noqa: D102
+        return {**super().get_config(), "block_size": self.block_size}

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 import keras
 from keras import layers
 
-from tfad.models.blocks import final_bn_relu, residual_stage
+from tfad.models.blocks import DepthToSpace, SpaceToDepth, final_bn_relu, residual_stage
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,10 @@ class ResGANADArchitecture:
 
     image_size: int = 256
     channels: int = 1
-    stem_filters: int = 8
-    stem_stride: int = 2
-    base_width: int = 12
+    stem: str = "space_to_depth"  # "conv": strided 3x3 conv (the thesis); "space_to_depth": pixel-unshuffle
+    stem_filters: int = 16
+    stem_stride: int = 4
+    base_width: int = 16
     widening: int = 1
     stages: int = 4
     blocks_per_stage: int = 1
@@ -44,6 +45,8 @@ class ResGANADArchitecture:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+        if self.stem not in ("conv", "space_to_depth"):
+            raise ValueError(f"model.stem must be 'conv' or 'space_to_depth', got {self.stem!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"model.channels must be 1 or 3, got {self.channels}")
         reduction = self.stem_stride * 2**self.stages
@@ -75,7 +78,7 @@ class ResGANADArchitecture:
 # `line-cpu-wide`: the same topology twice as wide, the accuracy reference for `line-cpu`.
 PRESETS: dict[str, ResGANADArchitecture] = {
     "thesis": ResGANADArchitecture(
-        stem_filters=64, stem_stride=1, base_width=64, widening=2, stages=4, blocks_per_stage=3,
+        stem="conv", stem_filters=64, stem_stride=1, base_width=64, widening=2, stages=4, blocks_per_stage=3,
         convs_per_block=3, latent_dim=64, critic_base_width=32, critic_stages=5,
     ),
     "line-cpu": ResGANADArchitecture(),
@@ -95,8 +98,12 @@ def preset(name: str, **overrides: int) -> ResGANADArchitecture:
 def build_encoder(arch: ResGANADArchitecture, name: str) -> keras.Model:
     """Wide residual encoder with the dense bottleneck: image -> z ``[latent_dim]``."""
     inputs = keras.Input((arch.image_size, arch.image_size, arch.channels), name=f"{name}_input")
-    x = layers.Conv2D(arch.stem_filters, 3, strides=arch.stem_stride, padding="same", use_bias=False,
-                      name=f"{name}_stem")(inputs)
+    if arch.stem == "space_to_depth":
+        x = SpaceToDepth(arch.stem_stride, name=f"{name}_unshuffle")(inputs)
+        x = layers.Conv2D(arch.stem_filters, 3, padding="same", use_bias=False, name=f"{name}_stem")(x)
+    else:
+        x = layers.Conv2D(arch.stem_filters, 3, strides=arch.stem_stride, padding="same", use_bias=False,
+                          name=f"{name}_stem")(inputs)
     for s, width in enumerate(arch.stage_widths):
         x = residual_stage(x, width, arch.blocks_per_stage, arch.convs_per_block, f"{name}_s{s}", "down")
     x = final_bn_relu(x, f"{name}_out")
@@ -115,18 +122,25 @@ def build_decoder(arch: ResGANADArchitecture, name: str = "decoder") -> keras.Mo
         x = residual_stage(x, arch.stage_widths[s], arch.blocks_per_stage, arch.convs_per_block,
                            f"{name}_s{s}", "up")
     x = final_bn_relu(x, f"{name}_out")
-    if arch.stem_stride > 1:
-        x = layers.Conv2DTranspose(arch.stem_filters, 3, strides=arch.stem_stride, padding="same",
-                                   name=f"{name}_unstem")(x)
-        x = layers.ReLU(name=f"{name}_unstem_relu")(x)
-    outputs = layers.Conv2D(arch.channels, 3, padding="same", activation="sigmoid", name=f"{name}_image")(x)
+    if arch.stem == "space_to_depth":
+        x = layers.Conv2D(arch.channels * arch.stem_stride**2, 3, padding="same", name=f"{name}_image")(x)
+        x = DepthToSpace(arch.stem_stride, name=f"{name}_shuffle")(x)
+        outputs = layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
+    else:
+        if arch.stem_stride > 1:
+            x = layers.Conv2DTranspose(arch.stem_filters, 3, strides=arch.stem_stride, padding="same",
+                                       name=f"{name}_unstem")(x)
+            x = layers.ReLU(name=f"{name}_unstem_relu")(x)
+        outputs = layers.Conv2D(arch.channels, 3, padding="same", activation="sigmoid", name=f"{name}_image")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
 def build_critic(arch: ResGANADArchitecture, name: str = "critic") -> keras.Model:
     """Residual discriminator: image -> (feature map for L_adv, real/fake logit)."""
     inputs = keras.Input((arch.image_size, arch.image_size, arch.channels), name=f"{name}_input")
-    x = layers.Conv2D(arch.critic_base_width, 3, strides=2, padding="same", name=f"{name}_stem")(inputs)
+    # The critic always folds 4x4 pixels into channels first: it only judges texture statistics.
+    x = SpaceToDepth(4, name=f"{name}_unshuffle")(inputs)
+    x = layers.Conv2D(arch.critic_base_width, 3, padding="same", name=f"{name}_stem")(x)
     for s in range(arch.critic_stages - 1):
         x = residual_stage(x, arch.critic_base_width * 2 ** (s + 1), 1, 2, f"{name}_s{s}", "down")
     features = final_bn_relu(x, f"{name}_out")
