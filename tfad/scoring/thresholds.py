@@ -489,17 +489,21 @@ def run_acceptance(
     if not np.isin(labels_arr, (0, 1)).all():
         raise ValueError("true_labels must be 0 (good) or 1 (defective)")
     keys, inverse = _group(ids)
+    # per-product counts in one pass (no per-product scan of all verdicts)
+    n_products = len(keys)
+    run_counts = np.bincount(inverse, minlength=n_products)
+    rejected_counts = np.bincount(inverse, weights=rejected_arr.astype(np.float64), minlength=n_products)
+    label_min = np.full(n_products, 2, dtype=np.int64)
+    label_max = np.full(n_products, -1, dtype=np.int64)
+    np.minimum.at(label_min, inverse, labels_arr.astype(np.int64))
+    np.maximum.at(label_max, inverse, labels_arr.astype(np.int64))
     products = []
     for p, key in enumerate(keys):
-        sel = inverse == p
-        labels_here = np.unique(labels_arr[sel])
-        if labels_here.size != 1:
-            raise ValueError(
-                f"product {key!r} has different true labels across its runs: {labels_here.tolist()}"
-            )
-        label = int(labels_here[0])
-        n_runs = int(sel.sum())
-        runs_rejected = int(rejected_arr[sel].sum())
+        if label_min[p] != label_max[p]:
+            raise ValueError(f"product {key!r} has different true labels across its runs: [0, 1]")
+        label = int(label_max[p])
+        n_runs = int(run_counts[p])
+        runs_rejected = int(round(rejected_counts[p]))
         runs_accepted = n_runs - runs_rejected
         need = required_runs(n_runs, k, n)
         if runs_rejected >= need:
