@@ -110,7 +110,16 @@ def test_write_report_files_json_summary_and_pngs(tmp_path):
     summary = (out / "summary.txt").read_text()
     assert summary == format_summary(report)
     assert "image AUROC 0.9630" in summary and "run acceptance 2-of-3: 2/2 products correct" in summary
-    for name in ("roc.png", "score_histograms.png", "region_thresholds.png", "heatmap_examples.png"):
+    assert len(on_disk["pixel_level"]["curves"]["pro"]["fpr"]) <= 200
+    assert on_disk["pixel_level"]["curves"]["roc"]["y"][-1] == 1.0
+    names = (
+        "roc.png",
+        "score_histograms.png",
+        "region_thresholds.png",
+        "heatmap_examples.png",
+        "pixel_curves.png",
+    )
+    for name in names:
         data = (out / "plots" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
         assert f"plots/{name}" in report["files"]

@@ -3,6 +3,7 @@
 * ``roc.png`` - image-level ROC, overall and per region, AUROC in the legend, calibrated operating points;
 * ``score_histograms.png`` - score distribution per class and per region with the threshold line;
 * ``region_thresholds.png`` - every score per region (good / defective) with the region thresholds;
+* ``pixel_curves.png`` - pixel ROC and the PRO curve up to the AUPRO FPR limit;
 * ``heatmap_examples.png`` - input + ground-truth contour, heatmap, overlay for the hardest defects,
   the goods closest to a false reject and the clearest defects.
 
@@ -23,6 +24,7 @@ from tfad.scoring.thresholds import ThresholdTable
 
 __all__ = [
     "plot_heatmap_examples",
+    "plot_pixel_curves",
     "plot_region_thresholds",
     "plot_roc",
     "plot_score_histograms",
@@ -282,6 +284,56 @@ def plot_heatmap_examples(
     return _save(fig, path)
 
 
+def plot_pixel_curves(report: dict, path: str) -> str | None:
+    """Pixel ROC and the PRO curve up to the FPR limit, from the report's thinned curves."""
+    pixel = report.get("pixel_level", {})
+    curves = pixel.get("curves") or {}
+    if not curves:
+        return None
+    fig = Figure(figsize=(11.0, 4.6), layout="constrained")
+    ax_roc, ax_pro = fig.subplots(1, 2)
+    if "roc" in curves:
+        err = pixel["pixel_auroc_max_abs_error"]
+        ax_roc.plot(
+            curves["roc"]["fpr"],
+            curves["roc"]["y"],
+            color="black",
+            lw=2,
+            label=f"pixel AUROC {pixel['pixel_auroc']:.4f} (+/- {err:.1g})",
+        )
+        ax_roc.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="chance")
+        ax_roc.legend(loc="lower right", fontsize=8)
+    ax_roc.set_xlabel("fraction of good pixels flagged")
+    ax_roc.set_ylabel("fraction of defect pixels flagged")
+    ax_roc.set_title("Pixel-level ROC")
+    ax_roc.grid(alpha=0.3)
+    limit = pixel["fpr_limit"]
+    if "pro" in curves:
+        fpr = np.asarray(curves["pro"]["fpr"])
+        pro = np.asarray(curves["pro"]["y"])
+        err = pixel["aupro_max_abs_error"]
+        ax_pro.plot(
+            fpr,
+            pro,
+            color="tab:purple",
+            lw=2,
+            label=f"AUPRO (FPR <= {limit:g}) {pixel['aupro']:.4f} (+/- {err:.1g})",
+        )
+        inside = fpr <= limit
+        shade_x = np.append(fpr[inside], limit)
+        shade_y = np.append(pro[inside], np.interp(limit, fpr, pro))
+        ax_pro.fill_between(shade_x, shade_y, color="tab:purple", alpha=0.15, label="integrated area")
+        ax_pro.legend(loc="lower right", fontsize=8)
+    ax_pro.axvline(limit, color="grey", ls="--", lw=1)
+    ax_pro.set_xlim(0, min(1.0, limit * 1.1))
+    ax_pro.set_ylim(0, 1.01)
+    ax_pro.set_xlabel("false-positive rate on good pixels")
+    ax_pro.set_ylabel("mean per-region overlap (PRO)")
+    ax_pro.set_title(f"Per-region overlap, {pixel['n_components']} ground-truth regions")
+    ax_pro.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def write_plots(
     table: ScoreTable, thresholds: ThresholdTable, out_dir: str, report: dict | None = None
 ) -> list[str]:
@@ -292,5 +344,6 @@ def write_plots(
         plot_score_histograms(table, thresholds, os.path.join(out_dir, "score_histograms.png")),
         plot_region_thresholds(table, thresholds, os.path.join(out_dir, "region_thresholds.png")),
         plot_heatmap_examples(table, thresholds, os.path.join(out_dir, "heatmap_examples.png")),
+        plot_pixel_curves(report or {}, os.path.join(out_dir, "pixel_curves.png")),
     ]
     return [p for p in written if p is not None]

@@ -46,6 +46,7 @@ CONVENTION_NOTE = (
     "score, 003 Eq. 10.3)."
 )
 MAX_EXAMPLES = 10
+CURVE_POINTS = 200  # points kept per pixel curve in report.json (for plots and audits)
 
 
 def _metric(fn: Callable[[], float]) -> tuple[float | None, str | None]:
@@ -67,6 +68,27 @@ def _image_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
         out["f1_max"] = None
         out["f1_max_undefined_reason"] = str(exc)
     return out
+
+
+def _thin(x: np.ndarray, y: np.ndarray, max_points: int = CURVE_POINTS) -> dict:
+    """At most ``max_points`` points of a curve, evenly spaced in index, first and last kept."""
+    if x.size > max_points:
+        keep = np.unique(np.linspace(0, x.size - 1, max_points).round().astype(np.int64))
+        x, y = x[keep], y[keep]
+    return {"fpr": [float(v) for v in x], "y": [float(v) for v in y]}
+
+
+def _pixel_curves(acc: PixelMetricAccumulator, result: dict, fpr_limit: float) -> dict:
+    """Thinned pixel ROC and PRO curves (PRO only up to the first point past ``fpr_limit``)."""
+    curves: dict = {}
+    if result["pixel_auroc"] is not None:
+        fpr, tpr, _ = acc.roc_curve()
+        curves["roc"] = _thin(fpr, tpr)
+    if result["aupro"] is not None:
+        fpr, pro, _ = acc.pro_curve()
+        last = int(np.searchsorted(fpr, fpr_limit, side="left"))
+        curves["pro"] = _thin(fpr[: last + 1], pro[: last + 1])
+    return curves
 
 
 def _pixel_metrics(table: ScoreTable, fpr_limit: float, num_thresholds: int | None) -> dict:
@@ -108,6 +130,7 @@ def _pixel_metrics(table: ScoreTable, fpr_limit: float, num_thresholds: int | No
             )
         acc.update(mask, hm)
     result = acc.result(fpr_limit).as_dict()
+    result["curves"] = _pixel_curves(acc, result, fpr_limit)
     result.update(
         available=True,
         map_value_range=[low, high],

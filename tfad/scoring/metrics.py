@@ -451,6 +451,16 @@ class PixelMetricAccumulator:
         error = 0.0 if self.exact else 0.5 * same_bin / (n_pos * n_neg)
         return value, error
 
+    def roc_curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixel ``(fpr, tpr, thresholds)`` at the grid thresholds (``>= t``), from (0, 0) to (1, 1)."""
+        good_ge, defect_ge, _ = self._rates()
+        n_neg = max(int(self._good_hist.sum()), 1)
+        n_pos = max(int(self._defect_hist.sum()), 1)
+        fpr = np.concatenate([[0.0], good_ge[::-1] / n_neg, [1.0]])
+        tpr = np.concatenate([[0.0], defect_ge[::-1] / n_pos, [1.0]])
+        thr = np.concatenate([[np.inf], self.thresholds[::-1], [-np.inf]])
+        return fpr, tpr, thr
+
     def pro_curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(fpr, pro, thresholds)`` with fpr ascending, from (0, 0) (threshold +inf) to (1, 1) (-inf)."""
         good_ge, _, pro = self._rates()
