@@ -24,12 +24,9 @@ from tfad.data.records import ImageRecord
 
 log = logging.getLogger(__name__)
 
-# EXIF orientation is ignored: line cameras deliver raw sensor geometry, and TensorFlow's decoders (and
-# the C++ server, which receives pixels) do not rotate either.
-_FLAGS = {
-    1: cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION,
-    3: cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION,
-}
+# Files are decoded as stored (IMREAD_UNCHANGED: any depth, alpha kept, EXIF orientation ignored - line
+# cameras deliver raw sensor geometry and TensorFlow's decoders do not rotate either), then converted
+# here, so grey from colour is the same BT.601 formula whatever the codec.
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 
@@ -52,7 +49,8 @@ def _to_uint8(image: np.ndarray, path: str) -> np.ndarray:
 def decode_image_file(path: str, channels: int) -> np.ndarray:
     """Decode ``path`` to ``uint8 [H, W, channels]`` (RGB order for 3 channels, BT.601 grey for 1).
 
-    Colour files are converted to grey and grey files to RGB as asked. A truncated JPEG (which OpenCV
+    Colour files are converted to grey (BT.601: 0.299 R + 0.587 G + 0.114 B, alpha dropped) and grey files
+    to RGB as asked; 16-bit files are scaled to 8 bits. A truncated JPEG (which OpenCV
     would decode with grey fill) is rejected by checking the end-of-image marker.
 
     Raises:
@@ -69,17 +67,23 @@ def decode_image_file(path: str, channels: int) -> np.ndarray:
     if data[:2] == _JPEG_SOI and _JPEG_EOI not in data[-4096:]:
         raise CorruptImageError(path, "truncated JPEG (no end-of-image marker)")
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[channels])
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
         raise CorruptImageError(path, f"OpenCV cannot decode it: {str(err).strip()}") from err
     if image is None or image.size == 0:
         raise CorruptImageError(path, "not a decodable PNG/JPEG/BMP/TIFF image")
     image = _to_uint8(image, path)
-    if channels == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    else:
-        image = image[:, :, np.newaxis]
-    return image
+    stored = 1 if image.ndim == 2 else image.shape[2]
+    if stored not in (1, 3, 4):
+        raise CorruptImageError(path, f"unsupported number of channels {stored}")
+    image = image.reshape(image.shape[0], image.shape[1], stored)
+    if channels == 1:
+        if stored == 1:
+            return image
+        code = cv2.COLOR_BGR2GRAY if stored == 3 else cv2.COLOR_BGRA2GRAY
+        return cv2.cvtColor(image, code)[:, :, np.newaxis]
+    code = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}[stored]
+    return cv2.cvtColor(image, code)
 
 
 def resize_image(image: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
