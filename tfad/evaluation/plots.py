@@ -200,16 +200,32 @@ def _load_image(path: str, shape: tuple[int, int]) -> np.ndarray | None:
     return np.clip(img, 0.0, 1.0)
 
 
+def _pick(order: np.ndarray, table: ScoreTable, count: int, exclude: set[int]) -> list[int]:
+    """First ``count`` indices of ``order`` not in ``exclude``, at most one per physical product (the same
+    product seen in several runs would otherwise fill a group)."""
+    picked: list[int] = []
+    seen: set[str] = set()
+    for i in order.tolist():
+        product = str(table.product_ids[i])
+        if i in exclude or (product and product in seen):
+            continue
+        picked.append(int(i))
+        seen.add(product)
+        if len(picked) == count:
+            break
+    return picked
+
+
 def _example_groups(table: ScoreTable, margins: np.ndarray, per_group: int) -> list[tuple[str, list[int]]]:
     defect = np.flatnonzero(table.labels == 1)
     good = np.flatnonzero(table.labels == 0)
-    hardest = defect[np.argsort(margins[defect], kind="stable")][:per_group].tolist()
-    risky_good = good[np.argsort(-margins[good], kind="stable")][:per_group].tolist()
-    clear = [int(i) for i in defect[np.argsort(-margins[defect], kind="stable")] if int(i) not in hardest]
+    hardest = _pick(defect[np.argsort(margins[defect], kind="stable")], table, per_group, set())
+    risky_good = _pick(good[np.argsort(-margins[good], kind="stable")], table, per_group, set())
+    clear = _pick(defect[np.argsort(-margins[defect], kind="stable")], table, per_group, set(hardest))
     return [
         ("defective, lowest score vs threshold\n(hardest to catch)", hardest),
         ("good, highest score vs threshold\n(closest to a false reject)", risky_good),
-        ("defective, highest score vs threshold\n(clearly detected)", clear[:per_group]),
+        ("defective, highest score vs threshold\n(clearly detected)", clear),
     ]
 
 
@@ -272,6 +288,8 @@ def plot_heatmap_examples(
                 for ax in (ax_img, ax_ovl):
                     ax.contour(mask.astype(np.float64), levels=[0.5], colors="lime", linewidths=1.2)
             name = os.path.basename(str(table.paths[i])) or f"#{i}"
+            if table.product_ids[i]:
+                name = f"{table.run_ids[i]}/{table.product_ids[i]}/{name}".lstrip("/")
             ax_img.set_title(f"{name}\nregion {table.regions[i]}, {table.defect_types[i]}", fontsize=8)
             ax_ovl.set_title(
                 f"score {table.scores[i]:.4g} (thr {thr:.4g})\n{verdict}",
