@@ -239,9 +239,18 @@ grpc::Status InspectionServiceImpl::InspectUntil(Clock::time_point received, Clo
     const bool heatmap_wanted = request.heatmaps() == pb::HEATMAP_MODE_ALL ||
                                 (request.heatmaps() == pb::HEATMAP_MODE_REJECTED && rejected);
     if (heatmap_wanted && !heatmaps.empty()) {
-      // A heatmap that cannot be encoded is left empty: it is an extra, the verdict stands.
+      // Heatmaps are extras: once the deadline is reached, or if one cannot be encoded, the rest are
+      // omitted (counted in heatmaps_omitted) so the verdict still arrives in time.
+      if (Clock::now() >= deadline) {
+        reply->set_heatmaps_omitted(reply->heatmaps_omitted() + 1);
+        continue;
+      }
       std::string png;
-      if (EncodeHeatmapPng(heatmaps.data() + static_cast<size_t>(i) * H * W, W, H, &png).ok()) r->set_heatmap_png(png);
+      if (EncodeHeatmapPng(heatmaps.data() + static_cast<size_t>(i) * H * W, W, H, &png).ok()) {
+        r->set_heatmap_png(std::move(png));
+      } else {
+        reply->set_heatmaps_omitted(reply->heatmaps_omitted() + 1);
+      }
     }
   }
   reply->set_product_score(verdict.product_score);
