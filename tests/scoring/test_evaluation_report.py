@@ -217,3 +217,21 @@ def test_calibrate_then_report_flags_fallback_regions(tmp_path):
     summary = format_summary(report)
     assert "WARNING region R0: calibration fallback" in summary
     assert "WARNING region R1" not in summary
+
+
+def test_from_records_and_calibrate_table_drop_unknown_labels():
+    from tfad.data.records import ImageRecord
+    from tfad.scoring.thresholds import calibrate_table
+
+    records = [
+        ImageRecord("a.png", 0, "good", region="R0", product_id="P1", run_id="r1", vial=2),
+        ImageRecord("b.png", 1, "crack", mask_path="b_mask.png", region="R0", product_id="P2", run_id="r1"),
+        ImageRecord("c.png", -1, "unknown", region="R0", product_id="P3", run_id="r1"),
+    ]
+    table = ScoreTable.from_records(records, [0.1, 0.9, 0.0])
+    assert table.product_keys() == [("r1", "P1"), ("r1", "P2"), ("r1", "P3")]
+    assert table.mask_paths.tolist() == [None, "b_mask.png", None] and table.vials.tolist() == [2, 0, 0]
+    th = calibrate_table(table, "no-defect-accepted")
+    # calibrate() itself rejects label -1: calibrate_table must drop the unknown row first
+    assert th.regions == {"R0": pytest.approx(0.5)}
+    assert th.per_region_stats["R0"].n_good == 1

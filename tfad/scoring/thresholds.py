@@ -29,10 +29,14 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tfad.scoring.metrics import Confusion, candidate_thresholds, confusion_at, rejection_counts
+
+if TYPE_CHECKING:
+    from tfad.scoring.table import ScoreTable
 
 __all__ = [
     "POLICIES",
@@ -41,6 +45,7 @@ __all__ = [
     "RunAcceptance",
     "ThresholdTable",
     "calibrate",
+    "calibrate_table",
     "patch_decisions",
     "product_verdicts",
     "required_runs",
@@ -330,6 +335,26 @@ def calibrate(
         per_region_stats=stats,
         false_reject_budget=None if false_reject_budget is None else float(false_reject_budget),
         default_rule=default_rule,
+    )
+
+
+def calibrate_table(
+    table: ScoreTable,
+    policy: str = "max-accuracy",
+    false_reject_budget: float | None = None,
+    default: float | str | None = None,
+) -> ThresholdTable:
+    """:func:`calibrate` on the labelled rows (label 0/1) of a score table; unknown (-1) rows are dropped."""
+    labelled = table.labels != -1
+    if not labelled.any():
+        raise ValueError("the score table has no labelled sample (label 0 or 1) to calibrate on")
+    return calibrate(
+        table.scores[labelled],
+        table.labels[labelled],
+        table.regions[labelled],
+        policy=policy,
+        false_reject_budget=false_reject_budget,
+        default=default,
     )
 
 
