@@ -32,15 +32,24 @@ class CorruptFileCounter:
         self.per_pass: list[int] = []
 
     def record(self, path: str, reason: str) -> None:
-        """Note one skipped sample because of ``path``."""
+        """Note one skipped sample because of ``path`` (without counting it as processed)."""
         with self._lock:
             self._count += 1
             self._this_pass += 1
             self._reasons.setdefault(path, reason)
 
-    def processed(self) -> None:
-        """Note one record processed (skipped or not); logs the summary when a pass completes."""
+    def processed(self, corrupt: tuple[str, str] | None = None) -> None:
+        """Note one record processed; ``corrupt`` = (path, reason) when it was skipped.
+
+        Logs the summary when a pass (``records_per_pass`` records) completes. With parallel decoding
+        and ``repeat``, a skip right at a pass boundary may be attributed to the neighbouring pass; the
+        totals are exact.
+        """
         with self._lock:
+            if corrupt is not None:
+                self._count += 1
+                self._this_pass += 1
+                self._reasons.setdefault(*corrupt)
             self._processed += 1
             if not self.records_per_pass or self._processed % self.records_per_pass:
                 return

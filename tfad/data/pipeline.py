@@ -124,16 +124,15 @@ def make_dataset(
         try:
             image, mask, roi = load_sample_arrays(record, (height, width), channels, with_masks, with_roi)
             ok = True
+            counter.processed()
         except CorruptImageError as err:
+            counter.processed((err.path, err.reason))
             if on_corrupt == "fail":
                 raise
-            counter.record(err.path, err.reason)
             image = np.zeros((height, width, channels), np.uint8)
             mask = np.zeros((height, width, 1), np.uint8) if with_masks else None
             roi = np.zeros((height, width, 1), np.uint8) if with_roi else None
             ok = False
-        finally:
-            counter.processed()
         outputs = [image, np.int32(record.label), np.bool_(ok)]
         outputs += [a for a in (mask, roi) if a is not None]
         return outputs

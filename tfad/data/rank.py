@@ -122,13 +122,12 @@ def make_rank_dataset(
         for i in groups[int(group_index)]:
             try:
                 image, mask, roi = load_sample_arrays(records[i], (height, width), channels, with_masks, True)
+                counter.processed()
             except CorruptImageError as err:
+                counter.processed((err.path, err.reason))
                 if on_corrupt == "fail":
                     raise
-                counter.record(err.path, err.reason)
                 continue
-            finally:
-                counter.processed()
             images.append(image)
             masks.append(mask if with_masks else np.zeros((height, width, 1), np.uint8))
             rois.append(roi)
