@@ -1,0 +1,383 @@
+"""The serving contract in Python: manifest parsing, request validation/decoding, resize and verdicts.
+
+Mirrors the C++ server (cc/manifest.cc, cc/validation.cc, cc/image_resize.cc, cc/verdict.cc) rule for rule
+and message for message, so both servers accept, refuse and decide the same requests the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tfad.serving.protos import pb
+
+MANIFEST_FILE = "tfad_manifest.json"
+
+
+class ManifestError(ValueError):
+    """The manifest violates the serving contract; the version is not servable."""
+
+
+class InvalidRequest(ValueError):
+    """The request is malformed; answered with INVALID_ARGUMENT and this message."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parts of ``tfad_manifest.json`` a server needs."""
+
+    name: str
+    version: int
+    height: int
+    width: int
+    channels: int
+    resize: str  # "reject" | "bilinear"
+    region_thresholds: dict[str, float]
+    default_threshold: float | None
+    signature_name: str = "serving_default"
+    signature_input: str = "images"
+    score_name: str = ""
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def threshold_for(self, region: str) -> float | None:
+        """The region's threshold, else the default, else None."""
+        return self.region_thresholds.get(region, self.default_threshold)
+
+    def region_list(self) -> str:
+        return ", ".join(sorted(self.region_thresholds)) or "(none)"
+
+
+def _positive_int(obj: dict, key: str, path: str) -> int:
+    if obj.get(key) is None:
+        raise ManifestError(f'manifest: missing "{path}"')
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ManifestError(f'manifest: "{path}" must be a number')
+    if not (value >= 1) or value != math.floor(value) or value > 1e9:
+        raise ManifestError(f'manifest: "{path}" must be a positive integer')
+    return int(value)
+
+
+def _threshold(value, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ManifestError(f'manifest: "{path}" must be a finite number')
+    return float(np.float32(value))
+
+
+def parse_manifest(text: str) -> Manifest:
+    """Parse and validate manifest JSON; raises ManifestError naming the offending field."""
+    try:
+        root = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"manifest: not a JSON object: {err}") from err
+    if not isinstance(root, dict):
+        raise ManifestError("manifest: not a JSON object")
+    fmt = root.get("format")
+    if not isinstance(fmt, str):
+        raise ManifestError('manifest: missing "format"')
+    if fmt != "tfad-manifest/1":
+        raise ManifestError(f'manifest: unsupported format "{fmt}" (this server reads tfad-manifest/1)')
+    name = root.get("name")
+    if not isinstance(name, str):
+        raise ManifestError('manifest: missing "name"')
+    version = _positive_int(root, "version", "version")
+    inp = root.get("input")
+    if not isinstance(inp, dict):
+        raise ManifestError('manifest: missing "input"')
+    h = _positive_int(inp, "height", "input.height")
+    w = _positive_int(inp, "width", "input.width")
+    c = _positive_int(inp, "channels", "input.channels")
+    if h > 16384 or w > 16384 or c not in (1, 3):
+        raise ManifestError("manifest: input must be at most 16384x16384 with 1 or 3 channels")
+    if inp.get("dtype", "uint8") != "uint8":
+        raise ManifestError(f'manifest: input.dtype is "{inp.get("dtype")}", must be "uint8"')
+    if inp.get("layout", "NHWC") != "NHWC":
+        raise ManifestError(f'manifest: input.layout is "{inp.get("layout")}", must be "NHWC"')
+    resize = "reject"
+    pre = root.get("preprocessing")
+    if pre is not None:
+        if not isinstance(pre, dict):
+            raise ManifestError('manifest: "preprocessing" must be an object')
+        resize = pre.get("resize") or "reject"
+        if resize not in ("reject", "bilinear"):
+            raise ManifestError(
+                f'manifest: preprocessing.resize is "{resize}", must be "reject" or "bilinear"'
+            )
+    sig = root.get("signature") or {}
+    if not isinstance(sig, dict):
+        raise ManifestError('manifest: "signature" must be an object')
+    outputs = sig.get("outputs")
+    if outputs is not None and ("score" not in outputs or "heatmap" not in outputs):
+        raise ManifestError('manifest: signature.outputs must include "score" and "heatmap"')
+    score = root.get("score") or {}
+    if isinstance(score, dict) and score.get("higher_is_anomalous") is False:
+        raise ManifestError(
+            "manifest: score.higher_is_anomalous is false; the contract requires higher = more anomalous"
+        )
+    thresholds = root.get("thresholds")
+    if thresholds is None:
+        raise ManifestError(
+            'manifest: no thresholds ("thresholds" is null or missing): the model is not calibrated and '
+            "cannot be served"
+        )
+    if not isinstance(thresholds, dict):
+        raise ManifestError('manifest: "thresholds" must be an object')
+    regions_raw = thresholds.get("regions") or {}
+    if not isinstance(regions_raw, dict):
+        raise ManifestError('manifest: "thresholds.regions" must be an object {region: threshold}')
+    regions = {k: _threshold(v, f"thresholds.regions.{k}") for k, v in regions_raw.items()}
+    default = thresholds.get("default")
+    default_threshold = None if default is None else _threshold(default, "thresholds.default")
+    if not regions and default_threshold is None:
+        raise ManifestError(
+            "manifest: thresholds has no region thresholds and no default: nothing to decide with"
+        )
+    return Manifest(
+        name=name,
+        version=version,
+        height=h,
+        width=w,
+        channels=c,
+        resize=resize,
+        region_thresholds=regions,
+        default_threshold=default_threshold,
+        signature_name=sig.get("name", "serving_default"),
+        signature_input=sig.get("input", "images"),
+        score_name=score.get("name", "") if isinstance(score, dict) else "",
+        raw=root,
+    )
+
+
+def load_manifest(version_dir: str | Path) -> Manifest:
+    """Read and parse ``<version_dir>/tfad_manifest.json``; errors name the file."""
+    path = Path(version_dir) / MANIFEST_FILE
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ManifestError(f"cannot read {path}") from err
+    try:
+        return parse_manifest(text)
+    except ManifestError as err:
+        raise ManifestError(f"{path}: {err}") from err
+
+
+# --- images -----------------------------------------------------------------------------------------------
+
+
+def _taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
+    x = np.clip(x, 0.0, src - 1)
+    lo = np.floor(x).astype(np.int64)
+    hi = np.minimum(lo + 1, src - 1)
+    return lo, hi, (x - lo).astype(np.float32)
+
+
+def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a uint8 HWC image with half-pixel centres, no antialiasing, round half up.
+
+    Bit-identical to cc/image_resize.cc (same float32 arithmetic, same order), so both servers feed the
+    model the same pixels.
+    """
+    src = image.astype(np.float32)
+    ylo, yhi, fy = _taps(image.shape[0], height)
+    xlo, xhi, fx = _taps(image.shape[1], width)
+    fx = fx[None, :, None]
+    fy = fy[:, None, None]
+    a, b = src[ylo][:, xlo], src[ylo][:, xhi]
+    d, e = src[yhi][:, xlo], src[yhi][:, xhi]
+    top = a + (b - a) * fx
+    bottom = d + (e - d) * fx
+    v = top + (bottom - top) * fy
+    return np.clip(np.floor(v + np.float32(0.5)), 0, 255).astype(np.uint8)
+
+
+_CHANNEL_WORDS = {1: "1 (gray)", 2: "2 (gray+alpha)", 3: "3 (RGB)", 4: "4 (RGBA)"}
+
+
+def decode_png(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode an 8-bit PNG to HWC uint8 with the file's channels (RGB order). Raises ValueError."""
+    if len(data) < 8 or data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG (bad signature)")
+    if len(data) >= 24:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if width * height > max_pixels:
+            raise ValueError(f"PNG is {width}x{height}, more than the {max_pixels}-pixel limit")
+        if data[24] == 16:
+            raise ValueError("16-bit PNG not supported (send 8-bit)")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("corrupt PNG: cannot decode")
+    if image.dtype != np.uint8:
+        raise ValueError("16-bit PNG not supported (send 8-bit)")
+    if image.ndim == 2:
+        return image[:, :, None]
+    if image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
+
+
+def encode_heatmap_png(heatmap: np.ndarray) -> bytes:
+    """8-bit gray PNG of a heatmap in [0, 1] (clamped; NaN -> 1), value = round(v * 255)."""
+    h = np.nan_to_num(heatmap.astype(np.float32), nan=1.0)
+    gray = (np.clip(h, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", gray, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError("PNG encode failed")
+    return buf.tobytes()
+
+
+# --- validation -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Request limits (same defaults and meaning as the C++ server's flags)."""
+
+    max_patches: int = 256
+    max_patch_bytes: int = 4 << 20
+    max_image_pixels: int = 4096 * 4096
+
+
+@dataclass
+class DecodedBatch:
+    """A validated product: uint8 [n, H, W, C] in request order and each patch's threshold."""
+
+    images: np.ndarray
+    thresholds: np.ndarray
+    resized: int = 0
+
+
+def _dims(w: int, h: int, c: int) -> str:
+    return f"{w}x{h}x{c}"
+
+
+def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> DecodedBatch:
+    """Validate ``request`` (an InspectRequest) against the limits and manifest and decode its patches.
+
+    Raises InvalidRequest naming the first problem (patch index, region, frame and vial included).
+    """
+    n = len(request.patches)
+    if n == 0:
+        raise InvalidRequest("empty product: the request has no patches")
+    if n > limits.max_patches:
+        raise InvalidRequest(
+            f"{n} patches in one product; at most {limits.max_patches} allowed (--max_patches)"
+        )
+    H, W, C = manifest.height, manifest.width, manifest.channels
+    images = np.zeros((n, H, W, C), np.uint8)
+    thresholds = np.zeros(n, np.float32)
+    seen: set[tuple[int, int, str]] = set()
+    resized = 0
+    for i, p in enumerate(request.patches):
+        where = f"patch {i} (region {p.region or '<empty>'}, frame {p.frame}, vial {p.vial})"
+        if not p.region:
+            raise InvalidRequest(f"{where}: region is empty")
+        threshold = manifest.threshold_for(p.region)
+        if threshold is None:
+            raise InvalidRequest(
+                f"{where}: unknown region '{p.region}'; model {manifest.name} v{manifest.version} "
+                "has thresholds "
+                f"for {manifest.region_list()} and no default"
+            )
+        thresholds[i] = threshold
+        key = (p.frame, p.vial, p.region)
+        if key in seen:
+            raise InvalidRequest(
+                f"{where}: duplicate patch (same frame, vial and region as an earlier patch)"
+            )
+        seen.add(key)
+        nbytes = len(p.data)
+        if nbytes == 0:
+            raise InvalidRequest(f"{where}: no image data")
+        if nbytes > limits.max_patch_bytes:
+            raise InvalidRequest(
+                f"{where}: {nbytes} bytes exceed the limit of {limits.max_patch_bytes} per patch "
+                "(--max_patch_bytes)"
+            )
+        if p.encoding == pb.IMAGE_ENCODING_RAW_UINT8:
+            w, h, c = p.width, p.height, p.channels
+            if w == 0 or h == 0 or c == 0:
+                raise InvalidRequest(
+                    f"{where}: raw image needs width, height and channels (got {_dims(w, h, c)})"
+                )
+            if w * h > limits.max_image_pixels:
+                raise InvalidRequest(
+                    f"{where}: {_dims(w, h, c)} exceeds the {limits.max_image_pixels}-pixel limit "
+                    "(--max_image_pixels)"
+                )
+            if nbytes != w * h * c:
+                raise InvalidRequest(f"{where}: {nbytes} bytes for {_dims(w, h, c)}, expected {w * h * c}")
+            image = np.frombuffer(p.data, np.uint8).reshape(h, w, c)
+        elif p.encoding == pb.IMAGE_ENCODING_PNG:
+            try:
+                image = decode_png(p.data, limits.max_image_pixels)
+            except ValueError as err:
+                raise InvalidRequest(f"{where}: {err}") from None
+            h, w, c = image.shape
+            if (p.width and p.width != w) or (p.height and p.height != h) or (p.channels and p.channels != c):
+                raise InvalidRequest(
+                    f"{where}: PNG is {_dims(w, h, c)} but the patch declares "
+                    f"{_dims(p.width, p.height, p.channels)}"
+                )
+        else:
+            raise InvalidRequest(
+                f"{where}: encoding not set (use IMAGE_ENCODING_RAW_UINT8 or IMAGE_ENCODING_PNG)"
+            )
+        if c != C:
+            raise InvalidRequest(
+                f"{where}: image has {_CHANNEL_WORDS.get(c, c)} channels; model {manifest.name} takes "
+                f"{_CHANNEL_WORDS.get(C, C)}"
+            )
+        if (h, w) == (H, W):
+            images[i] = image
+        elif manifest.resize == "bilinear":
+            images[i] = resize_bilinear(image, H, W)
+            resized += 1
+        else:
+            raise InvalidRequest(
+                f"{where}: image is {_dims(w, h, c)} but model {manifest.name} takes {_dims(W, H, C)} "
+                "and its "
+                'manifest\'s resize policy is "reject"'
+            )
+    return DecodedBatch(images=images, thresholds=thresholds, resized=resized)
+
+
+# --- verdicts ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProductDecision:
+    """Outcome of decide_product: verdict is "ACCEPT", "REJECT" or "INCOMPLETE" (with ``error``)."""
+
+    verdict: str
+    product_score: float = 0.0
+    patch_rejected: tuple[bool, ...] = ()
+    error: str = ""
+
+
+def decide_product(scores: np.ndarray, thresholds: np.ndarray) -> ProductDecision:
+    """A patch is rejected when score > threshold; the product when any patch is. Fail-safe: a non-finite
+    score or a length mismatch is INCOMPLETE (NaN > threshold is False and would otherwise accept)."""
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    thresholds = np.asarray(thresholds, np.float32).reshape(-1)
+    if scores.size == 0 or scores.size != thresholds.size:
+        return ProductDecision(
+            "INCOMPLETE", error=f"internal: {scores.size} scores for {thresholds.size} patches"
+        )
+    bad = ~(np.isfinite(scores) & np.isfinite(thresholds))
+    if bad.any():
+        i = int(np.argmax(bad))
+        return ProductDecision("INCOMPLETE", error=f"non-finite score {scores[i]} for patch {i}")
+    rejected = scores > thresholds
+    return ProductDecision(
+        "REJECT" if rejected.any() else "ACCEPT",
+        product_score=float(scores.max()),
+        patch_rejected=tuple(bool(r) for r in rejected),
+    )
