@@ -599,10 +599,24 @@ def make_contact_sheet(
             y0 = header + k * tile
             sheet[y0 : y0 + tile, x0 : x0 + tile] = img
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
-    try:  # a 64-colour palette PNG is ~4x smaller; Pillow comes with matplotlib
-        from PIL import Image
-
-        Image.fromarray(sheet[:, :, ::-1]).quantize(colors=64).save(out_png, optimize=True)
-    except ImportError:
-        cv2.imwrite(out_png, sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    _write_palette_png(out_png, sheet)
     return out_png
+
+
+def _write_palette_png(path: str, bgr: np.ndarray) -> None:
+    """Grey + a few pure colours as an 8-bit palette PNG (several times smaller than RGB)."""
+    try:
+        from PIL import Image  # Pillow comes with matplotlib
+    except ImportError:
+        cv2.imwrite(path, bgr, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        return
+    colours = {(0, 0, 255): 250, (0, 0, 200): 251, (0, 120, 0): 252}  # BGR -> palette index
+    index = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 249 // 255
+    for bgr_colour, i in colours.items():
+        index[np.all(bgr == bgr_colour, axis=-1)] = i
+    palette = [round(v * 255 / 249) for v in range(250) for _ in range(3)]
+    for bgr_colour in colours:
+        palette += list(bgr_colour[::-1])
+    image = Image.fromarray(index.astype(np.uint8), mode="P")
+    image.putpalette(palette)
+    image.save(path, optimize=True)
