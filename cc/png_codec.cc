@@ -128,7 +128,7 @@ Status EncodeHeatmapPng(const float* heatmap, int width, int height, std::string
     float v = heatmap[i];
     if (std::isnan(v)) v = 1.0f;  // unknown = most anomalous
     v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
-    gray[i] = static_cast<uint8_t>(std::lround(v * 255.0f));
+    gray[i] = static_cast<uint8_t>(v * 255.0f + 0.5f);  // round half up; v is in [0, 1]
   }
   return EncodeGrayPng(gray.data(), width, height, png);
 }

@@ -1,0 +1,61 @@
+// Fakes of InferenceModel / ModelLoader for unit tests of the model manager and the service.
+#ifndef TFAD_CC_TESTS_FAKE_MODEL_H_
+#define TFAD_CC_TESTS_FAKE_MODEL_H_
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "cc/inference_model.h"
+
+namespace tfad::testing {
+
+// score = mean pixel / 255 of each image; behaviour switches for fail-safe tests.
+class FakeModel : public InferenceModel {
+ public:
+  std::atomic<int> sleep_ms{0};
+  std::atomic<bool> fail{false};
+  std::atomic<bool> nan_scores{false};
+  std::atomic<int> runs{0};
+
+  RunCode Run(const uint8_t* images, int n, int h, int w, int c, int64_t /*timeout_ms*/, std::vector<float>* scores,
+              std::vector<float>* heatmaps, std::string* error) override {
+    ++runs;
+    if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms.load()));
+    if (fail) {
+      *error = "fake failure";
+      return RunCode::kError;
+    }
+    const size_t per = static_cast<size_t>(h) * w * c;
+    scores->assign(static_cast<size_t>(n), 0.0f);
+    for (int i = 0; i < n; ++i) {
+      double sum = 0;
+      for (size_t k = 0; k < per; ++k) sum += images[static_cast<size_t>(i) * per + k];
+      (*scores)[static_cast<size_t>(i)] = nan_scores ? std::nanf("") : static_cast<float>(sum / per / 255.0);
+    }
+    if (heatmaps != nullptr) heatmaps->assign(static_cast<size_t>(n) * h * w, 0.5f);
+    return RunCode::kOk;
+  }
+};
+
+// Loads a version unless its directory contains a file named "broken"; shares one FakeModel.
+class FakeLoader : public ModelLoader {
+ public:
+  std::shared_ptr<FakeModel> model = std::make_shared<FakeModel>();
+  std::atomic<int> loads{0};
+
+  Status Load(const std::string& version_dir, const Manifest& /*manifest*/, std::shared_ptr<InferenceModel>* out) override {
+    ++loads;
+    if (std::ifstream(version_dir + "/broken").good()) return Status::Error("SavedModel load failed: fake broken version");
+    *out = model;
+    return Status::Ok();
+  }
+};
+
+}  // namespace tfad::testing
+
+#endif  // TFAD_CC_TESTS_FAKE_MODEL_H_

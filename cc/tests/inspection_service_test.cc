@@ -1,0 +1,156 @@
+// The service's fail-safe behaviour with a fake model: never ACCEPT when the inspection did not complete.
+#include "cc/inspection_service.h"
+
+#include <gtest/gtest.h>
+
+#include "cc/tests/fake_model.h"
+#include "cc/tests/test_util.h"
+
+namespace tfad {
+namespace {
+
+namespace pb = tfad::inspection::v1;
+using Clock = std::chrono::steady_clock;
+using testing::AddRawPatch;
+
+class InspectionServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = testing::TempDir("svc_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    testing::MakeDir(root_ + "/vials");
+    testing::MakeDir(root_ + "/vials/1");
+    // Thresholds: R0 0.5, R1 0.25; fake score = mean pixel / 255.
+    testing::WriteFile(root_ + "/vials/1/tfad_manifest.json", testing::ManifestJson("vials", 1));
+    ASSERT_TRUE(ModelManager::Create(root_, {}, &loader_, LoadOptions{1}, &manager_).ok());
+    manager_->PollAll();
+    ASSERT_TRUE(manager_->AllServing());
+    pool_ = std::make_unique<InferencePool>(1, 2);
+    service_ = std::make_unique<InspectionServiceImpl>(manager_.get(), pool_.get(), ServiceOptions{});
+  }
+  grpc::Status Inspect(const pb::InspectRequest& r, pb::InspectReply* reply, int budget_ms = 1000) {
+    const auto now = Clock::now();
+    return service_->InspectUntil(now, now + std::chrono::milliseconds(budget_ms), r, reply);
+  }
+  static pb::InspectRequest Product(uint8_t r0_value, uint8_t r1_value) {
+    pb::InspectRequest r;
+    r.set_product_id("P1");
+    AddRawPatch(&r, "R0", 8, 8, 1, r0_value, 0);
+    AddRawPatch(&r, "R1", 8, 8, 1, r1_value, 0);
+    return r;
+  }
+
+  std::string root_;
+  testing::FakeLoader loader_;
+  std::unique_ptr<ModelManager> manager_;
+  std::unique_ptr<InferencePool> pool_;
+  std::unique_ptr<InspectionServiceImpl> service_;
+};
+
+TEST_F(InspectionServiceTest, AcceptsAndRejectsByRegionThreshold) {
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(Product(102, 51), &reply).ok());  // 0.4 <= 0.5, 0.2 <= 0.25
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_ACCEPT);
+  EXPECT_NEAR(reply.product_score(), 0.4f, 1e-6);
+  ASSERT_EQ(reply.patches_size(), 2);
+  EXPECT_FLOAT_EQ(reply.patches(1).threshold(), 0.25f);
+  EXPECT_EQ(reply.model_name(), "vials");
+  EXPECT_EQ(reply.model_version(), 1);
+
+  pb::InspectReply rejected;
+  ASSERT_TRUE(Inspect(Product(102, 77), &rejected).ok());  // 77/255 = 0.302 > 0.25
+  EXPECT_EQ(rejected.verdict(), pb::VERDICT_REJECT);
+  EXPECT_EQ(rejected.patches(0).decision(), pb::PATCH_DECISION_ACCEPT);
+  EXPECT_EQ(rejected.patches(1).decision(), pb::PATCH_DECISION_REJECT);
+}
+
+TEST_F(InspectionServiceTest, HeatmapsOnlyForRejectedPatchesWhenAsked) {
+  pb::InspectRequest r = Product(102, 77);
+  r.set_heatmaps(pb::HEATMAP_MODE_REJECTED);
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(r, &reply).ok());
+  EXPECT_TRUE(reply.patches(0).heatmap_png().empty());
+  EXPECT_FALSE(reply.patches(1).heatmap_png().empty());
+}
+
+TEST_F(InspectionServiceTest, InvalidRequestIsInvalidArgumentBeforeInference) {
+  pb::InspectRequest r = Product(1, 1);
+  r.mutable_patches(1)->mutable_data()->pop_back();
+  pb::InspectReply reply;
+  const int runs = loader_.model->runs;
+  const grpc::Status s = Inspect(r, &reply);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("patch 1 (region R1"), std::string::npos) << s.error_message();
+  EXPECT_EQ(loader_.model->runs, runs);
+}
+
+TEST_F(InspectionServiceTest, UnknownModelIsInvalidArgument) {
+  pb::InspectRequest r = Product(1, 1);
+  r.set_model_name("nope");
+  pb::InspectReply reply;
+  EXPECT_EQ(Inspect(r, &reply).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(InspectionServiceTest, SlowInferenceIsRejectIncompleteNeverAccept) {
+  loader_.model->sleep_ms = 300;
+  pb::InspectReply reply;
+  const auto start = Clock::now();
+  ASSERT_TRUE(Inspect(Product(0, 0), &reply, 50).ok());
+  const double waited = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+  EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_DEADLINE_EXCEEDED);
+  EXPECT_EQ(reply.patches_size(), 0);
+  EXPECT_LT(waited, 250.0);  // answered at the deadline, not when inference finished
+}
+
+TEST_F(InspectionServiceTest, InferenceErrorIsRejectIncomplete) {
+  loader_.model->fail = true;
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(Product(0, 0), &reply).ok());
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+  EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_INFERENCE_ERROR);
+  EXPECT_NE(reply.incomplete_detail().find("fake failure"), std::string::npos);
+}
+
+TEST_F(InspectionServiceTest, NanScoresAreRejectIncomplete) {
+  loader_.model->nan_scores = true;
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(Product(0, 0), &reply).ok());
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+  EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_INFERENCE_ERROR);
+}
+
+TEST_F(InspectionServiceTest, FullQueueIsRejectIncompleteOverloaded) {
+  loader_.model->sleep_ms = 200;
+  // One running + two queued fill the pool (1 thread, max_queue 2); the fourth is refused.
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([this] {
+      pb::InspectReply reply;
+      Inspect(Product(0, 0), &reply, 2000);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(Product(0, 0), &reply, 2000).ok());
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+  EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_OVERLOADED);
+}
+
+TEST_F(InspectionServiceTest, ModelStatusReportsVersionsAndStats) {
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(Product(102, 51), &reply).ok());
+  pb::GetModelStatusRequest request;
+  pb::GetModelStatusReply status;
+  ASSERT_TRUE(service_->GetModelStatus(nullptr, &request, &status).ok());
+  ASSERT_EQ(status.models_size(), 1);
+  EXPECT_EQ(status.server_kind(), "cc");
+  EXPECT_EQ(status.models(0).serving_version(), 1);
+  EXPECT_EQ(status.models(0).versions(0).state(), pb::VERSION_STATE_AVAILABLE);
+  EXPECT_EQ(status.models(0).stats().accepted(), 1u);
+  request.set_model_name("nope");
+  EXPECT_EQ(service_->GetModelStatus(nullptr, &request, &status).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace tfad

@@ -1,0 +1,100 @@
+#include "cc/manifest.h"
+
+#include <gtest/gtest.h>
+
+#include "cc/tests/test_util.h"
+
+namespace tfad {
+namespace {
+
+using testing::ManifestJson;
+
+TEST(ManifestTest, ParsesTheContractExample) {
+  Manifest m;
+  Status s = ParseManifest(ManifestJson("vials", 3, 256, 128, 1, "bilinear"), &m);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(m.name, "vials");
+  EXPECT_EQ(m.version, 3);
+  EXPECT_EQ(m.height, 256);
+  EXPECT_EQ(m.width, 128);
+  EXPECT_EQ(m.channels, 1);
+  EXPECT_EQ(m.resize, ResizePolicy::kBilinear);
+  EXPECT_EQ(m.signature_input, "images");
+  EXPECT_FLOAT_EQ(m.region_thresholds.at("R0"), 0.5f);
+  EXPECT_FALSE(m.default_threshold.has_value());
+  EXPECT_EQ(m.RegionList(), "R0, R1");
+}
+
+TEST(ManifestTest, NullThresholdsIsALoadError) {
+  Manifest m;
+  Status s = ParseManifest(ManifestJson("vials", 1, 8, 8, 1, "reject", "null"), &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("no thresholds"), std::string::npos) << s.message();
+}
+
+TEST(ManifestTest, EmptyThresholdsWithoutDefaultIsALoadError) {
+  Manifest m;
+  Status s = ParseManifest(ManifestJson("vials", 1, 8, 8, 1, "reject", R"({"regions": {}, "default": null})"), &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("no region thresholds and no default"), std::string::npos) << s.message();
+}
+
+TEST(ManifestTest, DefaultThresholdAppliesToUnlistedRegions) {
+  Manifest m;
+  ASSERT_TRUE(ParseManifest(ManifestJson("m", 1, 8, 8, 1, "reject", R"({"regions": {"R0": 0.1}, "default": 0.7})"), &m).ok());
+  EXPECT_FLOAT_EQ(*m.ThresholdFor("R0"), 0.1f);
+  EXPECT_FLOAT_EQ(*m.ThresholdFor("R9"), 0.7f);
+}
+
+TEST(ManifestTest, UnknownRegionWithoutDefaultHasNoThreshold) {
+  Manifest m;
+  ASSERT_TRUE(ParseManifest(ManifestJson(), &m).ok());
+  EXPECT_FALSE(m.ThresholdFor("R9").has_value());
+}
+
+TEST(ManifestTest, RejectsBadResizePolicy) {
+  Manifest m;
+  Status s = ParseManifest(ManifestJson("m", 1, 8, 8, 1, "nearest"), &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("preprocessing.resize"), std::string::npos) << s.message();
+}
+
+TEST(ManifestTest, RejectsNonNumericThreshold) {
+  Manifest m;
+  Status s = ParseManifest(ManifestJson("m", 1, 8, 8, 1, "reject", R"({"regions": {"R0": "high"}})"), &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("thresholds.regions.R0"), std::string::npos) << s.message();
+}
+
+TEST(ManifestTest, RejectsWrongFormatAndBadJson) {
+  Manifest m;
+  EXPECT_FALSE(ParseManifest(R"({"format": "tfad-manifest/2"})", &m).ok());
+  EXPECT_FALSE(ParseManifest("{not json", &m).ok());
+  EXPECT_FALSE(ParseManifest("[]", &m).ok());
+}
+
+TEST(ManifestTest, RejectsBadInputShapeAndDtype) {
+  Manifest m;
+  EXPECT_FALSE(ParseManifest(ManifestJson("m", 1, 0, 8, 1), &m).ok());
+  EXPECT_FALSE(ParseManifest(ManifestJson("m", 1, 8, 8, 2), &m).ok());
+  std::string json = ManifestJson();
+  json.replace(json.find("\"uint8\""), 7, "\"float32\"");
+  Status s = ParseManifest(json, &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("input.dtype"), std::string::npos);
+}
+
+TEST(ManifestTest, RejectsNonPositiveVersion) {
+  Manifest m;
+  EXPECT_FALSE(ParseManifest(ManifestJson("m", 0), &m).ok());
+}
+
+TEST(ManifestTest, LoadManifestFileNamesTheFile) {
+  Manifest m;
+  Status s = LoadManifestFile("/nonexistent/dir", &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("/nonexistent/dir/tfad_manifest.json"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tfad

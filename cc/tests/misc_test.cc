@@ -1,0 +1,70 @@
+// Flags, logging format and latency statistics.
+#include <gtest/gtest.h>
+
+#include "cc/latency_stats.h"
+#include "cc/server_flags.h"
+#include "cc/structured_log.h"
+
+namespace tfad {
+namespace {
+
+TEST(ServerFlagsTest, ParsesValuesAndRejectsUnknownOrBad) {
+  ServerFlags f;
+  bool help = false;
+  const char* argv[] = {"tfad_server", "--listen=0.0.0.0:9000", "--cycle_budget_ms=300", "--models=a,b",
+                        "--log-format", "json"};
+  ASSERT_TRUE(ParseServerFlags(6, argv, &f, &help).ok());
+  EXPECT_EQ(f.listen, "0.0.0.0:9000");
+  EXPECT_EQ(f.cycle_budget_ms, 300);
+  EXPECT_EQ(f.models, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(f.log_format, "json");
+
+  const char* unknown[] = {"tfad_server", "--nope=1"};
+  EXPECT_NE(ParseServerFlags(2, unknown, &f, &help).message().find("unknown flag --nope"), std::string::npos);
+  const char* bad[] = {"tfad_server", "--cycle_budget_ms=fast"};
+  EXPECT_NE(ParseServerFlags(2, bad, &f, &help).message().find("not an integer"), std::string::npos);
+  const char* range[] = {"tfad_server", "--inference_threads=0"};
+  EXPECT_FALSE(ParseServerFlags(2, range, &f, &help).ok());
+  ServerFlags tls;
+  const char* half_tls[] = {"tfad_server", "--tls_cert=a.pem"};
+  EXPECT_FALSE(ParseServerFlags(2, half_tls, &tls, &help).ok());
+}
+
+TEST(ServerFlagsTest, HelpDocumentsEveryFlag) {
+  const std::string help = ServerFlagsHelp();
+  for (const char* flag : {"--listen", "--models_root", "--models", "--tf_backend", "--poll_interval_ms",
+                           "--cycle_budget_ms", "--reply_margin_ms", "--inference_threads", "--max_queue",
+                           "--tf_intra_op_threads", "--tf_inter_op_threads", "--warmup_batch", "--max_patches",
+                           "--max_patch_bytes", "--max_image_pixels", "--max_message_bytes", "--max_rpc_threads",
+                           "--tls_cert", "--tls_key", "--tls_client_ca", "--log_format", "--log_requests"}) {
+    EXPECT_NE(help.find(std::string(flag) + " (default"), std::string::npos) << flag;
+  }
+}
+
+TEST(StructuredLogTest, KeyValueQuotesAndJsonEscapes) {
+  EXPECT_EQ(FormatLogLine(LogFormat::kKeyValue, LogLevel::kInfo, "inspect", {{"a", "1"}, {"b", "x y"}, {"c", ""}}, "T"),
+            "ts=T level=info event=inspect a=1 b=\"x y\" c=\"\"");
+  EXPECT_EQ(FormatLogLine(LogFormat::kJson, LogLevel::kError, "e", {{"msg", "say \"hi\"\n"}}, "T"),
+            "{\"ts\":\"T\",\"level\":\"error\",\"event\":\"e\",\"msg\":\"say \\\"hi\\\"\\n\"}");
+}
+
+TEST(LatencyStatsTest, PercentilesAndCounts) {
+  EXPECT_EQ(Percentile({}, 50), 0.0);
+  EXPECT_EQ(Percentile({5, 1, 3, 2, 4}, 50), 3.0);
+  EXPECT_EQ(Percentile({5, 1, 3, 2, 4}, 99), 5.0);
+  ModelStatsRecorder r(3);
+  r.Record(ModelStatsRecorder::Outcome::kAccept, 10, 5);
+  r.Record(ModelStatsRecorder::Outcome::kReject, 20, 5);
+  r.Record(ModelStatsRecorder::Outcome::kInvalid, 0, 0);
+  r.Record(ModelStatsRecorder::Outcome::kIncomplete, 30, 5);
+  r.Record(ModelStatsRecorder::Outcome::kAccept, 40, 5);  // pushes 10 out of the window of 3
+  const StatsSnapshot s = r.Snapshot();
+  EXPECT_EQ(s.requests_total, 5u);
+  EXPECT_EQ(s.accepted, 2u);
+  EXPECT_EQ(s.invalid, 1u);
+  EXPECT_EQ(s.latency_p50_ms, 30.0);
+  EXPECT_EQ(s.latency_max_ms, 40.0);
+}
+
+}  // namespace
+}  // namespace tfad

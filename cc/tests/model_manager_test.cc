@@ -1,0 +1,136 @@
+#include "cc/model_manager.h"
+
+#include <gtest/gtest.h>
+
+#include "cc/tests/fake_model.h"
+#include "cc/tests/test_util.h"
+
+namespace tfad {
+namespace {
+
+using testing::FakeLoader;
+
+class ModelManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = testing::TempDir("models_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    testing::MakeDir(root_ + "/vials");
+    LoadOptions options;
+    options.warmup_batch = 2;
+    slot_ = std::make_unique<ModelSlot>("vials", root_ + "/vials", &loader_, options);
+  }
+  void AddVersion(int v, const std::string& manifest = "") {
+    const std::string dir = root_ + "/vials/" + std::to_string(v);
+    testing::MakeDir(dir);
+    testing::WriteFile(dir + "/tfad_manifest.json", manifest.empty() ? testing::ManifestJson("vials", v) : manifest);
+  }
+  VersionRecord Record(int64_t v) {
+    for (const auto& r : slot_->Versions()) {
+      if (r.version == v) return r;
+    }
+    return {};
+  }
+
+  std::string root_;
+  FakeLoader loader_;
+  std::unique_ptr<ModelSlot> slot_;
+};
+
+TEST_F(ModelManagerTest, ServesTheHighestVersionAndWarmsItUp) {
+  AddVersion(1);
+  AddVersion(3);
+  slot_->Poll();
+  ASSERT_NE(slot_->Current(), nullptr);
+  EXPECT_EQ(slot_->Current()->version, 3);
+  EXPECT_EQ(loader_.loads, 1);
+  EXPECT_EQ(loader_.model->runs, 1);  // the warm-up run
+  EXPECT_EQ(Record(3).state, VersionState::kAvailable);
+}
+
+TEST_F(ModelManagerTest, NewVersionIsSwappedInAndTheOldRetired) {
+  AddVersion(1);
+  slot_->Poll();
+  const auto v1 = slot_->Current();
+  AddVersion(2);
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current()->version, 2);
+  EXPECT_EQ(v1->version, 1);  // a request holding v1 keeps a valid servable
+  EXPECT_EQ(Record(1).state, VersionState::kRetired);
+}
+
+TEST_F(ModelManagerTest, FailedVersionIsReportedAndThePreviousKeepsServing) {
+  AddVersion(1);
+  slot_->Poll();
+  AddVersion(2);
+  testing::WriteFile(root_ + "/vials/2/broken", "");
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current()->version, 1);
+  EXPECT_EQ(Record(2).state, VersionState::kFailed);
+  EXPECT_NE(Record(2).error.find("fake broken"), std::string::npos);
+  // Not retried while unchanged...
+  const int loads = loader_.loads;
+  slot_->Poll();
+  EXPECT_EQ(loader_.loads, loads);
+}
+
+TEST_F(ModelManagerTest, FailedVersionIsRetriedWhenItsFilesChange) {
+  AddVersion(1);
+  testing::WriteFile(root_ + "/vials/1/broken", "");
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current(), nullptr);
+  std::remove((root_ + "/vials/1/broken").c_str());
+  testing::WriteFile(root_ + "/vials/1/saved_model.pb", "now complete");
+  slot_->Poll();
+  ASSERT_NE(slot_->Current(), nullptr);
+  EXPECT_EQ(slot_->Current()->version, 1);
+}
+
+TEST_F(ModelManagerTest, ManifestWithoutThresholdsIsALoadError) {
+  AddVersion(1);
+  AddVersion(2, testing::ManifestJson("vials", 2, 8, 8, 1, "reject", "null"));
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current()->version, 1);  // falls back to the best loadable version
+  EXPECT_EQ(Record(2).state, VersionState::kFailed);
+  EXPECT_NE(Record(2).error.find("no thresholds"), std::string::npos) << Record(2).error;
+}
+
+TEST_F(ModelManagerTest, ManifestMustDescribeItsDirectory) {
+  AddVersion(4, testing::ManifestJson("vials", 5));
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current(), nullptr);
+  EXPECT_NE(Record(4).error.find("manifest says version 5"), std::string::npos) << Record(4).error;
+}
+
+TEST_F(ModelManagerTest, WarmUpWithNonFiniteScoresIsALoadError) {
+  loader_.model->nan_scores = true;
+  AddVersion(1);
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current(), nullptr);
+  EXPECT_NE(Record(1).error.find("non-finite"), std::string::npos);
+}
+
+TEST_F(ModelManagerTest, RemovingTheServingVersionRollsBack) {
+  AddVersion(1);
+  AddVersion(2);
+  slot_->Poll();
+  ASSERT_EQ(slot_->Current()->version, 2);
+  ASSERT_EQ(std::system(("rm -rf '" + root_ + "/vials/2'").c_str()), 0);
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current()->version, 1);
+}
+
+TEST_F(ModelManagerTest, ManagerFindsModelsAndDefault) {
+  AddVersion(1);
+  std::unique_ptr<ModelManager> manager;
+  ASSERT_TRUE(ModelManager::Create(root_, {}, &loader_, LoadOptions{2}, &manager).ok());
+  EXPECT_FALSE(manager->AllServing());
+  manager->PollAll();
+  EXPECT_TRUE(manager->AllServing());
+  EXPECT_EQ(manager->Find("")->name(), "vials");
+  EXPECT_EQ(manager->Find("other"), nullptr);
+  std::unique_ptr<ModelManager> none;
+  EXPECT_FALSE(ModelManager::Create(root_ + "/vials/1", {}, &loader_, LoadOptions{}, &none).ok());
+}
+
+}  // namespace
+}  // namespace tfad

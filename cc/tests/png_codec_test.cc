@@ -1,0 +1,86 @@
+#include "cc/png_codec.h"
+
+#include <gtest/gtest.h>
+#include <png.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace tfad {
+namespace {
+
+TEST(PngCodecTest, GrayRoundTrip) {
+  std::vector<uint8_t> pixels(37 * 23);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>((i * 7) & 0xff);
+  std::string png;
+  ASSERT_TRUE(EncodeGrayPng(pixels.data(), 37, 23, &png).ok());
+  PngInfo info;
+  std::vector<uint8_t> decoded;
+  Status s = DecodePng(png, 1 << 20, &info, &decoded);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(info.width, 37);
+  EXPECT_EQ(info.height, 23);
+  EXPECT_EQ(info.channels, 1);
+  EXPECT_EQ(decoded, pixels);
+}
+
+TEST(PngCodecTest, HeatmapIsScaledClampedAndRounded) {
+  const float heatmap[6] = {0.0f, 1.0f, 0.5f, -3.0f, 7.0f, std::nanf("")};
+  std::string png;
+  ASSERT_TRUE(EncodeHeatmapPng(heatmap, 3, 2, &png).ok());
+  PngInfo info;
+  std::vector<uint8_t> decoded;
+  ASSERT_TRUE(DecodePng(png, 100, &info, &decoded).ok());
+  EXPECT_EQ(decoded, (std::vector<uint8_t>{0, 255, 128, 0, 255, 255}));
+}
+
+TEST(PngCodecTest, DecodesRgbWithLibpngWrittenFile) {
+  png_image image;
+  std::memset(&image, 0, sizeof(image));
+  image.version = PNG_IMAGE_VERSION;
+  image.width = 4;
+  image.height = 2;
+  image.format = PNG_FORMAT_RGB;
+  std::vector<uint8_t> rgb(4 * 2 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 10);
+  png_alloc_size_t size = 0;
+  ASSERT_TRUE(png_image_write_to_memory(&image, nullptr, &size, 0, rgb.data(), 0, nullptr));
+  std::string png(size, '\0');
+  ASSERT_TRUE(png_image_write_to_memory(&image, png.data(), &size, 0, rgb.data(), 0, nullptr));
+  png.resize(size);
+  PngInfo info;
+  std::vector<uint8_t> decoded;
+  ASSERT_TRUE(DecodePng(png, 100, &info, &decoded).ok());
+  EXPECT_EQ(info.channels, 3);
+  EXPECT_EQ(decoded, rgb);
+}
+
+TEST(PngCodecTest, RejectsNonPngAndTruncatedPng) {
+  PngInfo info;
+  std::vector<uint8_t> decoded;
+  Status s = DecodePng("definitely not a png", 100, &info, &decoded);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("not a PNG"), std::string::npos);
+
+  std::vector<uint8_t> pixels(64 * 64, 7);
+  std::string png;
+  ASSERT_TRUE(EncodeGrayPng(pixels.data(), 64, 64, &png).ok());
+  s = DecodePng(png.substr(0, png.size() / 2), 1 << 20, &info, &decoded);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("PNG"), std::string::npos) << s.message();
+}
+
+TEST(PngCodecTest, RefusesImagesAbovePixelLimitBeforeDecoding) {
+  std::vector<uint8_t> pixels(100 * 100, 1);
+  std::string png;
+  ASSERT_TRUE(EncodeGrayPng(pixels.data(), 100, 100, &png).ok());
+  PngInfo info;
+  std::vector<uint8_t> decoded;
+  Status s = DecodePng(png, 9999, &info, &decoded);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("pixel limit"), std::string::npos) << s.message();
+  EXPECT_TRUE(decoded.empty());
+}
+
+}  // namespace
+}  // namespace tfad
