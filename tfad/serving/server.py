@@ -46,7 +46,7 @@ class ServerConfig:
     listen: str = "127.0.0.1:8500"
     poll_interval_ms: int = 5000
     cycle_budget_ms: int = 450
-    reply_margin_ms: int = 5
+    reply_margin_ms: int = 20  # Python needs more time than C++ to send a reply (GIL, serialization)
     inference_threads: int = 1
     max_queue: int = 8
     warmup_batch: int = 60

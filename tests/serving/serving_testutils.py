@@ -1,0 +1,96 @@
+"""Helpers of the serving suite: constants, product layout, starting the C++ and Python servers."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CC_SERVER = REPO / "bazel-bin" / "cc" / "tfad_server"
+MODEL = "fixture"
+REGIONS = ("R0", "R1", "R2", "R3")
+# Fixture scores: smooth patches ~0.031, spotted patches ~0.036 (tests/fixtures/servable.py).
+THRESHOLD = 0.0335
+
+
+def product_layout(n: int = 60) -> tuple[list[str], list[int], list[int]]:
+    """Regions, frames and vials of an n-patch product (frames x 5 vials x 4 regions)."""
+    regions = [REGIONS[i % 4] for i in range(n)]
+    vials = [(i // 4) % 5 for i in range(n)]
+    frames = [i // 20 for i in range(n)]
+    return regions, frames, vials
+
+
+def cc_binary_or_skip() -> Path:
+    """The built C++ server; fails in CI (CI=true) and skips locally when it was not built."""
+    if CC_SERVER.exists():
+        return CC_SERVER
+    message = f"C++ server not built ({CC_SERVER} missing): run `make cc-build` (bash scripts/build_cc.sh)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass
+class ServerHandle:
+    """A running server of either kind."""
+
+    kind: str
+    target: str
+    models_root: Path
+    stop: Callable[[], None]
+    log: Callable[[], str]
+
+
+def start_cc_server(models_root: Path, log_path: Path, **flags) -> ServerHandle:
+    """Start bazel-bin/cc/tfad_server on a free loopback port; wait until it serves."""
+    binary = cc_binary_or_skip()
+    args = [str(binary), f"--models_root={models_root}", "--listen=127.0.0.1:0", "--warmup_batch=4"]
+    args += [f"--{k}={v}" for k, v in flags.items()]
+    log_file = open(log_path, "w")  # noqa: SIM115 (closed in stop)
+    proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    port = None
+    while time.monotonic() < deadline and port is None:
+        if proc.poll() is not None:
+            log_file.close()
+            pytest.fail(f"tfad_server exited with {proc.returncode}:\n{log_path.read_text()}")
+        m = re.search(r"event=serving .*port=(\d+)", log_path.read_text())
+        port = int(m.group(1)) if m else None
+        time.sleep(0.05)
+    if port is None:
+        proc.kill()
+        pytest.fail(f"tfad_server did not start within 60 s:\n{log_path.read_text()}")
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+
+    return ServerHandle("cc", f"127.0.0.1:{port}", models_root, stop, log_path.read_text)
+
+
+def start_py_server(models_root: Path, **flags) -> ServerHandle:
+    """Start the Python reference server in this process on a free loopback port."""
+    from tfad.serving.server import ServerConfig, start_server
+
+    config = ServerConfig(models_root=str(models_root), listen="127.0.0.1:0", warmup_batch=4, **flags)
+    running = start_server(config)
+    return ServerHandle("python", f"127.0.0.1:{running.port}", models_root, running.stop, lambda: "")
+
+
+def start_server_of_kind(kind: str, models_root: Path, log_dir: Path, **flags) -> ServerHandle:
+    if kind == "cc":
+        return start_cc_server(models_root, log_dir / f"cc-{models_root.name}.log", **flags)
+    return start_py_server(models_root, **flags)
