@@ -27,6 +27,8 @@ from tfad.data.records import ImageRecord
 log = logging.getLogger(__name__)
 
 OnCorrupt = Literal["skip", "fail"]
+#: Records decoded per tf.numpy_function call (chunks are decoded in parallel by the map).
+DECODE_CHUNK = 8
 __all__ = [
     "CorruptFileCounter",
     "OnCorrupt",
@@ -119,40 +121,52 @@ def make_dataset(
     if counter.records_per_pass is None:
         counter.records_per_pass = len(records)
 
-    def load(index: np.int64) -> list[np.ndarray]:
-        record = records[int(index)]
-        try:
-            image, mask, roi = load_sample_arrays(record, (height, width), channels, with_masks, with_roi)
-            ok = True
+    def load_chunk(indices: np.ndarray) -> list[np.ndarray]:
+        # One Python call per chunk of records: the per-call overhead of tf.numpy_function dominated
+        # per-image calls for small JPEGs (measured: about 2x throughput, docs/data.md).
+        images, masks, rois, labels, kept = [], [], [], [], []
+        for index in indices:
+            record = records[int(index)]
+            try:
+                image, mask, roi = load_sample_arrays(record, (height, width), channels, with_masks, with_roi)
+            except CorruptImageError as err:
+                counter.processed((err.path, err.reason))
+                if on_corrupt == "fail":
+                    raise
+                continue
             counter.processed()
-        except CorruptImageError as err:
-            counter.processed((err.path, err.reason))
-            if on_corrupt == "fail":
-                raise
-            image = np.zeros((height, width, channels), np.uint8)
-            mask = np.zeros((height, width, 1), np.uint8) if with_masks else None
-            roi = np.zeros((height, width, 1), np.uint8) if with_roi else None
-            ok = False
-        outputs = [image, np.int32(record.label), np.bool_(ok)]
-        outputs += [a for a in (mask, roi) if a is not None]
+            images.append(image)
+            masks.append(mask)
+            rois.append(roi)
+            labels.append(record.label)
+            kept.append(index)
+
+        def stack(arrays: list, depth: int) -> np.ndarray:
+            return np.stack(arrays) if arrays else np.zeros((0, height, width, depth), np.uint8)
+
+        outputs = [stack(images, channels), np.asarray(labels, np.int32), np.asarray(kept, np.int64)]
+        if with_masks:
+            outputs.append(stack(masks, 1))
+        if with_roi:
+            outputs.append(stack(rois, 1))
         return outputs
 
-    tout = [tf.uint8, tf.int32, tf.bool] + [tf.uint8] * (int(with_masks) + int(with_roi))
+    tout = [tf.uint8, tf.int32, tf.int64] + [tf.uint8] * (int(with_masks) + int(with_roi))
 
-    def load_tf(index: tf.Tensor) -> dict[str, tf.Tensor]:
-        outputs = tf.numpy_function(load, [index], tout, name="decode_resize")
-        image, label, ok = outputs[:3]
-        image.set_shape((height, width, channels))
-        label.set_shape(())
-        ok.set_shape(())
-        sample = {"image": image, "label": label, "index": index, "_ok": ok}
+    def load_tf(indices: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = tf.numpy_function(load_chunk, [indices], tout, name="decode_resize")
+        image, label, index = outputs[:3]
+        image.set_shape((None, height, width, channels))
+        label.set_shape((None,))
+        index.set_shape((None,))
+        samples = {"image": image, "label": label, "index": index}
         extra = iter(outputs[3:])
         for key, wanted in (("mask", with_masks), ("roi", with_roi)):
             if wanted:
                 tensor = next(extra)
-                tensor.set_shape((height, width, 1))
-                sample[key] = tensor
-        return sample
+                tensor.set_shape((None, height, width, 1))
+                samples[key] = tensor
+        return samples
 
     def to_float(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         # uint8 through the buffers (4x smaller), float32 only for the finished batch.
@@ -171,11 +185,8 @@ def make_dataset(
         ds = ds.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
-    if on_corrupt == "skip":
-        ds = ds.filter(lambda sample: sample["_ok"])
-    ds = ds.map(lambda sample: {k: v for k, v in sample.items() if k != "_ok"})
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.batch(DECODE_CHUNK).map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.unbatch().batch(batch_size, drop_remainder=drop_remainder)  # corrupt ones already left out
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     ds.corrupt_counter = counter
