@@ -1,0 +1,299 @@
+"""End-to-end Inspect latency of the C++ and Python inspection servers on one SavedModel.
+
+Measures, in one run on the same model and the same products:
+- bare TensorFlow run time of one product batch (the loaded SavedModel called in this process),
+- Inspect latency (client-side, loopback) of the C++ server and the Python server: p50/p99 over
+  --products sequential products, and the server overhead = latency - bare TensorFlow time,
+- model FLOPs per product (TensorFlow profiler on the frozen graph) and achieved FLOP/s vs --peak-gflops,
+- optionally (--sustained-minutes > 0) a sustained load: --stations concurrent stations each sending
+  --rate-hz products per second, bounded by time and --max-requests, loopback only.
+
+    .venv/bin/python benchmarks/latency.py --model-dir savedmodels/vials/3 --products 200
+    .venv/bin/python benchmarks/latency.py --model-dir savedmodels/vials/3 --servers cc \
+        --sustained-minutes 5 --stations 4 --rate-hz 2
+
+Prints a JSON report (also written to --json-out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-dir", required=True, help="a version directory savedmodels/<name>/<version>/")
+    p.add_argument(
+        "--products", type=int, default=200, help="sequential products per server (>= 200 for p99)"
+    )
+    p.add_argument("--patches", type=int, default=60, help="patches per product")
+    p.add_argument("--servers", default="cc,python", help="comma-separated: cc, python")
+    p.add_argument("--cc-binary", default=str(REPO / "bazel-bin/cc/tfad_server"), help="C++ server binary")
+    p.add_argument("--inference-threads", type=int, default=1, help="servers' --inference_threads")
+    p.add_argument("--deadline-ms", type=int, default=2000, help="client deadline per Inspect")
+    p.add_argument("--peak-gflops", type=float, default=128.0, help="machine peak (2 cores AVX2 FMA ~ 128)")
+    p.add_argument("--bare-runs", type=int, default=30, help="bare TensorFlow runs")
+    p.add_argument("--sustained-minutes", type=float, default=0.0, help="sustained-load duration (0 = off)")
+    p.add_argument("--stations", type=int, default=4, help="concurrent stations in the sustained mode")
+    p.add_argument("--rate-hz", type=float, default=2.0, help="products per second per station (sustained)")
+    p.add_argument("--max-requests", type=int, default=5000, help="bound on sustained-mode requests")
+    p.add_argument("--json-out", default="", help="also write the report here")
+    return p.parse_args(argv)
+
+
+def percentiles(values: list[float]) -> dict:
+    a = np.sort(np.asarray(values, np.float64))
+    if a.size == 0:
+        return {"n": 0}
+
+    def q(p: float) -> float:
+        return float(a[int(np.clip(np.ceil(p / 100 * a.size), 1, a.size)) - 1])
+
+    return {
+        "n": int(a.size),
+        "p50_ms": round(q(50), 3),
+        "p90_ms": round(q(90), 3),
+        "p99_ms": round(q(99), 3),
+        "max_ms": round(float(a[-1]), 3),
+        "mean_ms": round(float(a.mean()), 3),
+    }
+
+
+def product_request(manifest: dict, n: int, seed: int):
+    from tfad.serving.client import build_request
+
+    h, w, c = (manifest["input"][k] for k in ("height", "width", "channels"))
+    rng = np.random.default_rng(seed)
+    images = rng.integers(80, 140, (n, h, w, c), dtype=np.uint8)
+    regions = sorted((manifest.get("thresholds") or {}).get("regions") or {}) or ["all"]
+    return images, build_request(
+        images,
+        [regions[i % len(regions)] for i in range(n)],
+        [i // (len(regions) * 5) for i in range(n)],
+        [(i // len(regions)) % 5 for i in range(n)],
+        product_id=f"bench-{seed}",
+        station_id="bench",
+    )
+
+
+def bare_tensorflow(model_dir: Path, images: np.ndarray, runs: int) -> dict:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(model_dir))
+    sig = loaded.signatures["serving_default"]
+    x = tf.constant(images)
+    sig(images=x)  # warm-up
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sig(images=x)["score"].numpy()
+        times.append((time.perf_counter() - t) * 1000)
+    return percentiles(times)
+
+
+def model_flops(model_dir: Path, batch_shape: tuple[int, ...]) -> float | None:
+    """FLOPs of one batch from TensorFlow's profiler on the frozen, inlined graph (None if unavailable)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:
+        loaded = tf.saved_model.load(str(model_dir))
+        sig = loaded.signatures["serving_default"]
+        fn = tf.function(lambda x: sig(images=x)).get_concrete_function(tf.TensorSpec(batch_shape, tf.uint8))
+        frozen = convert_variables_to_constants_v2(fn)
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(frozen.graph.as_graph_def(), name="")
+            opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+            opts["output"] = "none"
+            prof = tf.compat.v1.profiler.profile(graph, options=opts)
+        return float(prof.total_float_ops) if prof.total_float_ops else None
+    except Exception as err:  # profiler support varies by op; report unknown rather than fail
+        print(f"FLOPs unavailable: {err}", file=sys.stderr)
+        return None
+
+
+def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_path: Path):
+    if kind == "cc":
+        cmd = [
+            args.cc_binary,
+            f"--models_root={models_root}",
+            "--listen=127.0.0.1:0",
+            "--log_requests=false",
+            f"--inference_threads={args.inference_threads}",
+            f"--warmup_batch={args.patches}",
+            "--cycle_budget_ms=60000",
+            "--max_queue=64",
+        ]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tfad",
+            "serve",
+            "--models-root",
+            str(models_root),
+            "--listen",
+            "127.0.0.1:0",
+            "--log-requests",
+            "false",
+            "--inference-threads",
+            str(args.inference_threads),
+            "--warmup-batch",
+            str(args.patches),
+            "--cycle-budget-ms",
+            "60000",
+            "--max-queue",
+            "64",
+        ]
+    log = open(log_path, "w")  # noqa: SIM115 (closed by the caller)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} server exited:\n{log_path.read_text()}")
+        m = re.search(r"event=serving .*port=(\d+)", log_path.read_text())
+        if m:
+            return proc, log, f"127.0.0.1:{m.group(1)}"
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{kind} server did not start:\n{log_path.read_text()}")
+
+
+def sequential(client, request, products: int, deadline_s: float) -> dict:
+    for _ in range(5):  # warm-up calls
+        client.inspect_request(request, timeout_s=deadline_s)
+    latencies, inference, verdicts, errors = [], [], {}, 0
+    for _ in range(products):
+        t = time.perf_counter()
+        try:
+            r = client.inspect_request(request, timeout_s=deadline_s)
+        except Exception:
+            errors += 1
+            continue
+        latencies.append((time.perf_counter() - t) * 1000)
+        inference.append(r.timings_ms["inference"])
+        verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
+    return {
+        "latency": percentiles(latencies),
+        "server_inference": percentiles(inference),
+        "verdicts": verdicts,
+        "errors": errors,
+    }
+
+
+def sustained(target: str, request, args: argparse.Namespace) -> dict:
+    from tfad.serving.client import InspectionClient
+
+    duration = args.sustained_minutes * 60.0
+    per_station = max(1, min(int(duration * args.rate_hz), args.max_requests // max(1, args.stations)))
+    period = 1.0 / args.rate_hz
+    lock = threading.Lock()
+    latencies: list[float] = []
+    outcome: dict[str, int] = {}
+
+    def station(index: int) -> None:
+        with InspectionClient(target) as client:
+            next_at = time.monotonic() + index * period / args.stations
+            for _ in range(per_station):
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += period
+                t = time.perf_counter()
+                try:
+                    key = client.inspect_request(request, timeout_s=args.deadline_ms / 1000).verdict
+                except Exception as err:
+                    key = f"error:{type(err).__name__}"
+                ms = (time.perf_counter() - t) * 1000
+                with lock:
+                    latencies.append(ms)
+                    outcome[key] = outcome.get(key, 0) + 1
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=station, args=(i,)) for i in range(args.stations)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    hist_edges = [0, 50, 100, 150, 200, 300, 450, 1000, float("inf")]
+    counts = np.histogram(latencies, bins=hist_edges)[0].tolist()
+    return {
+        "stations": args.stations,
+        "rate_hz_per_station": args.rate_hz,
+        "requests": len(latencies),
+        "wall_s": round(time.monotonic() - start, 1),
+        "outcomes": outcome,
+        "errors": sum(v for k, v in outcome.items() if k.startswith("error")),
+        "latency": percentiles(latencies),
+        "histogram_ms": {f"{hist_edges[i]}-{hist_edges[i + 1]}": counts[i] for i in range(len(counts))},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfad.serving.client import InspectionClient
+
+    model_dir = Path(args.model_dir).resolve()
+    manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
+    name, version = manifest["name"], int(manifest["version"])
+    work = Path(tempfile.mkdtemp(prefix="tfad-bench-"))
+    (work / "models" / name).mkdir(parents=True)
+    os.symlink(model_dir, work / "models" / name / str(version))
+    images, request = product_request(manifest, args.patches, seed=1)
+
+    report: dict = {
+        "model": {"dir": str(model_dir), "name": name, "version": version, "input": manifest["input"]},
+        "patches_per_product": args.patches,
+        "machine": {"cores": os.cpu_count(), "peak_gflops": args.peak_gflops},
+    }
+    bare = bare_tensorflow(model_dir, images, args.bare_runs)
+    report["bare_tensorflow"] = bare
+    flops = model_flops(model_dir, images.shape)
+    report["flops_per_product"] = flops
+    if flops:
+        achieved = flops / (bare["p50_ms"] / 1000) / 1e9
+        report["achieved_gflops_bare_p50"] = round(achieved, 2)
+        report["fraction_of_peak"] = round(achieved / args.peak_gflops, 4)
+
+    report["servers"] = {}
+    for kind in [s for s in args.servers.split(",") if s]:
+        proc, log, target = start_server(kind, work / "models", args, work / f"{kind}.log")
+        try:
+            with InspectionClient(target) as client:
+                client.wait_ready(30)
+                result = sequential(client, request, args.products, args.deadline_ms / 1000)
+                result["overhead_vs_bare_tf_p50_ms"] = round(result["latency"]["p50_ms"] - bare["p50_ms"], 3)
+                result["overhead_vs_server_inference_p50_ms"] = round(
+                    result["latency"]["p50_ms"] - result["server_inference"]["p50_ms"], 3
+                )
+            if args.sustained_minutes > 0:
+                result["sustained"] = sustained(target, request, args)
+            report["servers"][kind] = result
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            log.close()
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text)
+    sustained_errors = sum(s.get("sustained", {}).get("errors", 0) for s in report["servers"].values())
+    return 1 if sustained_errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
