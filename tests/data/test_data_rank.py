@@ -112,3 +112,14 @@ def test_rank_dataset_skips_corrupt_frames(tmp_path: Path) -> None:
     assert ds.corrupt_counter.paths == [records[0].path] and ds.corrupt_counter.count == 1
     with pytest.raises(tf.errors.OpError, match="f2_v0_R0.png"):
         list(make_rank_dataset(records, (8, 8), on_corrupt="fail"))
+
+
+def test_rank_dataset_shuffles_acquisitions_as_units(tmp_path: Path) -> None:
+    records = acquisition_records(tmp_path)
+    orders = set()
+    for seed in range(6):
+        ds = make_rank_dataset(records, (8, 8), batch_size=10, shuffle=True, seed=seed)
+        index = next(iter(ds.as_numpy_iterator()))["index"].tolist()
+        assert index in ([1, 2, 0, -1, -1, 4, 5, 3, -1, -1], [4, 5, 3, -1, -1, 1, 2, 0, -1, -1])
+        orders.add(tuple(index))
+    assert len(orders) == 2  # both acquisition orders occur, frames stay together
