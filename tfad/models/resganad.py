@@ -90,6 +90,10 @@ def preset(name: str, **overrides: int) -> ResGANADArchitecture:
     """The named preset with optional overrides; ValueError listing the presets for an unknown name."""
     if name not in PRESETS:
         raise ValueError(f"unknown ResGANAD preset {name!r}; choose one of {sorted(PRESETS)}")
+    known = set(ResGANADArchitecture.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown architecture field(s) {unknown}; valid: {sorted(known)}")
     arch = replace(PRESETS[name], **overrides)
     arch.validate()
     return arch

@@ -1,0 +1,268 @@
+"""Training configuration: YAML files validated into frozen dataclasses.
+
+Every hyperparameter lives here with its default (methods.md). Unknown keys are rejected with the
+nearest valid name, wrong types and out-of-range values with the dotted path of the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network to train and its size."""
+
+    family: str = "resganad"
+    preset: str = "line-cpu"
+    overrides: dict[str, Any] = field(default_factory=dict)  # any architecture field of the family
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they are read."""
+
+    root: str = ""
+    layout: str = "auto"  # auto | mvtec | line
+    train_split: str = "train"
+    validation_fraction: float = 0.1
+    image_size: int = 256
+    channels: int = 1
+    on_corrupt: str = "skip"  # skip (count and log) | fail (stop naming the file)
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Synthetic anomalies P_q (Eq. 8.11)."""
+
+    probability: float = 0.75
+    beta_min: float = 0.5
+    beta_max: float = 1.0
+    max_scale_exponent: int = 6
+    texture_dir: str | None = None  # anomaly-source images; random pixels when None
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Geometric augmentation (never horizontal flips)."""
+
+    max_rotation: float = math.pi / 8
+    vertical_flip: bool = True
+
+
+@dataclass(frozen=True)
+class LossWeightsConfig:
+    """Generator loss weights, Eq. 8.13."""
+
+    adversarial: float = 1.0
+    contextual: float = 50.0
+    latent: float = 1.0
+    noise: float = 3.0
+    huber: float = 2.0
+    ssim: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation and bookkeeping."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    steps_per_epoch: int | None = None  # None: one pass over the training images
+    learning_rate: float = 1.5e-4
+    restart_epochs: float = 1.0  # first cosine cycle length, in epochs
+    restart_factor: float = 1.0 / 3.0  # each restart starts at this fraction of the previous rate
+    loss_weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)
+    seed: int = 0
+    checkpoint_every_steps: int = 200
+    validation_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Default threshold policy for ``tfad calibrate`` and run acceptance."""
+
+    policy: str = "max-accuracy"
+    false_reject_budget: float | None = None
+    run_k: int = 7
+    run_n: int = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole ``tfad fit`` configuration."""
+
+    name: str = "model"
+    output_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON serialisable)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        """Where ``tfad fit`` writes this run: ``<output_dir>/<name>``."""
+        return Path(self.output_dir) / self.name
+
+
+FAMILIES = ("resganad",)
+POLICIES = ("max-accuracy", "max-balanced-accuracy", "no-defect-accepted", "false-reject-budget")
+
+
+def _check_type(value: Any, annotation: Any, path: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, path)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{path}: expected {annotation}, got {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(annotation):
+        return _from_dict(annotation, value, path)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _from_dict(cls: type, data: Any, path: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown key '{key_path}'{hint}; valid keys here: {', '.join(names)}")
+        kwargs[key] = _check_type(value, hints[key], key_path)
+    return cls(**kwargs)
+
+
+def validate(config: Config) -> Config:
+    """Range and cross-field checks; returns ``config`` or raises ConfigError."""
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    require(config.name.replace("-", "").replace("_", "").isalnum(),
+            f"name: use letters, digits, '-' and '_' only, got {config.name!r}")
+    require(config.model.family in FAMILIES, f"model.family: one of {FAMILIES}, got {config.model.family!r}")
+    require(config.data.layout in ("auto", "mvtec", "line"),
+            f"data.layout: auto, mvtec or line, got {config.data.layout!r}")
+    require(0.0 <= config.data.validation_fraction < 1.0,
+            f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}")
+    require(config.data.image_size >= 16, f"data.image_size must be >= 16, got {config.data.image_size}")
+    require(config.data.channels in (1, 3), f"data.channels must be 1 or 3, got {config.data.channels}")
+    require(config.data.on_corrupt in ("skip", "fail"),
+            f"data.on_corrupt: skip or fail, got {config.data.on_corrupt!r}")
+    require(0.0 <= config.synthesis.probability <= 1.0,
+            f"synthesis.probability must be in [0, 1], got {config.synthesis.probability}")
+    require(0.0 <= config.synthesis.beta_min <= config.synthesis.beta_max <= 1.0,
+            "synthesis.beta_min <= synthesis.beta_max must both be in [0, 1]")
+    require(0.0 <= config.augment.max_rotation <= math.pi,
+            f"augment.max_rotation (radians) must be in [0, pi], got {config.augment.max_rotation}")
+    t = config.training
+    require(t.epochs >= 1, f"training.epochs must be >= 1, got {t.epochs}")
+    require(t.batch_size >= 1, f"training.batch_size must be >= 1, got {t.batch_size}")
+    require(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "training.steps_per_epoch must be >= 1 or null")
+    require(t.learning_rate > 0, f"training.learning_rate must be > 0, got {t.learning_rate}")
+    require(t.restart_epochs > 0, f"training.restart_epochs must be > 0, got {t.restart_epochs}")
+    require(0 < t.restart_factor <= 1, f"training.restart_factor must be in (0, 1], got {t.restart_factor}")
+    require(t.checkpoint_every_steps >= 1, "training.checkpoint_every_steps must be >= 1")
+    c = config.calibration
+    require(c.policy in POLICIES, f"calibration.policy: one of {POLICIES}, got {c.policy!r}")
+    require(c.policy != "false-reject-budget" or (c.false_reject_budget is not None
+                                                  and 0 <= c.false_reject_budget < 1),
+            "calibration.false_reject_budget in [0, 1) is required by the false-reject-budget policy")
+    require(1 <= c.run_k <= c.run_n, f"calibration.run_k must be in [1, run_n], got {c.run_k} of {c.run_n}")
+    if config.model.family == "resganad":
+        from tfad.models.resganad import preset
+
+        try:
+            preset(config.model.preset, **_architecture_overrides(config))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model: {err}") from err
+    return config
+
+
+def _architecture_overrides(config: Config) -> dict[str, Any]:
+    return {**config.model.overrides, "image_size": config.data.image_size, "channels": config.data.channels}
+
+
+def architecture(config: Config):
+    """The validated architecture of the configured model (preset + overrides + data size)."""
+    from tfad.models.resganad import preset
+
+    return preset(config.model.preset, **_architecture_overrides(config))
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a Config from a nested dict."""
+    return validate(_from_dict(Config, data, ""))
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file. Raises ConfigError / FileNotFoundError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "config file not found", str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    try:
+        return from_dict(data or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    """Write ``config`` as YAML (all keys, with defaults filled in)."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,77 @@
+"""The training input pipeline: streamed images -> augmentation -> synthetic anomalies P_q -> batches.
+
+Decoding, resizing and corrupt-file handling are `tfad.data.pipeline`'s; this module adds what only
+training needs. Randomness is stateless and keyed by (seed, position in the sample stream), so a run
+is reproducible and a resumed run continues the stream where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from tfad.config import Config
+from tfad.data.pipeline import CorruptFileCounter, make_dataset
+from tfad.data.records import ImageRecord
+from tfad.synthesis.anomalies import AnomalySynthesisConfig, AnomalySynthesizer
+from tfad.training.augment import random_rotate_flip
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def build_synthesizer(config: Config) -> AnomalySynthesizer:
+    """P_q from the config, with the optional texture folder as anomaly source."""
+    s = config.synthesis
+    textures = None
+    if s.texture_dir:
+        from pathlib import Path
+
+        folder = Path(s.texture_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(2, "synthesis.texture_dir is not a folder", str(folder))
+        textures = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not textures:
+            raise ValueError(f"synthesis.texture_dir {folder} holds no PNG/JPEG/BMP/GIF images")
+    return AnomalySynthesizer(
+        AnomalySynthesisConfig(s.probability, s.beta_min, s.beta_max, s.max_scale_exponent), textures
+    )
+
+
+def training_dataset(
+    records: Sequence[ImageRecord],
+    config: Config,
+    start_sample: int = 0,
+    augment: bool = True,
+    corrupt_counter: CorruptFileCounter | None = None,
+    name: str = "train",
+) -> tf.data.Dataset:
+    """Endless batches of ``{"image": X*, "target": X, "noise_mask", "noise", "beta"}``.
+
+    Args:
+        start_sample: position of the first sample in the stream (``steps_done * batch_size`` when
+            resuming), so that augmentation and P_q draws continue instead of repeating.
+        augment: rotation/vertical flip (off for validation).
+    """
+    size = config.data.image_size
+    seed = config.training.seed
+    batch_size = config.training.batch_size
+    synthesizer = build_synthesizer(config)
+    images = make_dataset(
+        records, (size, size), channels=config.data.channels, batch_size=batch_size, shuffle=True, seed=seed,
+        repeat=True, on_corrupt=config.data.on_corrupt, corrupt_counter=corrupt_counter, name=name,
+    ).unbatch()
+
+    def perturb(position: tf.Tensor, sample: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        key = tf.stack([tf.constant(seed, tf.int64), position])
+        seeds = tf.random.experimental.stateless_split(key, num=2)
+        image = sample["image"]
+        if augment:
+            image = random_rotate_flip({"image": image}, seeds[0], config.augment.max_rotation,
+                                       config.augment.vertical_flip)["image"]
+        out = synthesizer(image, seeds[1])
+        out.pop("applied")
+        return out
+
+    ds = images.enumerate(start=start_sample).map(perturb, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
