@@ -83,6 +83,7 @@ class TrainingConfig:
     batch_size: int = 32
     steps_per_epoch: int | None = None  # None: one pass over the training images
     learning_rate: float = 1.5e-4
+    adam_beta_1: float = 0.5  # GANomaly's choice; the thesis names Adam without its betas
     restart_epochs: float = 1.0  # first cosine cycle length, in epochs
     restart_factor: float = 1.0 / 3.0  # each restart starts at this fraction of the previous rate
     loss_weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)
@@ -213,6 +214,7 @@ def validate(config: Config) -> Config:
     require(t.batch_size >= 1, f"training.batch_size must be >= 1, got {t.batch_size}")
     require(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "training.steps_per_epoch must be >= 1 or null")
     require(t.learning_rate > 0, f"training.learning_rate must be > 0, got {t.learning_rate}")
+    require(0 <= t.adam_beta_1 < 1, f"training.adam_beta_1 must be in [0, 1), got {t.adam_beta_1}")
     require(t.restart_epochs > 0, f"training.restart_epochs must be > 0, got {t.restart_epochs}")
     require(0 < t.restart_factor <= 1, f"training.restart_factor must be in (0, 1], got {t.restart_factor}")
     require(t.checkpoint_every_steps >= 1, "training.checkpoint_every_steps must be >= 1")

@@ -16,7 +16,7 @@ import sys
 from tfad import __version__
 
 # Order here is the order shown by ``tfad --help``.
-COMMAND_MODULES = ("fit", "calibrate", "eval", "export", "predict", "datasets", "serve", "inspect")
+COMMAND_MODULES = ("demo", "fit", "calibrate", "eval", "export", "predict", "datasets", "serve", "inspect")
 
 
 class CLIError(Exception):

@@ -89,6 +89,7 @@ def make_dataset(
     drop_remainder: bool = False,
     corrupt_counter: CorruptFileCounter | None = None,
     name: str = "dataset",
+    start: int = 0,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` of dicts streamed from ``records``.
 
@@ -108,6 +109,8 @@ def make_dataset(
         corrupt_counter: the counter to record skips in; a new one is made when None. Either way it is
             available as ``dataset.corrupt_counter``.
         name: used in log messages (e.g. ``"train"``).
+        start: skip this many records of the (shuffled, repeated) record stream before decoding anything:
+            a resumed training run continues the stream where the interrupted one stopped.
     """
     if not records:
         raise DataError(f"{name}: no records to build a dataset from")
@@ -185,6 +188,8 @@ def make_dataset(
         ds = ds.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    if start:
+        ds = ds.skip(start)  # indices only: nothing skipped is decoded
     ds = ds.batch(DECODE_CHUNK).map(load_tf, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.unbatch().batch(batch_size, drop_remainder=drop_remainder)  # corrupt ones already left out
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)

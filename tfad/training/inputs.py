@@ -60,6 +60,7 @@ def training_dataset(
     images = make_dataset(
         records, (size, size), channels=config.data.channels, batch_size=batch_size, shuffle=True, seed=seed,
         repeat=True, on_corrupt=config.data.on_corrupt, corrupt_counter=corrupt_counter, name=name,
+        start=start_sample,
     ).unbatch()
 
     def perturb(position: tf.Tensor, sample: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

@@ -1,0 +1,129 @@
+"""``tfad calibrate RUN``: per-region thresholds from a labelled qualification set, stored with the run."""
+
+from __future__ import annotations
+
+import argparse
+
+from tfad.scoring.thresholds import DEFAULT_RULES, POLICIES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``tfad calibrate``."""
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="choose per-region thresholds on a labelled set",
+        description="Score a labelled split (good and defective images) with the run's model and choose one "
+        "threshold per region by the given policy. Writes RUN/thresholds.json (used by tfad eval, "
+        "tfad predict and tfad export) and RUN/calibration/ (scores, heatmaps, plots) for the audit.",
+    )
+    parser.add_argument("run", metavar="RUN", help="run directory written by tfad fit")
+    parser.add_argument("--data", required=True, help="data set folder (MVTec or line layout)")
+    parser.add_argument("--split", default="calib", help="split to calibrate on (default: calib)")
+    parser.add_argument("--layout", choices=("auto", "mvtec", "line"), default="auto")
+    parser.add_argument("--policy", choices=POLICIES, help="threshold policy (default: the config's)")
+    parser.add_argument("--false-reject-budget", type=float,
+                        help="largest accepted false-reject rate for --policy false-reject-budget, e.g. 0.01")
+    parser.add_argument("--default", default="pooled", metavar="RULE",
+                        help=f"threshold of regions absent from the set: {' | '.join(DEFAULT_RULES)} | a number "
+                        "| none (default: pooled)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=_calibrate)
+
+
+def _default_rule(text: str):
+    from tfad.cli import CLIError
+
+    if text.lower() == "none":
+        return None
+    if text in DEFAULT_RULES:
+        return text
+    try:
+        return float(text)
+    except ValueError as err:
+        raise CLIError(f"--default: {' | '.join(DEFAULT_RULES)}, a number or none, got {text!r}") from err
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from tfad.cli import CLIError
+    from tfad.data.errors import DataError
+    from tfad.data.layouts import read_dataset
+    from tfad.data.records import fingerprint
+    from tfad.scoring.scorer import load_scorer, score_records
+    from tfad.scoring.thresholds import calibrate_table
+    from tfad.training.runs import THRESHOLDS_FILE, is_run_dir
+
+    run_dir = Path(args.run)
+    if not is_run_dir(run_dir):
+        raise CLIError(f"{run_dir} is not a run directory of tfad fit (thresholds are stored with the run, "
+                       "then exported with it)")
+    from tfad.config import load_config
+
+    scorer = load_scorer(run_dir)
+    run_config = load_config(run_dir / "config.yaml")
+    policy = args.policy or run_config.calibration.policy
+    budget = args.false_reject_budget if args.false_reject_budget is not None \
+        else run_config.calibration.false_reject_budget
+    if policy == "false-reject-budget" and budget is None:
+        raise CLIError("--policy false-reject-budget needs --false-reject-budget (e.g. 0.01)")
+    if policy != "false-reject-budget":
+        budget = None
+    try:
+        records = read_dataset(args.data, args.split, args.layout)
+    except DataError as err:
+        raise CLIError(str(err)) from err
+    labelled = [r for r in records if r.label in (0, 1)]
+    if not labelled:
+        raise CLIError(f"split {args.split!r} of {args.data} has no labelled images")
+    out_dir = run_dir / "calibration"
+    table, corrupt = score_records(scorer, labelled, out_dir, args.batch_size, run_config.data.on_corrupt,
+                                   progress=not args.no_progress)
+    try:
+        thresholds = calibrate_table(table, policy, budget, _default_rule(args.default))
+    except ValueError as err:
+        raise CLIError(f"calibration failed: {err}") from err
+    table.save(str(out_dir))
+    calibration = {
+        "policy": policy,
+        "false_reject_budget": budget,
+        "data": str(Path(args.data).resolve()),
+        "split": args.split,
+        "fingerprint": fingerprint(labelled),
+        "images": len(table),
+        "good": int((table.labels == 0).sum()),
+        "defective": int((table.labels == 1).sum()),
+        "unreadable": corrupt,
+        "per_region": thresholds.to_dict()["per_region"],
+        "checkpoint": Path(scorer.info["checkpoint"]).name,
+        "global_step": scorer.info.get("global_step"),
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    (run_dir / THRESHOLDS_FILE).write_text(json.dumps(
+        {"thresholds": thresholds.to_manifest(), "calibration": calibration}, indent=2) + "\n")
+    try:
+        from tfad.evaluation.plots import plot_region_thresholds, plot_score_histograms
+
+        plot_score_histograms(table, thresholds, str(out_dir / "score_histograms.png"))
+        plot_region_thresholds(table, thresholds, str(out_dir / "region_thresholds.png"))
+    except Exception as err:  # plots are a convenience; the thresholds are written already
+        print(f"warning: calibration plots failed: {err}")
+    print(f"policy {policy}" + (f" (false-reject budget {budget})" if budget is not None else "")
+          + f" on {len(table)} images ({calibration['good']} good, {calibration['defective']} defective)")
+    print(f"{'region':<10}{'threshold':>12}{'good':>7}{'defect':>8}{'accuracy':>10}{'TAR':>8}{'TRR':>8}")
+    for region, stats in thresholds.to_dict()["per_region"].items():
+        conf = stats.get("calibration", {})
+        print(f"{region:<10}{stats['threshold']:>12.5f}{stats['n_good']:>7}{stats['n_defective']:>8}"
+              + "".join(f"{_fmt(conf.get(k)):>{w}}" for k, w in (("accuracy", 10), ("true_accept_rate", 8),
+                                                                  ("true_reject_rate", 8))))
+    if thresholds.default is not None:
+        print(f"default threshold (regions not calibrated): {thresholds.default:.5f} ({thresholds.default_rule})")
+    print(f"wrote {run_dir / THRESHOLDS_FILE} and {out_dir}/")
+    return 0
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,80 @@
+"""``tfad fit CONFIG``: train a model from a YAML configuration (see README, "Configuration")."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``tfad fit``."""
+    parser = subparsers.add_parser(
+        "fit",
+        help="train a model from a YAML config",
+        description="Train the configured model into <output_dir>/<name>/ (config.yaml, run.json, history.csv, "
+        "checkpoints/, tensorboard/, plots/). Interrupt with Ctrl-C or SIGTERM at any time: a checkpoint is "
+        "saved, and --resume continues from it.",
+    )
+    parser.add_argument("config", metavar="CONFIG", help="YAML configuration file")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run of this config")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set training.epochs=3 (value parsed as YAML; repeatable)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    parser.set_defaults(func=_fit)
+
+
+def apply_overrides(data: dict, assignments: list[str]) -> dict:
+    """Apply ``dotted.key=value`` assignments to a nested config dict (values parsed as YAML)."""
+    import yaml
+
+    from tfad.cli import CLIError
+
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set expects KEY=VALUE, got {assignment!r}")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise CLIError(f"--set {key}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from tfad.cli import CLIError
+    from tfad.config import ConfigError, from_dict
+    from tfad.data.errors import DataError
+    from tfad.training.fit import RunError, fit
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise CLIError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise CLIError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise CLIError(f"{path}: the top level must be a mapping of sections")
+    try:
+        config = from_dict(apply_overrides(data, args.set))
+        result = fit(config, resume=args.resume, progress=not args.no_progress)
+    except (ConfigError, RunError, DataError) as err:
+        raise CLIError(f"{path}: {err}") from err
+    if result.status != "finished":
+        print(f"interrupted after step {result.global_step}; resume with: tfad fit {path} --resume")
+        return 130
+    last = result.history[-1] if result.history else {}
+    print(f"trained {result.epochs_done} epoch(s), {result.global_step} steps -> {result.run_dir}")
+    if last:
+        print("last epoch: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
+                                         if isinstance(v, float) and k.endswith(("loss", "score"))))
+    print(f"next: tfad calibrate {result.run_dir} --data <labelled data> --split <calibration split>")
+    return 0

@@ -1,0 +1,126 @@
+"""``tfad export``: a trained, calibrated run -> ``savedmodels/<name>/<version>/`` for the line servers.
+
+The SavedModel is written with Keras's ``ExportArchive`` (``model.export()``'s machinery; toolchain.md: Keras
+3 models saved with ``tf.saved_model.save`` do not load in the C++ session loader). Its one signature,
+``serving_default``, takes ``images`` uint8 ``[N, H, W, C]`` and returns ``score`` [N], ``heatmap`` [N, H, W]
+and ``reconstruction`` [N, H, W, C] by running :func:`tfad.scoring.reconstruction.score_images`, the same
+function Python scoring runs. Beside it, ``tfad_manifest.json`` (docs/architecture.md, "SavedModel
+contract") carries everything a server needs to decide: input size, preprocessing, region thresholds and
+their policy, run acceptance k-of-n, and the provenance (family, preset, training-data fingerprint, tfad
+version). The version folder appears atomically (written under a temporary name, then renamed), so a
+polling server never sees half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tfad import __version__
+
+MANIFEST_FILE = "tfad_manifest.json"
+MANIFEST_FORMAT = "tfad-manifest/1"
+
+
+class ExportError(RuntimeError):
+    """The run cannot be exported as asked (uncalibrated, version exists, ...)."""
+
+
+def next_version(model_dir: Path) -> int:
+    """One more than the highest numbered version folder under ``model_dir`` (1 for none)."""
+    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def build_manifest(run, version: int, thresholds: dict | None, calibration: dict | None) -> dict[str, Any]:
+    """The manifest of ``run`` (a :class:`tfad.training.runs.TrainedRun`) as version ``version``."""
+    config = run.config
+    size, channels = config.data.image_size, config.data.channels
+    return {
+        "format": MANIFEST_FORMAT,
+        "name": run.name,
+        "version": int(version),
+        "model_family": config.model.family,
+        "preset": config.model.preset,
+        "architecture": run.info.get("architecture"),
+        "inference_gflops_per_patch": run.info.get("inference_gflops_per_patch"),
+        "input": {"height": size, "width": size, "channels": channels, "dtype": "uint8", "layout": "NHWC"},
+        "preprocessing": {"scale": "1/255", "resize": "bilinear", "color": "gray" if channels == 1 else "rgb"},
+        "signature": {"name": "serving_default", "input": "images",
+                      "outputs": ["score", "heatmap", "reconstruction"]},
+        "score": {"name": "1-ssim", "higher_is_anomalous": True,
+                  "heatmap": "per-image min-max normalised |X - X_hat|"},
+        "thresholds": thresholds,
+        "calibration": calibration,
+        "run_acceptance": {"k": config.calibration.run_k, "n": config.calibration.run_n},
+        "training_data_fingerprint": run.info.get("training_data", {}).get("fingerprint"),
+        "training": {"run_dir": str(run.run_dir.resolve()), "checkpoint": Path(run.checkpoint).name,
+                     "global_step": run.info.get("global_step"), "epochs_done": run.info.get("epochs_done")},
+        "tfad_version": __version__,
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def export_run(
+    run_dir: str | Path,
+    savedmodels_dir: str | Path = "savedmodels",
+    version: int | None = None,
+    allow_uncalibrated: bool = False,
+) -> Path:
+    """Export the run's inference graph and manifest; returns the version folder.
+
+    Args:
+        version: the version number (default: next free one). An existing version is never overwritten.
+        allow_uncalibrated: export without ``thresholds.json`` (manifest ``"thresholds": null``; the servers
+            refuse to serve such a model, but it can be scored and calibrated later).
+
+    Raises:
+        ExportError: uncalibrated run (without ``allow_uncalibrated``) or existing version.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfad.scoring.reconstruction import score_images
+    from tfad.training.runs import THRESHOLDS_FILE, load_run
+
+    run = load_run(run_dir)
+    thresholds_path = run.run_dir / THRESHOLDS_FILE
+    thresholds = calibration = None
+    if thresholds_path.is_file():
+        saved = json.loads(thresholds_path.read_text())
+        thresholds, calibration = saved["thresholds"], saved.get("calibration")
+    elif not allow_uncalibrated:
+        raise ExportError(f"{run.run_dir} is not calibrated (no {THRESHOLDS_FILE}): run `tfad calibrate` first, "
+                          "or pass --allow-uncalibrated to export a model the servers will refuse to serve")
+
+    model_dir = Path(savedmodels_dir) / run.name
+    version = next_version(model_dir) if version is None else int(version)
+    if version < 1:
+        raise ExportError(f"version must be a positive integer, got {version}")
+    target = model_dir / str(version)
+    if target.exists():
+        raise ExportError(f"{target} exists already; versions are immutable, export as a new version")
+    tmp = model_dir / f".{version}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model_dir.mkdir(parents=True, exist_ok=True)
+
+    size, channels = run.config.data.image_size, run.config.data.channels
+    reconstructor = run.reconstructor
+    archive = keras.export.ExportArchive()
+    archive.track(reconstructor)
+    archive.add_endpoint(
+        name="serving_default",
+        fn=lambda images: score_images(reconstructor, images),
+        input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8, name="images")],
+    )
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        manifest = build_manifest(run, version, thresholds, calibration)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

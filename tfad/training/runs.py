@@ -1,0 +1,65 @@
+"""Reading a training run directory written by ``tfad fit`` (see :mod:`tfad.training.fit`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tfad.config import Config, architecture, load_config
+from tfad.training.fit import CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE, RUN_FORMAT
+
+THRESHOLDS_FILE = "thresholds.json"
+
+
+class RunNotFoundError(FileNotFoundError):
+    """A path that is not a (trained) run directory; the message says what is missing."""
+
+
+@dataclass
+class TrainedRun:
+    """A trained run: its config, run.json, and the inference network restored from the latest checkpoint."""
+
+    run_dir: Path
+    config: Config
+    info: dict[str, Any]
+    reconstructor: Any  # keras.Model, E1 -> decoder
+    checkpoint: str
+
+    @property
+    def name(self) -> str:
+        """The run's (and exported model's) name."""
+        return self.config.name
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` looks like a ``tfad fit`` run directory."""
+    return (Path(path) / RUN_FILE).is_file() and (Path(path) / CONFIG_FILE).is_file()
+
+
+def load_run(run_dir: str | Path) -> TrainedRun:
+    """Rebuild the networks of a run and restore their weights from its latest checkpoint.
+
+    Raises:
+        RunNotFoundError: no run.json/config.yaml, or no checkpoint yet.
+    """
+    import tensorflow as tf
+
+    from tfad.models.resganad import ResGANADNetworks
+
+    run_dir = Path(run_dir)
+    if not is_run_dir(run_dir):
+        raise RunNotFoundError(2, "not a tfad run directory (no run.json/config.yaml)", str(run_dir))
+    info = json.loads((run_dir / RUN_FILE).read_text())
+    if info.get("format") != RUN_FORMAT:
+        raise RunNotFoundError(2, f"unsupported run format {info.get('format')!r}", str(run_dir / RUN_FILE))
+    config = load_config(run_dir / CONFIG_FILE)
+    latest = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR))
+    if latest is None:
+        raise RunNotFoundError(2, "the run has no checkpoint yet (train it first)", str(run_dir / CHECKPOINT_DIR))
+    networks = ResGANADNetworks(architecture(config))
+    checkpoint = tf.train.Checkpoint(encoder=networks.encoder, decoder=networks.decoder)
+    # Only the inference path is needed; the other networks and optimizer slots are expected to be unused.
+    checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
+    return TrainedRun(run_dir, config, info, networks.build_reconstructor(), latest)
