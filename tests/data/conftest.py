@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 from data_testutils import gradient, write_image
 
-MAGNETIC_TILE = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "magnetic_tile"
-
-
 @pytest.fixture
 def mvtec_root(tmp_path: Path) -> Path:
     """train/good (3 images: png, JPG, bmp, varying sizes), test/good (1), test/crack (2, masks)."""
@@ -55,10 +52,3 @@ def line_root(tmp_path: Path) -> Path:
         "r1,P2,0,0,R0,0,good\n"
     )
     return root
-
-
-@pytest.fixture
-def magnetic_tile() -> Path:
-    if not MAGNETIC_TILE.is_dir():
-        pytest.skip(f"real data set not present: {MAGNETIC_TILE}")
-    return MAGNETIC_TILE

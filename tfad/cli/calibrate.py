@@ -46,6 +46,7 @@ def _default_rule(text: str):
 
 def _calibrate(args: argparse.Namespace) -> int:
     import json
+    import shutil
     from datetime import UTC, datetime
     from pathlib import Path
 
@@ -53,7 +54,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from tfad.data.errors import DataError
     from tfad.data.layouts import read_dataset
     from tfad.data.records import fingerprint
-    from tfad.scoring.scorer import load_scorer, score_records
+    from tfad.scoring.scorer import load_scorer, save_table, score_records
     from tfad.scoring.thresholds import calibrate_table
     from tfad.training.runs import THRESHOLDS_FILE, is_run_dir
 
@@ -80,13 +81,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not labelled:
         raise CLIError(f"split {args.split!r} of {args.data} has no labelled images")
     out_dir = run_dir / "calibration"
-    table, corrupt = score_records(scorer, labelled, out_dir, args.batch_size, run_config.data.on_corrupt,
+    scratch = out_dir / ".scratch"
+    table, corrupt = score_records(scorer, labelled, scratch, args.batch_size, run_config.data.on_corrupt,
                                    progress=not args.no_progress)
     try:
         thresholds = calibrate_table(table, policy, budget, _default_rule(args.default))
     except ValueError as err:
         raise CLIError(f"calibration failed: {err}") from err
-    table.save(str(out_dir))
     calibration = {
         "policy": policy,
         "false_reject_budget": budget,
@@ -111,6 +112,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         plot_region_thresholds(table, thresholds, str(out_dir / "region_thresholds.png"))
     except Exception as err:  # plots are a convenience; the thresholds are written already
         print(f"warning: calibration plots failed: {err}")
+    save_table(table, out_dir)
+    shutil.rmtree(scratch, ignore_errors=True)
     print(f"policy {policy}" + (f" (false-reject budget {budget})" if budget is not None else "")
           + f" on {len(table)} images ({calibration['good']} good, {calibration['defective']} defective)")
     print(f"{'region':<10}{'threshold':>12}{'good':>7}{'defect':>8}{'accuracy':>10}{'TAR':>8}{'TRR':>8}")

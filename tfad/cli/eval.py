@@ -33,13 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     import json
+    import shutil
     from pathlib import Path
 
     from tfad.cli import CLIError
     from tfad.data.errors import DataError
     from tfad.data.layouts import read_dataset
     from tfad.evaluation.report import format_summary, write_report
-    from tfad.scoring.scorer import load_scorer, score_records
+    from tfad.scoring.scorer import load_scorer, save_table, score_records
 
     scorer = load_scorer(args.model)
     if scorer.thresholds is None:
@@ -57,9 +58,9 @@ def _eval(args: argparse.Namespace) -> int:
     k, n = args.k or scorer.run_k, args.n or scorer.run_n
     if not 1 <= k <= n:
         raise CLIError(f"run acceptance needs 1 <= k <= n, got {k} of {n}")
-    table, corrupt = score_records(scorer, records, out, args.batch_size, args.on_corrupt,
+    scratch = out / ".scratch"
+    table, corrupt = score_records(scorer, records, scratch, args.batch_size, args.on_corrupt,
                                    progress=not args.no_progress)
-    table.save(str(out))
     try:
         report = write_report(table, scorer.thresholds, str(out), k=k, n=n, plots=not args.no_plots)
     except ValueError as err:
@@ -71,6 +72,8 @@ def _eval(args: argparse.Namespace) -> int:
     report["data"] = {"root": str(Path(args.data).resolve()), "split": args.split, "images": len(records),
                       "unreadable": corrupt}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    save_table(table, out)
+    shutil.rmtree(scratch, ignore_errors=True)
     print(format_summary(report))
     if corrupt:
         print(f"{len(corrupt)} unreadable image(s) left out (listed in report.json under data.unreadable)")

@@ -436,7 +436,9 @@ def generate_synth_vials(
 
     Args:
         progress: called as ``progress(done, total)`` after each acquisition (product x run).
-        overwrite: allow writing into a non-empty ``out_dir``.
+        overwrite: allow writing into a non-empty ``out_dir``; what an earlier generation wrote there
+            (the split folders, ``masks/``, ``roi/``, ``labels.csv``, ``layout.yaml``) is removed first so
+            that no stale patch mixes into the new set.
 
     Returns:
         A :class:`SynthSummary` with counts and the time taken.
@@ -449,6 +451,15 @@ def generate_synth_vials(
         raise ValueError(f"image_size must be >= 64, got {image_size}")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
         raise DataError(f"output folder {out_dir!r} is not empty (pass overwrite=True / --overwrite)")
+    if overwrite and os.path.isdir(out_dir):
+        import shutil
+
+        for name in ("train", "calib", "test", "masks", "roi", "labels.csv", "layout.yaml"):
+            path = os.path.join(out_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
     started = time.perf_counter()
     n_eval = n_eval_products if n_eval_products is not None else max(4, n_products // 3)
     split_sizes = {"train": n_products, "calib": n_eval, "test": n_eval}

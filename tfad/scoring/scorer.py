@@ -147,15 +147,16 @@ class _MaskStore:
 def score_records(
     scorer: Scorer,
     records: Sequence[ImageRecord],
-    out_dir: str | Path | None = None,
+    scratch_dir: str | Path | None = None,
     batch_size: int = 32,
     on_corrupt: str = "skip",
     progress: bool = True,
 ) -> tuple[ScoreTable, dict[str, str]]:
-    """Score every record; heatmaps and model-resolution masks go to ``out_dir`` (memory-mapped .npy).
+    """Score every record; heatmaps and model-resolution masks are memory-mapped in ``scratch_dir``.
 
-    Returns the score table (corrupt images left out) and ``{path: reason}`` of the images that could not
-    be read (empty unless ``on_corrupt="skip"``; with ``"fail"`` the first one raises).
+    Returns the score table (unreadable images left out) and ``{path: reason}`` of the images that could
+    not be read (empty unless ``on_corrupt="skip"``; with ``"fail"`` the first one raises). Keep the table
+    for a report, then :func:`save_table` it; ``scratch_dir`` can be deleted afterwards.
     """
     from tqdm import tqdm
 
@@ -163,11 +164,12 @@ def score_records(
 
     records = list(records)
     n, size = len(records), scorer.image_size
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        heatmaps = open_heatmap_store(str(out / "heatmaps.npy"), n, size, size)
-        masks = np.lib.format.open_memmap(str(out / "masks.npy"), mode="w+", dtype=np.uint8, shape=(n, size, size))
+    if scratch_dir is not None:
+        scratch = Path(scratch_dir)
+        scratch.mkdir(parents=True, exist_ok=True)
+        heatmaps = open_heatmap_store(str(scratch / "heatmaps.npy"), n, size, size)
+        masks = np.lib.format.open_memmap(str(scratch / "masks.npy"), mode="w+", dtype=np.uint8,
+                                          shape=(n, size, size))
     else:
         heatmaps = np.zeros((n, size, size), np.float32)
         masks = np.zeros((n, size, size), np.uint8)
@@ -200,6 +202,15 @@ def score_records(
         log.warning("%d image(s) could not be read and were left out: %s", len(corrupt),
                     ", ".join(list(corrupt)[:5]))
     return (table if kept.all() else table.subset(kept)), corrupt
+
+
+def save_table(table: ScoreTable, out_dir: str | Path) -> None:
+    """Write ``scores.csv``, ``heatmaps.npy`` and (when every defective image has one) ``masks.npy``."""
+    import dataclasses
+
+    if table.masks is not None and any(table.masks.get(i) is None for i in range(len(table))):
+        table = dataclasses.replace(table, masks=None)  # mask_paths in scores.csv still name the files
+    table.save(str(out_dir))
 
 
 def records_from_paths(paths: Sequence[str | Path]) -> list[ImageRecord]:

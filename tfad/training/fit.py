@@ -163,6 +163,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: Callable[[dict], None] | None = None,
+    should_stop: Callable[[int], bool] | None = None,
 ) -> FitResult:
     """Train ``config``'s model into ``config.run_dir``.
 
@@ -171,6 +172,8 @@ def fit(
             existing run directory with checkpoints is an error (nothing is overwritten).
         progress: show a progress bar (tqdm) per epoch.
         on_epoch_end: called with each epoch's history row.
+        should_stop: called with the global step after every step; True stops like Ctrl-C (checkpoint,
+            status "interrupted"), e.g. for a wall-clock budget.
 
     Raises:
         RunError, ConfigError, DataError, FileNotFoundError: with a message naming the problem.
@@ -206,11 +209,13 @@ def fit(
         val_steps = t.validation_steps or max(1, math.ceil(len(val_records) / t.batch_size))
 
     arch = architecture(config)
+    import keras
+
+    keras.utils.set_random_seed(t.seed)  # reproducible initial weights (auditable runs)
     networks = ResGANADNetworks(arch)
     lw = t.loss_weights
     trainer = ResGANADTrainer(networks, ResGANADLossWeights(
         lw.adversarial, lw.contextual, lw.latent, lw.noise, lw.huber, lw.ssim))
-    import keras
 
     trainer.compile(
         generator_optimizer=keras.optimizers.Adam(_lr_schedule(config, steps_per_epoch), beta_1=t.adam_beta_1),
@@ -321,7 +326,7 @@ def fit(
                 if global_step % t.checkpoint_every_steps == 0:
                     manager.save(checkpoint_number=global_step)
                     history.write_info(global_step=global_step)
-                if stop_requested:
+                if stop_requested or (should_stop is not None and should_stop(global_step)):
                     raise StopTraining
             bar.close()
             manager.save(checkpoint_number=global_step)
