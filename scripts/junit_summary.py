@@ -33,7 +33,9 @@ def count(report_dir: Path) -> tuple[int, int, int]:
 def main() -> int:
     report_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "build/test-reports")
     passed, failed, skipped = count(report_dir)
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    if skipped:
+        print(f"({skipped} skipped: see the reports in {report_dir})")
+    print(f"{passed} passed, {failed} failed")  # the last line, parsed by CI
     return 1 if failed or passed == 0 else 0
 
 

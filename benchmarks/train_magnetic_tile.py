@@ -1,0 +1,121 @@
+"""Train ResGANAD presets on magnetic_tile within a fixed step budget and compare their accuracy.
+
+    .venv/bin/python benchmarks/train_magnetic_tile.py                       # line-cpu vs line-cpu-wide
+    .venv/bin/python benchmarks/train_magnetic_tile.py --presets line-cpu --steps 400
+
+Protocol (the same for every preset, in one run): train on ``train/good`` only (never on ``test/``) for
+``--steps`` steps of batch ``--batch-size`` at 256x256 with the preset's defaults from tfad's config
+(P_q, augmentation, loss weights), Adam at ``--learning-rate`` with one cosine cycle over the budget. Then
+score the whole test split and report image AUROC, pixel AUROC, AUPRO (FPR <= 0.3) and F1-max on it. For
+decisions, the test split is halved by a fixed seed (stratified by defect type): thresholds are calibrated
+(max-accuracy) on one half and accuracy / true-accept / true-reject rates are measured on the other.
+Results go to ``--out`` (one run directory and eval report per preset) and a table to stdout and
+``results.md``; the training wall time is stated beside each row (the machine is shared: compare rows of
+one run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
+
+
+def run_preset(preset: str, args: argparse.Namespace) -> dict:
+    from tfad.config import from_dict
+    from tfad.data.layouts import read_dataset
+    from tfad.evaluation.report import write_report
+    from tfad.scoring.metrics import f1_max, image_auroc
+    from tfad.scoring.scorer import load_scorer, score_records
+    from tfad.scoring.thresholds import calibrate_table
+    from tfad.training.fit import fit
+
+    epochs = 4
+    config = from_dict({
+        "name": f"mt-{preset}",
+        "output_dir": str(args.out),
+        "model": {"family": "resganad", "preset": preset},
+        "data": {"root": str(args.data), "layout": "mvtec", "image_size": 256, "channels": 1,
+                 "validation_fraction": 0.05},
+        "training": {"epochs": epochs, "batch_size": args.batch_size,
+                     "steps_per_epoch": max(1, args.steps // epochs), "learning_rate": args.learning_rate,
+                     "restart_epochs": float(epochs), "checkpoint_every_steps": 100, "validation_steps": 2,
+                     "seed": args.seed},
+    })
+    run_dir = config.run_dir
+    started = time.perf_counter()
+    result = fit(config, resume=(run_dir / "checkpoints").is_dir(), progress=not args.no_progress)
+    train_seconds = time.perf_counter() - started
+    info = json.loads((run_dir / "run.json").read_text())
+
+    scorer = load_scorer(run_dir)
+    test = read_dataset(str(args.data), "test", "mvtec")
+    table, corrupt = score_records(scorer, test, run_dir / "bench_scratch", batch_size=32,
+                                   progress=not args.no_progress)
+    rng = np.random.default_rng(args.seed)
+    calib = np.zeros(len(table), bool)
+    for defect in sorted(set(table.defect_types.tolist())):  # stratified halves
+        rows = np.flatnonzero(table.defect_types == defect)
+        calib[rng.permutation(rows)[: len(rows) // 2]] = True
+    thresholds = calibrate_table(table.subset(calib), "max-accuracy", default="pooled")
+    report = write_report(table.subset(~calib), thresholds, str(run_dir / "bench_eval"), k=1, n=1)
+    full_pixel = write_report(table, thresholds, str(run_dir / "bench_eval_full"), k=1, n=1, plots=False)
+    decisions = report["at_thresholds"]["patch"]
+    f1, _ = f1_max(table.labels, table.scores)
+    return {
+        "preset": preset,
+        "gflops_per_patch": info["inference_gflops_per_patch"],
+        "params_inference": info["parameters"]["inference"],
+        "steps": result.global_step,
+        "batch_size": args.batch_size,
+        "train_minutes": train_seconds / 60,
+        "image_auroc": image_auroc(table.labels, table.scores),
+        "pixel_auroc": full_pixel["pixel_level"]["pixel_auroc"],
+        "aupro_0.3": full_pixel["pixel_level"]["aupro"],
+        "f1_max": f1,
+        "heldout_accuracy": decisions.get("accuracy"),
+        "heldout_true_accept_rate": decisions.get("true_accept_rate"),
+        "heldout_true_reject_rate": decisions.get("true_reject_rate"),
+        "test_images": len(table),
+        "unreadable": len(corrupt),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="magnetic_tile in the MVTec layout")
+    parser.add_argument("--presets", default="line-cpu,line-cpu-wide")
+    parser.add_argument("--steps", type=int, default=800, help="training steps per preset (the budget)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("bench_out/magnetic_tile"))
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.data.is_dir():
+        raise SystemExit(f"magnetic_tile not found at {args.data} (pass --data)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = [run_preset(p.strip(), args) for p in args.presets.split(",") if p.strip()]
+    (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+    def fmt(v) -> str:
+        return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    columns = ["preset", "gflops_per_patch", "steps", "train_minutes", "image_auroc", "pixel_auroc", "aupro_0.3",
+               "f1_max", "heldout_accuracy", "heldout_true_accept_rate", "heldout_true_reject_rate"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
+    table = "\n".join(lines)
+    (args.out / "results.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

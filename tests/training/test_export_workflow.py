@@ -1,0 +1,155 @@
+"""calibrate -> export -> eval -> predict on the tiny run: thresholds, manifest, SavedModel parity, reports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfad.cli import main
+from tfad.export.savedmodel import ExportError, export_run
+
+# Stated export tolerance: the SavedModel runs the same graph as the Keras model; differences come only from
+# op scheduling/fusion (float32 reassociation).
+SCORE_ATOL, HEATMAP_ATOL, RECON_ATOL = 1e-5, 1e-4, 1e-5
+
+
+@pytest.fixture(scope="module")
+def calibrated(tiny_run, tiny_vials, tmp_path_factory):
+    """The tiny run calibrated on its calib split and exported once: (run_dir, version_dir)."""
+    run_dir = tiny_run[1].run_dir
+    assert main(["calibrate", str(run_dir), "--data", str(tiny_vials), "--no-progress"]) == 0
+    models = tmp_path_factory.mktemp("savedmodels")
+    assert main(["export", str(run_dir), "--savedmodels", str(models)]) == 0
+    return run_dir, models / "tiny" / "1"
+
+
+def test_calibration_is_stored_with_the_run(calibrated, tiny_vials) -> None:
+    run_dir, _ = calibrated
+    saved = json.loads((run_dir / "thresholds.json").read_text())
+    assert saved["thresholds"]["policy"] == "max-accuracy"
+    assert set(saved["thresholds"]["regions"]) == {"R0", "R1", "R2", "R3"}
+    assert saved["calibration"]["defective"] > 0 and saved["calibration"]["split"] == "calib"
+    assert saved["calibration"]["fingerprint"].startswith("sha256:")
+    assert (run_dir / "calibration" / "scores.csv").is_file()
+    assert (run_dir / "calibration" / "score_histograms.png").is_file()
+
+
+def test_manifest_is_complete_and_servable(calibrated, tiny_run) -> None:
+    from tfad.serving.contract import load_manifest
+
+    run_dir, version_dir = calibrated
+    manifest = json.loads((version_dir / "tfad_manifest.json").read_text())
+    assert manifest["name"] == "tiny" and manifest["version"] == 1
+    assert manifest["input"] == {"height": 32, "width": 32, "channels": 1, "dtype": "uint8", "layout": "NHWC"}
+    assert manifest["model_family"] == "resganad" and manifest["preset"] == "line-cpu"
+    assert manifest["thresholds"] == json.loads((run_dir / "thresholds.json").read_text())["thresholds"]
+    assert manifest["run_acceptance"] == {"k": 1, "n": 2}
+    run_info = json.loads((run_dir / "run.json").read_text())
+    assert manifest["training_data_fingerprint"] == run_info["training_data"]["fingerprint"]
+    assert manifest["tfad_version"]
+    parsed = load_manifest(version_dir)  # the servers' own parser accepts it
+    assert parsed.region_thresholds == manifest["thresholds"]["regions"]
+
+
+def test_savedmodel_equals_keras_in_a_fresh_process(calibrated, tiny_vials, tmp_path) -> None:
+    from tfad.data.decode import load_images
+    from tfad.data.layouts import read_dataset
+    from tfad.scoring.reconstruction import score_images
+    from tfad.training.runs import load_run
+
+    run_dir, version_dir = calibrated
+    records = read_dataset(str(tiny_vials), "test")[:6]
+    rng = np.random.default_rng(0)
+    images = np.concatenate([load_images(records, (32, 32), 1),
+                             rng.integers(0, 256, (2, 32, 32, 1), dtype=np.uint8)])
+    np.save(tmp_path / "images.npy", images)
+    code = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "model = tf.saved_model.load(sys.argv[1])\n"
+        "out = model.signatures['serving_default'](images=tf.constant(np.load(sys.argv[2])))\n"
+        "np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(version_dir), str(tmp_path / "images.npy"),
+                    str(tmp_path / "out.npz")], check=True, timeout=300)
+    served = np.load(tmp_path / "out.npz")
+    assert served["score"].shape == (8,) and served["heatmap"].shape == (8, 32, 32)
+    assert served["reconstruction"].shape == (8, 32, 32, 1)
+    keras_out = score_images(load_run(run_dir).reconstructor, images)
+    np.testing.assert_allclose(served["score"], keras_out["score"].numpy(), atol=SCORE_ATOL)
+    np.testing.assert_allclose(served["heatmap"], keras_out["heatmap"].numpy(), atol=HEATMAP_ATOL)
+    np.testing.assert_allclose(served["reconstruction"], keras_out["reconstruction"].numpy(), atol=RECON_ATOL)
+
+
+def test_versions_are_immutable_and_numbered(calibrated, tmp_path) -> None:
+    run_dir, version_dir = calibrated
+    models = version_dir.parent.parent
+    assert export_run(run_dir, models).name == "2"
+    with pytest.raises(ExportError, match="exists already"):
+        export_run(run_dir, models, version=1)
+    assert main(["export", str(run_dir), "--savedmodels", str(models), "--version", "1"]) == 2
+    assert not list(version_dir.parent.glob(".*.tmp"))
+
+
+def test_uncalibrated_run_is_refused(tiny_run, tmp_path) -> None:
+    from tfad.serving.contract import ManifestError, load_manifest
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run[1].run_dir, copy, ignore=shutil.ignore_patterns("thresholds.json", "calibration"))
+    with pytest.raises(ExportError, match="not calibrated"):
+        export_run(copy, tmp_path / "models")
+    target = export_run(copy, tmp_path / "models", allow_uncalibrated=True)
+    assert json.loads((target / "tfad_manifest.json").read_text())["thresholds"] is None
+    with pytest.raises(ManifestError, match="not calibrated"):
+        load_manifest(target)
+
+
+def test_eval_of_the_exported_model_writes_the_report(calibrated, tiny_vials, tmp_path, capsys) -> None:
+    _, version_dir = calibrated
+    out = tmp_path / "eval"
+    assert main(["eval", str(version_dir.parent), "--data", str(tiny_vials), "--out", str(out),
+                 "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["kind"] == "savedmodel" and report["model"]["version"] == 2  # highest version
+    assert 0.0 <= report["image_level"]["image_auroc"] <= 1.0
+    assert report["pixel_level"]["available"] and report["pixel_level"]["n_defect_pixels"] > 0
+    assert set(report["at_thresholds"]["patch"]["per_region"]) == {"R0", "R1", "R2", "R3"}
+    for name in ("roc.png", "score_histograms.png", "heatmap_examples.png"):
+        assert (out / "plots" / name).stat().st_size > 1000
+    assert (out / "scores.csv").is_file() and not (out / ".scratch").exists()
+    assert "positive class: defective" in capsys.readouterr().out
+
+
+def test_predict_writes_scores_overlays_and_rejects_unreadable(calibrated, tiny_vials, tmp_path) -> None:
+    run_dir, _ = calibrated
+    folder = tmp_path / "images"
+    product = next((tiny_vials / "test").glob("r00/*"))
+    shutil.copytree(product, folder)
+    (folder / "f0_v0_R9.png").write_bytes(b"not a png")  # corrupt, and an unknown region
+    out = tmp_path / "pred"
+    assert main(["predict", str(run_dir), str(folder), "--out", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert len(rows) == len(list(folder.glob("*.png")))
+    bad = [r for r in rows if r["path"].endswith("f0_v0_R9.png")]
+    assert bad and bad[0]["decision"] == "REJECT" and bad[0]["reason"].startswith("unreadable")
+    good = [r for r in rows if r is not bad[0]]
+    assert all(r["decision"] in ("ACCEPT", "REJECT") and r["threshold"] for r in good)
+    for r in good:
+        assert (float(r["score"]) > float(r["threshold"])) == (r["decision"] == "REJECT")
+    assert len(list((out / "overlays").glob("*.png"))) == len(good)
+
+
+def test_cli_errors_are_clear(tmp_path, capsys) -> None:
+    assert main(["eval", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2
+    assert "no such model path" in capsys.readouterr().err
+    (tmp_path / "c.yaml").write_text("training:\n  epoch: 3\n")
+    assert main(["fit", str(tmp_path / "c.yaml")]) == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "c.yaml"), "--set", "bad"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
