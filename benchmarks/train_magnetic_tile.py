@@ -37,17 +37,30 @@ def run_preset(preset: str, args: argparse.Namespace) -> dict:
     from tfad.training.fit import fit
 
     epochs = 4
-    config = from_dict({
-        "name": f"mt-{preset}",
-        "output_dir": str(args.out),
-        "model": {"family": "resganad", "preset": preset},
-        "data": {"root": str(args.data), "layout": "mvtec", "image_size": 256, "channels": 1,
-                 "validation_fraction": 0.05},
-        "training": {"epochs": epochs, "batch_size": args.batch_size,
-                     "steps_per_epoch": max(1, args.steps // epochs), "learning_rate": args.learning_rate,
-                     "restart_epochs": float(epochs), "checkpoint_every_steps": 100, "validation_steps": 2,
-                     "seed": args.seed},
-    })
+    config = from_dict(
+        {
+            "name": f"mt-{preset}",
+            "output_dir": str(args.out),
+            "model": {"family": "resganad", "preset": preset},
+            "data": {
+                "root": str(args.data),
+                "layout": "mvtec",
+                "image_size": 256,
+                "channels": 1,
+                "validation_fraction": 0.05,
+            },
+            "training": {
+                "epochs": epochs,
+                "batch_size": args.batch_size,
+                "steps_per_epoch": max(1, args.steps // epochs),
+                "learning_rate": args.learning_rate,
+                "restart_epochs": float(epochs),
+                "checkpoint_every_steps": 100,
+                "validation_steps": 2,
+                "seed": args.seed,
+            },
+        }
+    )
     run_dir = config.run_dir
     started = time.perf_counter()
     result = fit(config, resume=(run_dir / "checkpoints").is_dir(), progress=not args.no_progress)
@@ -56,8 +69,9 @@ def run_preset(preset: str, args: argparse.Namespace) -> dict:
 
     scorer = load_scorer(run_dir)
     test = read_dataset(str(args.data), "test", "mvtec")
-    table, corrupt = score_records(scorer, test, run_dir / "bench_scratch", batch_size=32,
-                                   progress=not args.no_progress)
+    table, corrupt = score_records(
+        scorer, test, run_dir / "bench_scratch", batch_size=32, progress=not args.no_progress
+    )
     rng = np.random.default_rng(args.seed)
     calib = np.zeros(len(table), bool)
     for defect in sorted(set(table.defect_types.tolist())):  # stratified halves
@@ -108,8 +122,19 @@ def main() -> None:
     def fmt(v) -> str:
         return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    columns = ["preset", "gflops_per_patch", "steps", "train_minutes", "image_auroc", "pixel_auroc", "aupro_0.3",
-               "f1_max", "heldout_accuracy", "heldout_true_accept_rate", "heldout_true_reject_rate"]
+    columns = [
+        "preset",
+        "gflops_per_patch",
+        "steps",
+        "train_minutes",
+        "image_auroc",
+        "pixel_auroc",
+        "aupro_0.3",
+        "f1_max",
+        "heldout_accuracy",
+        "heldout_true_accept_rate",
+        "heldout_true_reject_rate",
+    ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
     table = "\n".join(lines)

@@ -9,7 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # The real data set lives beside the repository (../shared); TFAD_MAGNETIC_TILE points elsewhere.
-MAGNETIC_TILE = Path(os.environ.get("TFAD_MAGNETIC_TILE", REPO.parent / "shared" / "datasets" / "magnetic_tile"))
+MAGNETIC_TILE = Path(
+    os.environ.get("TFAD_MAGNETIC_TILE", REPO.parent / "shared" / "datasets" / "magnetic_tile")
+)
 
 
 @pytest.fixture(scope="session")

@@ -188,31 +188,48 @@ def _from_dict(cls: type, data: Any, path: str) -> Any:
 
 def validate(config: Config) -> Config:
     """Range and cross-field checks; returns ``config`` or raises ConfigError."""
+
     def require(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
 
-    require(config.name.replace("-", "").replace("_", "").isalnum(),
-            f"name: use letters, digits, '-' and '_' only, got {config.name!r}")
+    require(
+        config.name.replace("-", "").replace("_", "").isalnum(),
+        f"name: use letters, digits, '-' and '_' only, got {config.name!r}",
+    )
     require(config.model.family in FAMILIES, f"model.family: one of {FAMILIES}, got {config.model.family!r}")
-    require(config.data.layout in ("auto", "mvtec", "line"),
-            f"data.layout: auto, mvtec or line, got {config.data.layout!r}")
-    require(0.0 <= config.data.validation_fraction < 1.0,
-            f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}")
+    require(
+        config.data.layout in ("auto", "mvtec", "line"),
+        f"data.layout: auto, mvtec or line, got {config.data.layout!r}",
+    )
+    require(
+        0.0 <= config.data.validation_fraction < 1.0,
+        f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}",
+    )
     require(config.data.image_size >= 16, f"data.image_size must be >= 16, got {config.data.image_size}")
     require(config.data.channels in (1, 3), f"data.channels must be 1 or 3, got {config.data.channels}")
-    require(config.data.on_corrupt in ("skip", "fail"),
-            f"data.on_corrupt: skip or fail, got {config.data.on_corrupt!r}")
-    require(0.0 <= config.synthesis.probability <= 1.0,
-            f"synthesis.probability must be in [0, 1], got {config.synthesis.probability}")
-    require(0.0 <= config.synthesis.beta_min <= config.synthesis.beta_max <= 1.0,
-            "synthesis.beta_min <= synthesis.beta_max must both be in [0, 1]")
-    require(0.0 <= config.augment.max_rotation <= math.pi,
-            f"augment.max_rotation (radians) must be in [0, pi], got {config.augment.max_rotation}")
+    require(
+        config.data.on_corrupt in ("skip", "fail"),
+        f"data.on_corrupt: skip or fail, got {config.data.on_corrupt!r}",
+    )
+    require(
+        0.0 <= config.synthesis.probability <= 1.0,
+        f"synthesis.probability must be in [0, 1], got {config.synthesis.probability}",
+    )
+    require(
+        0.0 <= config.synthesis.beta_min <= config.synthesis.beta_max <= 1.0,
+        "synthesis.beta_min <= synthesis.beta_max must both be in [0, 1]",
+    )
+    require(
+        0.0 <= config.augment.max_rotation <= math.pi,
+        f"augment.max_rotation (radians) must be in [0, pi], got {config.augment.max_rotation}",
+    )
     t = config.training
     require(t.epochs >= 1, f"training.epochs must be >= 1, got {t.epochs}")
     require(t.batch_size >= 1, f"training.batch_size must be >= 1, got {t.batch_size}")
-    require(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "training.steps_per_epoch must be >= 1 or null")
+    require(
+        t.steps_per_epoch is None or t.steps_per_epoch >= 1, "training.steps_per_epoch must be >= 1 or null"
+    )
     require(t.learning_rate > 0, f"training.learning_rate must be > 0, got {t.learning_rate}")
     require(0 <= t.adam_beta_1 < 1, f"training.adam_beta_1 must be in [0, 1), got {t.adam_beta_1}")
     require(t.restart_epochs > 0, f"training.restart_epochs must be > 0, got {t.restart_epochs}")
@@ -220,9 +237,11 @@ def validate(config: Config) -> Config:
     require(t.checkpoint_every_steps >= 1, "training.checkpoint_every_steps must be >= 1")
     c = config.calibration
     require(c.policy in POLICIES, f"calibration.policy: one of {POLICIES}, got {c.policy!r}")
-    require(c.policy != "false-reject-budget" or (c.false_reject_budget is not None
-                                                  and 0 <= c.false_reject_budget < 1),
-            "calibration.false_reject_budget in [0, 1) is required by the false-reject-budget policy")
+    require(
+        c.policy != "false-reject-budget"
+        or (c.false_reject_budget is not None and 0 <= c.false_reject_budget < 1),
+        "calibration.false_reject_budget in [0, 1) is required by the false-reject-budget policy",
+    )
     require(1 <= c.run_k <= c.run_n, f"calibration.run_k must be in [1, run_n], got {c.run_k} of {c.run_n}")
     if config.model.family == "resganad":
         from tfad.models.resganad import preset

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from data_testutils import gradient, write_image
 
+
 @pytest.fixture
 def mvtec_root(tmp_path: Path) -> Path:
     """train/good (3 images: png, JPG, bmp, varying sizes), test/good (1), test/crack (2, masks)."""

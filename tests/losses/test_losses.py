@@ -16,7 +16,8 @@ def _batch(n: int = 3, size: int = 48, channels: int = 1, seed: int = 0) -> tf.T
     rng = np.random.default_rng(seed)
     base = rng.uniform(0, 1, (n, size // 4, size // 4, channels)).astype(np.float32)
     return tf.image.resize(tf.constant(base), (size, size)) + 0.05 * tf.constant(
-        rng.normal(size=(n, size, size, channels)).astype(np.float32))
+        rng.normal(size=(n, size, size, channels)).astype(np.float32)
+    )
 
 
 def test_ssim_matches_tf_image_ssim() -> None:
@@ -40,14 +41,20 @@ def test_noise_loss_is_zero_when_reconstruction_is_the_clean_image() -> None:
     outs = [synth(clean[i], tf.constant([1, i], tf.int64)) for i in range(4)]
     batch = {k: tf.stack([o[k] for o in outs]) for k in ("image", "target", "noise_mask", "noise", "beta")}
     assert batch["noise_mask"].numpy().sum() > 0
-    zero = losses.noise_loss(batch["target"], batch["image"], batch["noise_mask"], batch["noise"], batch["beta"])
+    zero = losses.noise_loss(
+        batch["target"], batch["image"], batch["noise_mask"], batch["noise"], batch["beta"]
+    )
     assert abs(float(zero)) < 1e-10
     # copying the anomaly (reconstruction = perturbed input) is penalised
-    copied = losses.noise_loss(batch["image"], batch["image"], batch["noise_mask"], batch["noise"], batch["beta"])
+    copied = losses.noise_loss(
+        batch["image"], batch["image"], batch["noise_mask"], batch["noise"], batch["beta"]
+    )
     assert float(copied) > 1e-4
     # outside the mask the reconstruction is free (that is L_con's job)
     outside_changed = batch["target"] + (1 - batch["noise_mask"]) * 0.3
-    free = losses.noise_loss(outside_changed, batch["image"], batch["noise_mask"], batch["noise"], batch["beta"])
+    free = losses.noise_loss(
+        outside_changed, batch["image"], batch["noise_mask"], batch["noise"], batch["beta"]
+    )
     assert abs(float(free)) < 1e-10
 
 
@@ -76,7 +83,9 @@ def test_adversarial_latent_and_critic_losses() -> None:
     assert float(losses.feature_matching_loss(a, a + 2.0)) == 4.0
     assert float(losses.latent_loss(a, a - 1.0)) == 1.0
     # logits 0: each BCE term is ln 2
-    assert math.isclose(float(losses.critic_loss(tf.zeros([4, 1]), tf.zeros([4, 1]))), 2 * math.log(2), rel_tol=1e-6)
+    assert math.isclose(
+        float(losses.critic_loss(tf.zeros([4, 1]), tf.zeros([4, 1]))), 2 * math.log(2), rel_tol=1e-6
+    )
     # a confident, correct critic has a small loss; a fooled one a large loss
     assert float(losses.critic_loss(tf.fill([4, 1], 10.0), tf.fill([4, 1], -10.0))) < 1e-3
     assert float(losses.critic_loss(tf.fill([4, 1], -10.0), tf.fill([4, 1], 10.0))) > 19

@@ -15,7 +15,9 @@ def test_score_zero_for_perfect_reconstruction_and_grows_with_damage() -> None:
     damaged[0, 8:16, 8:16] = 0.0
     worse = x.numpy().copy()
     worse[0, 4:28, 4:28] = 0.0
-    scores = ssim_score(tf.concat([x, x, x], 0), tf.constant(np.concatenate([x.numpy(), damaged, worse]))).numpy()
+    scores = ssim_score(
+        tf.concat([x, x, x], 0), tf.constant(np.concatenate([x.numpy(), damaged, worse]))
+    ).numpy()
     assert abs(scores[0]) < 1e-5 and 0 < scores[1] < scores[2]
 
 

@@ -86,7 +86,9 @@ def test_texture_source(tmp_path) -> None:
         m, n = out["noise_mask"].numpy()[..., 0], out["noise"].numpy()[..., 0]
         if m.sum() == 0:
             continue
-        expected = tf.image.resize(tf.constant(texture[..., None] / 255.0, tf.float32), (40, 40)).numpy()[..., 0]
+        expected = tf.image.resize(tf.constant(texture[..., None] / 255.0, tf.float32), (40, 40)).numpy()[
+            ..., 0
+        ]
         np.testing.assert_allclose(n[m == 1], expected[m == 1], atol=1e-5)
         return
     pytest.fail("no non-empty mask in 10 draws")

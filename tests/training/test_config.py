@@ -23,7 +23,9 @@ def test_defaults_are_the_documented_hyperparameters() -> None:
 
 
 def test_unknown_key_suggests_the_right_one() -> None:
-    with pytest.raises(ConfigError, match=r"unknown key 'training.learning_rte'.*did you mean 'learning_rate'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'training.learning_rte'.*did you mean 'learning_rate'"
+    ):
         from_dict({"training": {"learning_rte": 1e-3}})
     with pytest.raises(ConfigError, match="unknown key 'modle'"):
         from_dict({"modle": {}})

@@ -56,7 +56,7 @@ def test_resume_without_checkpoint_is_an_error(tiny_vials, tmp_path) -> None:
 
 
 def test_interrupted_run_resumes_where_it_stopped(tiny_run, tiny_vials, tmp_path) -> None:
-    """Stop mid-epoch 1 at step 7 (a checkpoint is written on stopping) and resume: same steps, same weights."""
+    """Stop mid-epoch 1 at step 7 (checkpoint written on stopping) and resume: same steps, same weights."""
     from tfad.training.runs import load_run
 
     config = tiny_config(tiny_vials, tmp_path)

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfad {args.command}: error: {err}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:
-        print(f"tfad {args.command}: error: file not found: {err.filename or err}", file=sys.stderr)
+        what = err.strerror or "file not found"
+        print(f"tfad {args.command}: error: {what}: {err.filename or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tfad {args.command}: interrupted", file=sys.stderr)

@@ -21,11 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="calib", help="split to calibrate on (default: calib)")
     parser.add_argument("--layout", choices=("auto", "mvtec", "line"), default="auto")
     parser.add_argument("--policy", choices=POLICIES, help="threshold policy (default: the config's)")
-    parser.add_argument("--false-reject-budget", type=float,
-                        help="largest accepted false-reject rate for --policy false-reject-budget, e.g. 0.01")
-    parser.add_argument("--default", default="pooled", metavar="RULE",
-                        help=f"threshold of regions absent from the set: {' | '.join(DEFAULT_RULES)} | a number "
-                        "| none (default: pooled)")
+    parser.add_argument(
+        "--false-reject-budget",
+        type=float,
+        help="largest accepted false-reject rate for --policy false-reject-budget, e.g. 0.01",
+    )
+    parser.add_argument(
+        "--default",
+        default="pooled",
+        metavar="RULE",
+        help=f"threshold of regions absent from the set: {' | '.join(DEFAULT_RULES)} | a number "
+        "| none (default: pooled)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_calibrate)
@@ -60,15 +67,20 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     if not is_run_dir(run_dir):
-        raise CLIError(f"{run_dir} is not a run directory of tfad fit (thresholds are stored with the run, "
-                       "then exported with it)")
+        raise CLIError(
+            f"{run_dir} is not a run directory of tfad fit (thresholds are stored with the run, "
+            "then exported with it)"
+        )
     from tfad.config import load_config
 
     scorer = load_scorer(run_dir)
     run_config = load_config(run_dir / "config.yaml")
     policy = args.policy or run_config.calibration.policy
-    budget = args.false_reject_budget if args.false_reject_budget is not None \
+    budget = (
+        args.false_reject_budget
+        if args.false_reject_budget is not None
         else run_config.calibration.false_reject_budget
+    )
     if policy == "false-reject-budget" and budget is None:
         raise CLIError("--policy false-reject-budget needs --false-reject-budget (e.g. 0.01)")
     if policy != "false-reject-budget":
@@ -82,8 +94,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise CLIError(f"split {args.split!r} of {args.data} has no labelled images")
     out_dir = run_dir / "calibration"
     scratch = out_dir / ".scratch"
-    table, corrupt = score_records(scorer, labelled, scratch, args.batch_size, run_config.data.on_corrupt,
-                                   progress=not args.no_progress)
+    table, corrupt = score_records(
+        scorer, labelled, scratch, args.batch_size, run_config.data.on_corrupt, progress=not args.no_progress
+    )
     try:
         thresholds = calibrate_table(table, policy, budget, _default_rule(args.default))
     except ValueError as err:
@@ -103,8 +116,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         "global_step": scorer.info.get("global_step"),
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    (run_dir / THRESHOLDS_FILE).write_text(json.dumps(
-        {"thresholds": thresholds.to_manifest(), "calibration": calibration}, indent=2) + "\n")
+    (run_dir / THRESHOLDS_FILE).write_text(
+        json.dumps({"thresholds": thresholds.to_manifest(), "calibration": calibration}, indent=2) + "\n"
+    )
     try:
         from tfad.evaluation.plots import plot_region_thresholds, plot_score_histograms
 
@@ -114,16 +128,26 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"warning: calibration plots failed: {err}")
     save_table(table, out_dir)
     shutil.rmtree(scratch, ignore_errors=True)
-    print(f"policy {policy}" + (f" (false-reject budget {budget})" if budget is not None else "")
-          + f" on {len(table)} images ({calibration['good']} good, {calibration['defective']} defective)")
+    print(
+        f"policy {policy}"
+        + (f" (false-reject budget {budget})" if budget is not None else "")
+        + f" on {len(table)} images ({calibration['good']} good, {calibration['defective']} defective)"
+    )
     print(f"{'region':<10}{'threshold':>12}{'good':>7}{'defect':>8}{'accuracy':>10}{'TAR':>8}{'TRR':>8}")
     for region, stats in thresholds.to_dict()["per_region"].items():
         conf = stats.get("calibration", {})
-        print(f"{region:<10}{stats['threshold']:>12.5f}{stats['n_good']:>7}{stats['n_defective']:>8}"
-              + "".join(f"{_fmt(conf.get(k)):>{w}}" for k, w in (("accuracy", 10), ("true_accept_rate", 8),
-                                                                  ("true_reject_rate", 8))))
+        print(
+            f"{region:<10}{stats['threshold']:>12.5f}{stats['n_good']:>7}{stats['n_defective']:>8}"
+            + "".join(
+                f"{_fmt(conf.get(k)):>{w}}"
+                for k, w in (("accuracy", 10), ("true_accept_rate", 8), ("true_reject_rate", 8))
+            )
+        )
     if thresholds.default is not None:
-        print(f"default threshold (regions not calibrated): {thresholds.default:.5f} ({thresholds.default_rule})")
+        print(
+            f"default threshold (regions not calibrated): {thresholds.default:.5f} "
+            f"({thresholds.default_rule})"
+        )
     print(f"wrote {run_dir / THRESHOLDS_FILE} and {out_dir}/")
     return 0
 

@@ -21,11 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--layout", choices=("auto", "mvtec", "line"), default="auto")
     parser.add_argument("--out", help="report folder (default: <run>/eval/<split> or ./eval_<name>_<split>)")
-    parser.add_argument("--k", type=int, help="run acceptance: accept when k of n runs pass (default: model's)")
+    parser.add_argument(
+        "--k", type=int, help="run acceptance: accept when k of n runs pass (default: model's)"
+    )
     parser.add_argument("--n", type=int, help="run acceptance window n (default: model's)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--on-corrupt", choices=("skip", "fail"), default="skip",
-                        help="unreadable images: leave out and list in the report (skip) or stop (fail)")
+    parser.add_argument(
+        "--on-corrupt",
+        choices=("skip", "fail"),
+        default="skip",
+        help="unreadable images: leave out and list in the report (skip) or stop (fail)",
+    )
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_eval)
@@ -59,18 +65,28 @@ def _eval(args: argparse.Namespace) -> int:
     if not 1 <= k <= n:
         raise CLIError(f"run acceptance needs 1 <= k <= n, got {k} of {n}")
     scratch = out / ".scratch"
-    table, corrupt = score_records(scorer, records, scratch, args.batch_size, args.on_corrupt,
-                                   progress=not args.no_progress)
+    table, corrupt = score_records(
+        scorer, records, scratch, args.batch_size, args.on_corrupt, progress=not args.no_progress
+    )
     try:
         report = write_report(table, scorer.thresholds, str(out), k=k, n=n, plots=not args.no_plots)
     except ValueError as err:
         raise CLIError(f"evaluation failed: {err}") from err
-    report["model"] = {"kind": scorer.kind, "name": scorer.name, "path": str(scorer.path),
-                       "version": scorer.info.get("version"), "preset": scorer.info.get("preset"),
-                       "training_data_fingerprint": scorer.info.get("training_data_fingerprint")
-                       or scorer.info.get("training_data", {}).get("fingerprint")}
-    report["data"] = {"root": str(Path(args.data).resolve()), "split": args.split, "images": len(records),
-                      "unreadable": corrupt}
+    report["model"] = {
+        "kind": scorer.kind,
+        "name": scorer.name,
+        "path": str(scorer.path),
+        "version": scorer.info.get("version"),
+        "preset": scorer.info.get("preset"),
+        "training_data_fingerprint": scorer.info.get("training_data_fingerprint")
+        or scorer.info.get("training_data", {}).get("fingerprint"),
+    }
+    report["data"] = {
+        "root": str(Path(args.data).resolve()),
+        "split": args.split,
+        "images": len(records),
+        "unreadable": corrupt,
+    }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     save_table(table, out)
     shutil.rmtree(scratch, ignore_errors=True)

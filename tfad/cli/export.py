@@ -10,17 +10,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
         help="export a calibrated run as a SavedModel for the line servers",
-        description="Write <savedmodels>/<name>/<version>/ with the serving signature (uint8 images -> score, "
+        description="Write <savedmodels>/<name>/<version>/ with the serving signature (uint8 images -> score,"
+        " "
         "heatmap, reconstruction) and tfad_manifest.json (input, preprocessing, region thresholds and "
         "policy, run acceptance, provenance). Versions are immutable; the folder appears atomically.",
     )
     parser.add_argument("run", metavar="RUN", help="run directory (calibrated with tfad calibrate)")
     parser.add_argument("--savedmodels", default="savedmodels", help="models root (default: savedmodels)")
     parser.add_argument("--version", type=int, help="version number (default: next free)")
-    parser.add_argument("--allow-uncalibrated", action="store_true",
-                        help="export without thresholds (the servers refuse to serve it)")
-    parser.add_argument("--no-check", action="store_true",
-                        help="skip reloading the SavedModel and comparing its scores with the run's")
+    parser.add_argument(
+        "--allow-uncalibrated",
+        action="store_true",
+        help="export without thresholds (the servers refuse to serve it)",
+    )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip reloading the SavedModel and comparing its scores with the run's",
+    )
     parser.set_defaults(func=_export)
 
 
@@ -45,8 +52,12 @@ def _export(args: argparse.Namespace) -> int:
         diff = float(np.max(np.abs(a["score"] - b["score"])))
         heat = float(np.max(np.abs(a["heatmap"] - b["heatmap"])))
         if diff > 1e-4 or heat > 1e-3:
-            raise CLIError(f"{target}: SavedModel scores differ from the run's (max |d score| {diff:.2e}, "
-                           f"|d heatmap| {heat:.2e}); do not deploy it")
-        print(f"check: SavedModel reloaded, scores equal the run's (max |d score| {diff:.1e}, "
-              f"max |d heatmap| {heat:.1e})")
+            raise CLIError(
+                f"{target}: SavedModel scores differ from the run's (max |d score| {diff:.2e}, "
+                f"|d heatmap| {heat:.2e}); do not deploy it"
+            )
+        print(
+            f"check: SavedModel reloaded, scores equal the run's (max |d score| {diff:.1e}, "
+            f"max |d heatmap| {heat:.1e})"
+        )
     return 0

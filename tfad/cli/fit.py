@@ -10,14 +10,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "fit",
         help="train a model from a YAML config",
-        description="Train the configured model into <output_dir>/<name>/ (config.yaml, run.json, history.csv, "
+        description="Train the configured model into <output_dir>/<name>/ (config.yaml, run.json,"
+        " history.csv, "
         "checkpoints/, tensorboard/, plots/). Interrupt with Ctrl-C or SIGTERM at any time: a checkpoint is "
         "saved, and --resume continues from it.",
     )
     parser.add_argument("config", metavar="CONFIG", help="YAML configuration file")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run of this config")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key, e.g. --set training.epochs=3 (value parsed as YAML; repeatable)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
@@ -74,7 +78,13 @@ def _fit(args: argparse.Namespace) -> int:
     last = result.history[-1] if result.history else {}
     print(f"trained {result.epochs_done} epoch(s), {result.global_step} steps -> {result.run_dir}")
     if last:
-        print("last epoch: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
-                                         if isinstance(v, float) and k.endswith(("loss", "score"))))
+        print(
+            "last epoch: "
+            + ", ".join(
+                f"{k}={v:.4g}"
+                for k, v in last.items()
+                if isinstance(v, float) and k.endswith(("loss", "score"))
+            )
+        )
     print(f"next: tfad calibrate {result.run_dir} --data <labelled data> --split <calibration split>")
     return 0

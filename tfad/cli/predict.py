@@ -42,8 +42,9 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        table, corrupt = score_records(scorer, records, None, args.batch_size, "skip",
-                                       progress=not args.no_progress)
+        table, corrupt = score_records(
+            scorer, records, None, args.batch_size, "skip", progress=not args.no_progress
+        )
     except ValueError as err:  # nothing readable at all
         table, corrupt = None, {r.path: str(err) for r in records}
     rows = []
@@ -58,33 +59,61 @@ def _predict(args: argparse.Namespace) -> int:
                 threshold = None
         if threshold is None:
             decision = "SCORED" if scorer.thresholds is None else "REJECT"  # unknown region: fail safe
-            reason = "model not calibrated" if scorer.thresholds is None else f"no threshold for region {region}"
+            reason = (
+                "model not calibrated" if scorer.thresholds is None else f"no threshold for region {region}"
+            )
         else:
             decision = "REJECT" if score > threshold else "ACCEPT"
             reason = ""
         counts[decision] += 1
-        rows.append({"path": table.paths[i], "region": region, "score": f"{score:.6f}",
-                     "threshold": "" if threshold is None else f"{threshold:.6f}", "decision": decision,
-                     "reason": reason})
+        rows.append(
+            {
+                "path": table.paths[i],
+                "region": region,
+                "score": f"{score:.6f}",
+                "threshold": "" if threshold is None else f"{threshold:.6f}",
+                "decision": decision,
+                "reason": reason,
+            }
+        )
         if not args.no_overlays:
-            _write_overlay(out / "overlays", table.paths[i], table.heatmap(i), score, threshold, decision,
-                           scorer.image_size, scorer.channels)
+            _write_overlay(
+                out / "overlays",
+                table.paths[i],
+                table.heatmap(i),
+                score,
+                threshold,
+                decision,
+                scorer.image_size,
+                scorer.channels,
+            )
     for path, why in corrupt.items():
         counts["REJECT"] += 1
-        rows.append({"path": path, "region": "", "score": "", "threshold": "", "decision": "REJECT",
-                     "reason": f"unreadable: {why}"})
+        rows.append(
+            {
+                "path": path,
+                "region": "",
+                "score": "",
+                "threshold": "",
+                "decision": "REJECT",
+                "reason": f"unreadable: {why}",
+            }
+        )
     with open(out / "scores.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"{len(rows)} image(s) with {scorer.describe()}: "
-          + ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v))
+    print(
+        f"{len(rows)} image(s) with {scorer.describe()}: "
+        + ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v)
+    )
     print(f"scores: {out / 'scores.csv'}" + ("" if args.no_overlays else f"   overlays: {out / 'overlays'}/"))
     return 0
 
 
-def _write_overlay(folder, path: str, heatmap, score: float, threshold, decision: str, size: int,
-                   channels: int) -> None:
+def _write_overlay(
+    folder, path: str, heatmap, score: float, threshold, decision: str, size: int, channels: int
+) -> None:
     """input | heatmap blended over the input (JET colours), with a caption line."""
     from pathlib import Path
 

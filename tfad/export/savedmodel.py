@@ -48,17 +48,31 @@ def build_manifest(run, version: int, thresholds: dict | None, calibration: dict
         "architecture": run.info.get("architecture"),
         "inference_gflops_per_patch": run.info.get("inference_gflops_per_patch"),
         "input": {"height": size, "width": size, "channels": channels, "dtype": "uint8", "layout": "NHWC"},
-        "preprocessing": {"scale": "1/255", "resize": "bilinear", "color": "gray" if channels == 1 else "rgb"},
-        "signature": {"name": "serving_default", "input": "images",
-                      "outputs": ["score", "heatmap", "reconstruction"]},
-        "score": {"name": "1-ssim", "higher_is_anomalous": True,
-                  "heatmap": "per-image min-max normalised |X - X_hat|"},
+        "preprocessing": {
+            "scale": "1/255",
+            "resize": "bilinear",
+            "color": "gray" if channels == 1 else "rgb",
+        },
+        "signature": {
+            "name": "serving_default",
+            "input": "images",
+            "outputs": ["score", "heatmap", "reconstruction"],
+        },
+        "score": {
+            "name": "1-ssim",
+            "higher_is_anomalous": True,
+            "heatmap": "per-image min-max normalised |X - X_hat|",
+        },
         "thresholds": thresholds,
         "calibration": calibration,
         "run_acceptance": {"k": config.calibration.run_k, "n": config.calibration.run_n},
         "training_data_fingerprint": run.info.get("training_data", {}).get("fingerprint"),
-        "training": {"run_dir": str(run.run_dir.resolve()), "checkpoint": Path(run.checkpoint).name,
-                     "global_step": run.info.get("global_step"), "epochs_done": run.info.get("epochs_done")},
+        "training": {
+            "run_dir": str(run.run_dir.resolve()),
+            "checkpoint": Path(run.checkpoint).name,
+            "global_step": run.info.get("global_step"),
+            "epochs_done": run.info.get("epochs_done"),
+        },
         "tfad_version": __version__,
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
@@ -93,8 +107,10 @@ def export_run(
         saved = json.loads(thresholds_path.read_text())
         thresholds, calibration = saved["thresholds"], saved.get("calibration")
     elif not allow_uncalibrated:
-        raise ExportError(f"{run.run_dir} is not calibrated (no {THRESHOLDS_FILE}): run `tfad calibrate` first, "
-                          "or pass --allow-uncalibrated to export a model the servers will refuse to serve")
+        raise ExportError(
+            f"{run.run_dir} is not calibrated (no {THRESHOLDS_FILE}): run `tfad calibrate` first, "
+            "or pass --allow-uncalibrated to export a model the servers will refuse to serve"
+        )
 
     model_dir = Path(savedmodels_dir) / run.name
     version = next_version(model_dir) if version is None else int(version)

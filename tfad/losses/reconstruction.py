@@ -50,7 +50,9 @@ def ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     if height is None or width is None or channels is None:
         raise ValueError(f"ssim needs static H, W, C; got shape {x.shape}")
     if min(height, width) < SSIM_FILTER_SIZE:
-        raise ValueError(f"ssim needs images of at least {SSIM_FILTER_SIZE}x{SSIM_FILTER_SIZE}, got {height}x{width}")
+        raise ValueError(
+            f"ssim needs images of at least {SSIM_FILTER_SIZE}x{SSIM_FILTER_SIZE}, got {height}x{width}"
+        )
     # Fold channels into the batch: [N, H, W, C] -> [N*C, H, W].
     x1 = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, height, width])
     y1 = tf.reshape(tf.transpose(y, [0, 3, 1, 2]), [-1, height, width])
@@ -72,16 +74,18 @@ def huber(x: tf.Tensor, y: tf.Tensor, delta: float = 1.0) -> tf.Tensor:
     return tf.reduce_mean(0.5 * quadratic**2 + delta * (error - quadratic))
 
 
-def contextual_loss(target: tf.Tensor, reconstruction: tf.Tensor, huber_weight: float = 2.0,
-                    ssim_weight: float = 1.0) -> tf.Tensor:
+def contextual_loss(
+    target: tf.Tensor, reconstruction: tf.Tensor, huber_weight: float = 2.0, ssim_weight: float = 1.0
+) -> tf.Tensor:
     """L_con = w_a * Huber(X, X_hat) + w_b * (1 - SSIM(X, X_hat)), X the clean target."""
     return huber_weight * huber(target, reconstruction) + ssim_weight * tf.reduce_mean(
         1.0 - ssim(target, reconstruction)
     )
 
 
-def noise_loss(reconstruction: tf.Tensor, perturbed: tf.Tensor, noise_mask: tf.Tensor, noise: tf.Tensor,
-               beta: tf.Tensor) -> tf.Tensor:
+def noise_loss(
+    reconstruction: tf.Tensor, perturbed: tf.Tensor, noise_mask: tf.Tensor, noise: tf.Tensor, beta: tf.Tensor
+) -> tf.Tensor:
     """L_nse = mean((|(1 - beta) M X_hat - M X*| - beta N)^2)  (Eq. 8.10 with M_hat := M, unweighted).
 
     Zero exactly when the reconstruction equals the clean image inside the noise region: there

@@ -7,7 +7,9 @@ from keras import layers
 
 
 def _bn_relu(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    # momentum 0.9 (PyTorch's default, which GANomaly-family models were tuned with): with Keras's 0.99 the
+    # inference statistics lagged the training ones by hundreds of steps and served reconstructions were flat.
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -30,7 +32,9 @@ def residual_block(
     if stride == 1 and x.shape[-1] == filters:
         shortcut = x
     else:
-        shortcut = conv(filters, 1, strides=stride, padding="same", use_bias=False, name=f"{name}_proj")(preact)
+        shortcut = conv(filters, 1, strides=stride, padding="same", use_bias=False, name=f"{name}_proj")(
+            preact
+        )
     strided_conv = convs - 1 if transpose else 0
     y = preact
     for i in range(convs):
@@ -38,7 +42,11 @@ def residual_block(
             y = _bn_relu(y, f"{name}_c{i}")
         layer = conv if i == strided_conv else layers.Conv2D
         y = layer(
-            filters, 3, strides=stride if i == strided_conv else 1, padding="same", use_bias=False,
+            filters,
+            3,
+            strides=stride if i == strided_conv else 1,
+            padding="same",
+            use_bias=False,
             name=f"{name}_conv{i}",
         )(y)
     return layers.Add(name=f"{name}_add")([shortcut, y])

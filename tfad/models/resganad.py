@@ -39,9 +39,20 @@ class ResGANADArchitecture:
 
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent knob."""
-        for name in ("image_size", "channels", "stem_filters", "stem_stride", "base_width", "widening",
-                     "stages", "blocks_per_stage", "convs_per_block", "latent_dim", "critic_base_width",
-                     "critic_stages"):
+        for name in (
+            "image_size",
+            "channels",
+            "stem_filters",
+            "stem_stride",
+            "base_width",
+            "widening",
+            "stages",
+            "blocks_per_stage",
+            "convs_per_block",
+            "latent_dim",
+            "critic_base_width",
+            "critic_stages",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
@@ -52,10 +63,13 @@ class ResGANADArchitecture:
         reduction = self.stem_stride * 2**self.stages
         if self.image_size % reduction:
             raise ValueError(
-                f"model.image_size {self.image_size} must be divisible by stem_stride * 2**stages = {reduction}"
+                f"model.image_size {self.image_size} must be divisible by stem_stride * 2**stages = "
+                f"{reduction}"
             )
         if self.image_size // 2**self.critic_stages < 1 or self.image_size < 16:
-            raise ValueError(f"model.image_size {self.image_size} too small for {self.critic_stages} critic stages")
+            raise ValueError(
+                f"model.image_size {self.image_size} too small for {self.critic_stages} critic stages"
+            )
 
     @property
     def stage_widths(self) -> list[int]:
@@ -78,8 +92,17 @@ class ResGANADArchitecture:
 # `line-cpu-wide`: the same topology twice as wide, the accuracy reference for `line-cpu`.
 PRESETS: dict[str, ResGANADArchitecture] = {
     "thesis": ResGANADArchitecture(
-        stem="conv", stem_filters=64, stem_stride=1, base_width=64, widening=2, stages=4, blocks_per_stage=3,
-        convs_per_block=3, latent_dim=64, critic_base_width=32, critic_stages=5,
+        stem="conv",
+        stem_filters=64,
+        stem_stride=1,
+        base_width=64,
+        widening=2,
+        stages=4,
+        blocks_per_stage=3,
+        convs_per_block=3,
+        latent_dim=64,
+        critic_base_width=32,
+        critic_stages=5,
     ),
     "line-cpu": ResGANADArchitecture(),
     "line-cpu-wide": ResGANADArchitecture(stem_filters=16, widening=2),
@@ -106,8 +129,14 @@ def build_encoder(arch: ResGANADArchitecture, name: str) -> keras.Model:
         x = SpaceToDepth(arch.stem_stride, name=f"{name}_unshuffle")(inputs)
         x = layers.Conv2D(arch.stem_filters, 3, padding="same", use_bias=False, name=f"{name}_stem")(x)
     else:
-        x = layers.Conv2D(arch.stem_filters, 3, strides=arch.stem_stride, padding="same", use_bias=False,
-                          name=f"{name}_stem")(inputs)
+        x = layers.Conv2D(
+            arch.stem_filters,
+            3,
+            strides=arch.stem_stride,
+            padding="same",
+            use_bias=False,
+            name=f"{name}_stem",
+        )(inputs)
     for s, width in enumerate(arch.stage_widths):
         x = residual_stage(x, width, arch.blocks_per_stage, arch.convs_per_block, f"{name}_s{s}", "down")
     x = final_bn_relu(x, f"{name}_out")
@@ -123,8 +152,9 @@ def build_decoder(arch: ResGANADArchitecture, name: str = "decoder") -> keras.Mo
     x = layers.Dense(side * side * width, name=f"{name}_expand")(inputs)
     x = layers.Reshape((side, side, width), name=f"{name}_reshape")(x)
     for s in reversed(range(arch.stages)):
-        x = residual_stage(x, arch.stage_widths[s], arch.blocks_per_stage, arch.convs_per_block,
-                           f"{name}_s{s}", "up")
+        x = residual_stage(
+            x, arch.stage_widths[s], arch.blocks_per_stage, arch.convs_per_block, f"{name}_s{s}", "up"
+        )
     x = final_bn_relu(x, f"{name}_out")
     if arch.stem == "space_to_depth":
         x = layers.Conv2D(arch.channels * arch.stem_stride**2, 3, padding="same", name=f"{name}_image")(x)
@@ -132,10 +162,13 @@ def build_decoder(arch: ResGANADArchitecture, name: str = "decoder") -> keras.Mo
         outputs = layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
     else:
         if arch.stem_stride > 1:
-            x = layers.Conv2DTranspose(arch.stem_filters, 3, strides=arch.stem_stride, padding="same",
-                                       name=f"{name}_unstem")(x)
+            x = layers.Conv2DTranspose(
+                arch.stem_filters, 3, strides=arch.stem_stride, padding="same", name=f"{name}_unstem"
+            )(x)
             x = layers.ReLU(name=f"{name}_unstem_relu")(x)
-        outputs = layers.Conv2D(arch.channels, 3, padding="same", activation="sigmoid", name=f"{name}_image")(x)
+        outputs = layers.Conv2D(arch.channels, 3, padding="same", activation="sigmoid", name=f"{name}_image")(
+            x
+        )
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -167,8 +200,11 @@ class ResGANADNetworks:
     @property
     def generator_variables(self) -> list:
         """Trainable variables of E1 + decoder + E2."""
-        return (self.encoder.trainable_variables + self.decoder.trainable_variables
-                + self.encoder2.trainable_variables)
+        return (
+            self.encoder.trainable_variables
+            + self.decoder.trainable_variables
+            + self.encoder2.trainable_variables
+        )
 
     def build_reconstructor(self) -> keras.Model:
         """The inference path E1 -> decoder as one model: image -> reconstruction."""

@@ -49,11 +49,15 @@ class Scorer:
         """Score a batch; ``images`` must already be ``[N, image_size, image_size, channels]`` uint8."""
         expected = (self.image_size, self.image_size, self.channels)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected:
-            raise ValueError(f"expected uint8 images [N, {expected[0]}, {expected[1]}, {expected[2]}], got "
-                             f"{images.dtype} {list(images.shape)}")
+            raise ValueError(
+                f"expected uint8 images [N, {expected[0]}, {expected[1]}, {expected[2]}], got "
+                f"{images.dtype} {list(images.shape)}"
+            )
         outputs = self.function(images)
-        return {"score": np.asarray(outputs["score"], np.float64),
-                "heatmap": np.asarray(outputs["heatmap"], np.float32)}
+        return {
+            "score": np.asarray(outputs["score"], np.float64),
+            "heatmap": np.asarray(outputs["heatmap"], np.float32),
+        }
 
     def describe(self) -> str:
         """One line naming what scores (for logs and reports)."""
@@ -77,8 +81,18 @@ def _run_scorer(path: Path) -> Scorer:
     if (path / THRESHOLDS_FILE).is_file():
         block = json.loads((path / THRESHOLDS_FILE).read_text())
         thresholds = ThresholdTable.from_manifest(block["thresholds"])
-    return Scorer(run.name, "run", path, size, channels, thresholds, run.config.calibration.run_k,
-                  run.config.calibration.run_n, {**run.info, "checkpoint": run.checkpoint}, function)
+    return Scorer(
+        run.name,
+        "run",
+        path,
+        size,
+        channels,
+        thresholds,
+        run.config.calibration.run_k,
+        run.config.calibration.run_n,
+        {**run.info, "checkpoint": run.checkpoint},
+        function,
+    )
 
 
 def _savedmodel_scorer(path: Path) -> Scorer:
@@ -88,7 +102,9 @@ def _savedmodel_scorer(path: Path) -> Scorer:
     try:
         size, width, channels = (int(manifest["input"][k]) for k in ("height", "width", "channels"))
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelNotFoundError(2, f"manifest has no valid input block ({err})", str(path / MANIFEST_FILE)) from err
+        raise ModelNotFoundError(
+            2, f"manifest has no valid input block ({err})", str(path / MANIFEST_FILE)
+        ) from err
     if size != width:
         raise ModelNotFoundError(2, "non-square model input is not supported", str(path / MANIFEST_FILE))
     loaded = tf.saved_model.load(str(path))
@@ -102,8 +118,18 @@ def _savedmodel_scorer(path: Path) -> Scorer:
     block = manifest.get("thresholds")
     thresholds = ThresholdTable.from_manifest(block) if block is not None else None
     acceptance = manifest.get("run_acceptance") or {}
-    scorer = Scorer(manifest.get("name", path.parent.name), "savedmodel", path, size, channels, thresholds,
-                    int(acceptance.get("k", 7)), int(acceptance.get("n", 10)), manifest, function)
+    scorer = Scorer(
+        manifest.get("name", path.parent.name),
+        "savedmodel",
+        path,
+        size,
+        channels,
+        thresholds,
+        int(acceptance.get("k", 7)),
+        int(acceptance.get("n", 10)),
+        manifest,
+        function,
+    )
     scorer._saved_model = loaded  # keep the loaded object (and its variables) alive
     return scorer
 
@@ -123,12 +149,19 @@ def load_scorer(path: str | Path) -> Scorer:
         return _run_scorer(path)
     if (path / MANIFEST_FILE).is_file():
         return _savedmodel_scorer(path)
-    versions = sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit() and (p / MANIFEST_FILE).is_file()) \
-        if path.is_dir() else []
+    versions = (
+        sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit() and (p / MANIFEST_FILE).is_file())
+        if path.is_dir()
+        else []
+    )
     if versions:
         return _savedmodel_scorer(versions[-1][1])
-    raise ModelNotFoundError(2, "neither a run directory (run.json) nor an exported model (tfad_manifest.json, "
-                             "or numbered version folders holding one)", str(path))
+    raise ModelNotFoundError(
+        2,
+        "neither a run directory (run.json) nor an exported model (tfad_manifest.json, "
+        "or numbered version folders holding one)",
+        str(path),
+    )
 
 
 class _MaskStore:
@@ -168,15 +201,23 @@ def score_records(
         scratch = Path(scratch_dir)
         scratch.mkdir(parents=True, exist_ok=True)
         heatmaps = open_heatmap_store(str(scratch / "heatmaps.npy"), n, size, size)
-        masks = np.lib.format.open_memmap(str(scratch / "masks.npy"), mode="w+", dtype=np.uint8,
-                                          shape=(n, size, size))
+        masks = np.lib.format.open_memmap(
+            str(scratch / "masks.npy"), mode="w+", dtype=np.uint8, shape=(n, size, size)
+        )
     else:
         heatmaps = np.zeros((n, size, size), np.float32)
         masks = np.zeros((n, size, size), np.uint8)
     scores = np.full(n, np.nan)
     has_mask = np.asarray([r.mask_path is not None or r.label == LABEL_GOOD for r in records])
-    dataset = make_dataset(records, (size, size), channels=scorer.channels, batch_size=batch_size,
-                           on_corrupt=on_corrupt, with_masks=True, name="score")
+    dataset = make_dataset(
+        records,
+        (size, size),
+        channels=scorer.channels,
+        batch_size=batch_size,
+        on_corrupt=on_corrupt,
+        with_masks=True,
+        name="score",
+    )
     bar = tqdm(total=n, desc=f"scoring {scorer.name}", unit="img", disable=not progress, dynamic_ncols=True)
     for batch in dataset:
         index = batch["index"].numpy()
@@ -191,16 +232,20 @@ def score_records(
     corrupt = dataset.corrupt_counter.reasons
     kept = ~np.isnan(scores)
     if not kept.any():
-        raise ValueError(f"none of the {n} images could be scored (first unreadable: "
-                         f"{next(iter(corrupt.items()), ('?', '?'))})")
+        raise ValueError(
+            f"none of the {n} images could be scored (first unreadable: "
+            f"{next(iter(corrupt.items()), ('?', '?'))})"
+        )
     if isinstance(heatmaps, np.memmap):
         heatmaps.flush()
         masks.flush()
-    table = ScoreTable.from_records(records, np.where(kept, scores, 0.0), heatmaps=heatmaps,
-                                    masks=_MaskStore(masks, has_mask))
+    table = ScoreTable.from_records(
+        records, np.where(kept, scores, 0.0), heatmaps=heatmaps, masks=_MaskStore(masks, has_mask)
+    )
     if corrupt:
-        log.warning("%d image(s) could not be read and were left out: %s", len(corrupt),
-                    ", ".join(list(corrupt)[:5]))
+        log.warning(
+            "%d image(s) could not be read and were left out: %s", len(corrupt), ", ".join(list(corrupt)[:5])
+        )
     return (table if kept.all() else table.subset(kept)), corrupt
 
 
@@ -231,8 +276,17 @@ def records_from_paths(paths: Sequence[str | Path]) -> list[ImageRecord]:
             frame, vial, region = parse_line_name(str(f))
         except ValueError:
             frame, vial, region = 0, 0, "all"
-        records.append(ImageRecord(str(f), -1, "unknown", region=region, frame=frame, vial=vial,
-                                   product_id=f.parent.name if region != "all" else ""))
+        records.append(
+            ImageRecord(
+                str(f),
+                -1,
+                "unknown",
+                region=region,
+                frame=frame,
+                vial=vial,
+                product_id=f.parent.name if region != "all" else "",
+            )
+        )
     return records
 
 

@@ -39,7 +39,9 @@ class AnomalySynthesisConfig:
                 f"got {self.beta_min}, {self.beta_max}"
             )
         if not 1 <= self.max_scale_exponent <= 10:
-            raise ValueError(f"synthesis.max_scale_exponent must be in [1, 10], got {self.max_scale_exponent}")
+            raise ValueError(
+                f"synthesis.max_scale_exponent must be in [1, 10], got {self.max_scale_exponent}"
+            )
 
 
 class AnomalySynthesizer:
@@ -88,5 +90,11 @@ class AnomalySynthesizer:
         beta = tf.random.stateless_uniform([1, 1, 1], seed=seeds[2], minval=cfg.beta_min, maxval=cfg.beta_max)
         noise = mask * self._source(tf.shape(image), channels, seeds[3])
         perturbed = (1.0 - mask) * image + (1.0 - beta) * mask * image + beta * noise
-        return {"image": perturbed, "target": image, "noise_mask": mask, "noise": noise, "beta": beta,
-                "applied": apply}
+        return {
+            "image": perturbed,
+            "target": image,
+            "noise_mask": mask,
+            "noise": noise,
+            "beta": beta,
+            "applied": apply,
+        }

@@ -52,6 +52,8 @@ def random_rotate_flip(
     flip = tf.random.stateless_uniform([], seed=seeds[1]) < 0.5 if vertical_flip else tf.constant(False)
     out = {}
     for key, value in images.items():
-        value = rotate(value, angle, "NEAREST" if key in nearest_keys else "BILINEAR") if max_angle > 0 else value
+        value = (
+            rotate(value, angle, "NEAREST" if key in nearest_keys else "BILINEAR") if max_angle > 0 else value
+        )
         out[key] = tf.cond(flip, lambda v=value: tf.reverse(v, axis=[0]), lambda v=value: v)
     return out

@@ -46,8 +46,13 @@ HISTORY_FILE = "history.csv"
 CHECKPOINT_DIR = "checkpoints"
 SUMMARY_EVERY_STEPS = 50
 # Changing these between an interrupted run and its resumption is allowed (everything else must match).
-RESUMABLE_CHANGES = ("training.epochs", "training.checkpoint_every_steps", "training.validation_steps",
-                     "data.root", "output_dir")
+RESUMABLE_CHANGES = (
+    "training.epochs",
+    "training.checkpoint_every_steps",
+    "training.validation_steps",
+    "data.root",
+    "output_dir",
+)
 
 
 class RunError(RuntimeError):
@@ -97,10 +102,15 @@ def training_records(config: Config) -> list[ImageRecord]:
     records = read_dataset(config.data.root, config.data.train_split, config.data.layout)
     good = [r for r in records if r.label != LABEL_DEFECTIVE]
     if len(good) < len(records):
-        log.info("left out %d labelled defective images of split %r (training uses good images only)",
-                 len(records) - len(good), config.data.train_split)
+        log.info(
+            "left out %d labelled defective images of split %r (training uses good images only)",
+            len(records) - len(good),
+            config.data.train_split,
+        )
     if not good:
-        raise ConfigError(f"split {config.data.train_split!r} of {config.data.root} has no good images to train on")
+        raise ConfigError(
+            f"split {config.data.train_split!r} of {config.data.root} has no good images to train on"
+        )
     return good
 
 
@@ -120,8 +130,10 @@ def _check_resumable(saved: Config, new: Config) -> None:
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
     if changed:
         details = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed)
-        raise RunError(f"cannot resume: the configuration changed ({details}); only "
-                       f"{', '.join(RESUMABLE_CHANGES)} may change between an interruption and --resume")
+        raise RunError(
+            f"cannot resume: the configuration changed ({details}); only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change between an interruption and --resume"
+        )
 
 
 class _History:
@@ -153,8 +165,11 @@ def _lr_schedule(config: Config, steps_per_epoch: int):
 
     t = config.training
     return keras.optimizers.schedules.CosineDecayRestarts(
-        t.learning_rate, first_decay_steps=max(1, round(t.restart_epochs * steps_per_epoch)),
-        t_mul=1.0, m_mul=t.restart_factor, alpha=0.0,
+        t.learning_rate,
+        first_decay_steps=max(1, round(t.restart_epochs * steps_per_epoch)),
+        t_mul=1.0,
+        m_mul=t.restart_factor,
+        alpha=0.0,
     )
 
 
@@ -194,15 +209,20 @@ def fit(
             raise RunError(f"--resume: {run_dir} holds no checkpoint to resume from")
         _check_resumable(load_config(run_dir / CONFIG_FILE), config)
     elif has_checkpoint or (run_dir / RUN_FILE).exists():
-        raise RunError(f"{run_dir} already holds a training run; pass --resume to continue it, or choose "
-                       "another name/output_dir")
+        raise RunError(
+            f"{run_dir} already holds a training run; pass --resume to continue it, or choose "
+            "another name/output_dir"
+        )
 
     records = training_records(config)
-    train_records, val_records = split_by_product(records, config.data.validation_fraction, config.training.seed)
+    train_records, val_records = split_by_product(
+        records, config.data.validation_fraction, config.training.seed
+    )
     t = config.training
     if len(train_records) < t.batch_size:
-        raise ConfigError(f"training.batch_size {t.batch_size} is larger than the {len(train_records)} "
-                          "training images")
+        raise ConfigError(
+            f"training.batch_size {t.batch_size} is larger than the {len(train_records)} training images"
+        )
     steps_per_epoch = t.steps_per_epoch or max(1, len(train_records) // t.batch_size)
     val_steps = 0
     if val_records:
@@ -214,17 +234,24 @@ def fit(
     keras.utils.set_random_seed(t.seed)  # reproducible initial weights (auditable runs)
     networks = ResGANADNetworks(arch)
     lw = t.loss_weights
-    trainer = ResGANADTrainer(networks, ResGANADLossWeights(
-        lw.adversarial, lw.contextual, lw.latent, lw.noise, lw.huber, lw.ssim))
+    trainer = ResGANADTrainer(
+        networks, ResGANADLossWeights(lw.adversarial, lw.contextual, lw.latent, lw.noise, lw.huber, lw.ssim)
+    )
 
     trainer.compile(
-        generator_optimizer=keras.optimizers.Adam(_lr_schedule(config, steps_per_epoch), beta_1=t.adam_beta_1),
+        generator_optimizer=keras.optimizers.Adam(
+            _lr_schedule(config, steps_per_epoch), beta_1=t.adam_beta_1
+        ),
         critic_optimizer=keras.optimizers.Adam(_lr_schedule(config, steps_per_epoch), beta_1=t.adam_beta_1),
     )
     step_var = tf.Variable(0, dtype=tf.int64, name="global_step", trainable=False)
     checkpoint = tf.train.Checkpoint(
-        encoder=networks.encoder, decoder=networks.decoder, encoder2=networks.encoder2, critic=networks.critic,
-        generator_optimizer=trainer.generator_optimizer, critic_optimizer=trainer.critic_optimizer,
+        encoder=networks.encoder,
+        decoder=networks.decoder,
+        encoder2=networks.encoder2,
+        critic=networks.critic,
+        generator_optimizer=trainer.generator_optimizer,
+        critic_optimizer=trainer.critic_optimizer,
         step=step_var,
     )
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3)
@@ -234,10 +261,16 @@ def fit(
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         info = json.loads((run_dir / RUN_FILE).read_text())
         if info.get("steps_per_epoch") != steps_per_epoch:
-            raise RunError(f"cannot resume: the training set now gives {steps_per_epoch} steps per epoch, the "
-                           f"run was started with {info.get('steps_per_epoch')} (did the data change?)")
-        log.info("resuming %s from step %d (checkpoint %s)", run_dir, int(step_var.numpy()),
-                 manager.latest_checkpoint)
+            raise RunError(
+                f"cannot resume: the training set now gives {steps_per_epoch} steps per epoch, the "
+                f"run was started with {info.get('steps_per_epoch')} (did the data change?)"
+            )
+        log.info(
+            "resuming %s from step %d (checkpoint %s)",
+            run_dir,
+            int(step_var.numpy()),
+            manager.latest_checkpoint,
+        )
     else:
         reconstructor = networks.build_reconstructor()
         info = {
@@ -247,9 +280,11 @@ def fit(
             "preset": config.model.preset,
             "architecture": arch.to_dict(),
             "inference_gflops_per_patch": count_flops(reconstructor) / 1e9,
-            "parameters": {"inference": int(reconstructor.count_params()),
-                           "generator": int(sum(int(np.prod(v.shape)) for v in networks.generator_variables)),
-                           "critic": int(networks.critic.count_params())},
+            "parameters": {
+                "inference": int(reconstructor.count_params()),
+                "generator": int(sum(int(np.prod(v.shape)) for v in networks.generator_variables)),
+                "critic": int(networks.critic.count_params()),
+            },
             "training_data": {
                 "root": str(Path(config.data.root).resolve()),
                 "split": config.data.train_split,
@@ -279,17 +314,29 @@ def fit(
     from tfad.data.corrupt import CorruptFileCounter
 
     corrupt = CorruptFileCounter("train")
-    train_ds = training_dataset(train_records, config, start_sample=global_step * t.batch_size,
-                                corrupt_counter=corrupt, name="train")
-    val_ds = (training_dataset(val_records, config, augment=False, name="validation").take(val_steps)
-              if val_steps else None)
+    train_ds = training_dataset(
+        train_records, config, start_sample=global_step * t.batch_size, corrupt_counter=corrupt, name="train"
+    )
+    val_ds = (
+        training_dataset(val_records, config, augment=False, name="validation").take(val_steps)
+        if val_steps
+        else None
+    )
     train_step = tf.function(trainer.train_step, reduce_retracing=True)
     test_step = tf.function(trainer.test_step, reduce_retracing=True)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
     iterator = iter(train_ds)
-    log.info("training %s: %d train / %d validation images, %d steps/epoch x %d epochs, batch %d, "
-             "%.3f GFLOP/patch inference", config.name, len(train_records), len(val_records), steps_per_epoch,
-             t.epochs, t.batch_size, info["inference_gflops_per_patch"])
+    log.info(
+        "training %s: %d train / %d validation images, %d steps/epoch x %d epochs, batch %d, "
+        "%.3f GFLOP/patch inference",
+        config.name,
+        len(train_records),
+        len(val_records),
+        steps_per_epoch,
+        t.epochs,
+        t.batch_size,
+        info["inference_gflops_per_patch"],
+    )
 
     stop_requested = False
 
@@ -307,9 +354,15 @@ def fit(
                 log.info("epoch %d continues at step %d of %d", epoch + 1, first + 1, steps_per_epoch)
             trainer.reset_metrics()
             started = time.perf_counter()
-            bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{t.epochs}",
-                       disable=not progress, unit="step", dynamic_ncols=True,
-                       mininterval=0.5 if sys.stderr.isatty() else 30)
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=first,
+                desc=f"epoch {epoch + 1}/{t.epochs}",
+                disable=not progress,
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 30,
+            )
             logs: dict[str, Any] = {}
             for _ in range(first, steps_per_epoch):
                 logs = train_step(next(iterator))
@@ -330,10 +383,13 @@ def fit(
                     raise StopTraining
             bar.close()
             manager.save(checkpoint_number=global_step)
-            row = {"epoch": epoch + 1, "step": global_step,
-                   "learning_rate": _current_lr(trainer, global_step),
-                   "seconds": round(time.perf_counter() - started, 1),
-                   "steps_this_session": steps_per_epoch - first}
+            row = {
+                "epoch": epoch + 1,
+                "step": global_step,
+                "learning_rate": _current_lr(trainer, global_step),
+                "seconds": round(time.perf_counter() - started, 1),
+                "steps_this_session": steps_per_epoch - first,
+            }
             row.update({f"train_{k}": v for k, v in _scalars(logs).items()})
             if val_ds is not None:
                 trainer.reset_metrics()
@@ -355,13 +411,21 @@ def fit(
         status = "finished"
     except (KeyboardInterrupt, StopTraining):
         manager.save(checkpoint_number=global_step)
-        log.warning("interrupted at step %d: checkpoint saved in %s; continue with `tfad fit %s --resume`",
-                    global_step, ckpt_dir, run_dir / CONFIG_FILE)
+        log.warning(
+            "interrupted at step %d: checkpoint saved in %s; continue with `tfad fit %s --resume`",
+            global_step,
+            ckpt_dir,
+            run_dir / CONFIG_FILE,
+        )
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
-        history.write_info(status=status, global_step=global_step, epochs_done=global_step // steps_per_epoch,
-                           corrupt_files_skipped=_corrupt_summary(corrupt))
+        history.write_info(
+            status=status,
+            global_step=global_step,
+            epochs_done=global_step // steps_per_epoch,
+            corrupt_files_skipped=_corrupt_summary(corrupt),
+        )
     return FitResult(run_dir, global_step, global_step // steps_per_epoch, status, history.info["history"])
 
 
@@ -428,12 +492,22 @@ def _write_plots(run_dir: Path, history: list[dict], trainer, dataset) -> None:
     scores = ssim_score(perturbed, reconstruction).numpy()
     fig, axes = plt.subplots(n, 4, figsize=(8, 2.1 * n), squeeze=False)
     for i in range(n):
-        for j, (img, title) in enumerate(((perturbed[i], "input X*"), (clean[i], "clean X"),
-                                          (reconstruction[i], "reconstruction"), (heat[i], "heatmap"))):
+        for j, (img, title) in enumerate(
+            (
+                (perturbed[i], "input X*"),
+                (clean[i], "clean X"),
+                (reconstruction[i], "reconstruction"),
+                (heat[i], "heatmap"),
+            )
+        ):
             ax = axes[i, j]
             arr = np.asarray(img)
-            ax.imshow(arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr,
-                      cmap="inferno" if j == 3 else "gray", vmin=0, vmax=1)
+            ax.imshow(
+                arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr,
+                cmap="inferno" if j == 3 else "gray",
+                vmin=0,
+                vmax=1,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:

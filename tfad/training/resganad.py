@@ -46,7 +46,9 @@ def _as_log(value: tf.Tensor) -> tf.Tensor:
 class ResGANADTrainer(keras.Model):
     """Trains the ResGANAD networks; ``call`` returns the reconstruction (inference path E1 -> decoder)."""
 
-    def __init__(self, networks: ResGANADNetworks, weights: ResGANADLossWeights | None = None, **kwargs) -> None:
+    def __init__(
+        self, networks: ResGANADNetworks, weights: ResGANADLossWeights | None = None, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.networks = networks
         self.encoder = networks.encoder
@@ -56,13 +58,24 @@ class ResGANADTrainer(keras.Model):
         self.loss_weights_ = weights or ResGANADLossWeights()
         self._trackers = {
             name: keras.metrics.Mean(name=name)
-            for name in ("critic_loss", "generator_loss", "adv_loss", "con_loss", "enc_loss", "nse_loss",
-                         "score")
+            for name in (
+                "critic_loss",
+                "generator_loss",
+                "adv_loss",
+                "con_loss",
+                "enc_loss",
+                "nse_loss",
+                "score",
+            )
         }
         self.built = True  # the functional sub-models are built at construction
 
-    def compile(self, generator_optimizer: keras.optimizers.Optimizer,
-                critic_optimizer: keras.optimizers.Optimizer, **kwargs) -> None:
+    def compile(
+        self,
+        generator_optimizer: keras.optimizers.Optimizer,
+        critic_optimizer: keras.optimizers.Optimizer,
+        **kwargs,
+    ) -> None:
         """Compile with one optimizer per network (generator, critic).
 
         The optimizers are built here, so that a checkpoint can restore their state before the first step.
@@ -94,11 +107,16 @@ class ResGANADTrainer(keras.Model):
             "adv_loss": losses.feature_matching_loss(real_features, fake_features),
             "con_loss": losses.contextual_loss(target, reconstruction, w.huber, w.ssim),
             "enc_loss": losses.latent_loss(z, z_hat),
-            "nse_loss": losses.noise_loss(reconstruction, perturbed, batch["noise_mask"], batch["noise"],
-                                          batch["beta"]),
+            "nse_loss": losses.noise_loss(
+                reconstruction, perturbed, batch["noise_mask"], batch["noise"], batch["beta"]
+            ),
         }
-        total = (w.adversarial * parts["adv_loss"] + w.contextual * parts["con_loss"]
-                 + w.latent * parts["enc_loss"] + w.noise * parts["nse_loss"])
+        total = (
+            w.adversarial * parts["adv_loss"]
+            + w.contextual * parts["con_loss"]
+            + w.latent * parts["enc_loss"]
+            + w.noise * parts["nse_loss"]
+        )
         parts["score"] = tf.reduce_mean(ssim_score(target, reconstruction))
         return total, parts
 
@@ -111,7 +129,9 @@ class ResGANADTrainer(keras.Model):
             _, fake_logits = self.critic(reconstruction, training=True)
             critic_loss = losses.critic_loss(real_logits, fake_logits)
         variables = self.critic.trainable_variables
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, variables), variables, strict=True))
+        self.critic_optimizer.apply_gradients(
+            zip(tape.gradient(critic_loss, variables), variables, strict=True)
+        )
 
         with tf.GradientTape() as tape:
             generator_loss, parts = self._generator_losses(batch, training=True)
@@ -126,8 +146,9 @@ class ResGANADTrainer(keras.Model):
         generator_loss, parts = self._generator_losses(batch, training=False)
         _, real_logits = self.critic(batch["target"], training=False)
         _, fake_logits = self.critic(self(batch["image"]), training=False)
-        return self._update_trackers(critic_loss=losses.critic_loss(real_logits, fake_logits),
-                                     generator_loss=generator_loss, **parts)
+        return self._update_trackers(
+            critic_loss=losses.critic_loss(real_logits, fake_logits), generator_loss=generator_loss, **parts
+        )
 
     def _update_trackers(self, **values: tf.Tensor) -> dict[str, tf.Tensor]:
         for name, value in values.items():

@@ -57,7 +57,9 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     config = load_config(run_dir / CONFIG_FILE)
     latest = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR))
     if latest is None:
-        raise RunNotFoundError(2, "the run has no checkpoint yet (train it first)", str(run_dir / CHECKPOINT_DIR))
+        raise RunNotFoundError(
+            2, "the run has no checkpoint yet (train it first)", str(run_dir / CHECKPOINT_DIR)
+        )
     networks = ResGANADNetworks(architecture(config))
     checkpoint = tf.train.Checkpoint(encoder=networks.encoder, decoder=networks.decoder)
     # Only the inference path is needed; the other networks and optimizer slots are expected to be unused.
