@@ -24,6 +24,7 @@ $(SYSTEM_STAMP): scripts/install_system_deps.sh
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
+	bash scripts/install_system_deps.sh --python-only
 	test -x $(PY) || python3.11 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the C++ service and its tests need, when any is missing.
+# Installs the Debian packages tfad needs, when any is missing: Python 3.11 with venv (always) and, unless
+# --python-only, what the C++ service and its tests need.
 set -euo pipefail
-packages=(bazel-bootstrap libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libgtest-dev libpng-dev zlib1g-dev)
+packages=(python3.11 python3.11-venv)
+if [ "${1:-}" != "--python-only" ]; then
+  packages+=(bazel-bootstrap libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libgtest-dev
+             libpng-dev zlib1g-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
