@@ -88,6 +88,8 @@ def _demo(args: argparse.Namespace) -> int:
                 str(args.eval_products),
                 "--runs",
                 str(args.runs),
+                "--defect-rate",
+                "0.5",
                 "--overwrite",
                 "--contact-sheet",
                 str(out / "test_contact_sheet.png"),
