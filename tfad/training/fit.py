@@ -471,11 +471,11 @@ def _write_plots(run_dir: Path, history: list[dict], trainer, dataset) -> None:
         (axes[1], ("con_loss", "nse_loss", "adv_loss", "enc_loss"), "generator loss terms"),
         (axes[2], ("critic_loss", "score"), "critic loss, mean 1-SSIM"),
     ):
-        for key in keys:
-            for split, style in (("train", "-"), ("val", "--")):
+        for i, key in enumerate(keys):
+            for split, style in (("train", "-"), ("val", "--")):  # one colour per quantity
                 values = [h.get(f"{split}_{key}") for h in history]
                 if any(v is not None for v in values):
-                    ax.plot(epochs, values, style, marker="o", label=f"{split} {key}")
+                    ax.plot(epochs, values, style, color=f"C{i}", marker="o", label=f"{split} {key}")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
