@@ -48,6 +48,6 @@ def test_train_calibrate_eval_on_magnetic_tile(magnetic_tile: Path, tmp_path: Pa
     assert main(["eval", str(run_dir), "--data", str(data), "--out", str(out), "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["counts"]["defective"] == 12 and report["counts"]["good"] == 4
-    assert report["image_level"]["image_auroc"] is not None
+    assert report["image_level"]["auroc"] is not None
     assert report["pixel_level"]["available"] and report["pixel_level"]["n_defect_pixels"] > 0
     assert report["pixel_level"]["pixel_auroc"] is not None and report["pixel_level"]["aupro"] is not None
