@@ -1,14 +1,15 @@
-"""Inference cost of the ResGANAD presets on this CPU: FLOPs per patch, bare TensorFlow time, FLOP/s.
+"""Inference cost of the model presets on this CPU: FLOPs per patch, bare TensorFlow time, FLOP/s.
 
     .venv/bin/python benchmarks/preset_cost.py                                   # all presets
     .venv/bin/python benchmarks/preset_cost.py --presets line-cpu --patches 60 --repeats 10
 
-For each preset the inference path (E1 + decoder + 1-SSIM score + heatmap, i.e. exactly the exported
+For each preset the inference path (networks + score + heatmap, i.e. exactly the exported
 serving function) is traced once with random weights (cost does not depend on training) and timed on a
 batch of ``--patches`` 256x256 grayscale patches, median over ``--repeats`` runs after one warm-up. The
-``thesis`` preset (~1 TFLOP per patch) is timed on ``--thesis-patches`` patches (default 1) and its
+``thesis`` presets (~0.1-1 TFLOP per patch) are timed on ``--thesis-patches`` patches (default 1) and their
 60-patch product time is extrapolated linearly: the table says so. Achieved GFLOP/s is compared with the
-machine's peak (``--peak-gflops``, 2 cores x AVX2 FMA ~ 128).
+machine's peak (``--peak-gflops``: 2 cores x 2 AVX2 FMA units x 8 lanes x 2 FLOP x 2.45 GHz ~ 157).
+GRD-Net presets are given as ``grdnet:crae`` / ``grdnet:drae``.
 """
 
 from __future__ import annotations
@@ -19,17 +20,21 @@ import statistics
 import time
 
 
-def measure(preset_name: str, patches: int, repeats: int) -> dict:
+def measure(spec: str, patches: int, repeats: int) -> dict:
+    """Time ``spec`` = ``[family:]preset`` (family ``resganad`` when omitted)."""
     import numpy as np
     import tensorflow as tf
 
+    from tfad.config import architecture, from_dict
+    from tfad.families import family
     from tfad.models.flops import count_flops
-    from tfad.models.resganad import ResGANADNetworks, preset
-    from tfad.scoring.reconstruction import score_images
 
-    reconstructor = ResGANADNetworks(preset(preset_name)).build_reconstructor()
-    gflops = count_flops(reconstructor) / 1e9
-    fn = tf.function(lambda x: score_images(reconstructor, x))
+    family_name, _, preset_name = spec.rpartition(":")
+    config = from_dict({"model": {"family": family_name or "resganad", "preset": preset_name}})
+    model_family = family(config.model.family)
+    inference_model = model_family.networks(architecture(config)).build_inference_model()
+    gflops = count_flops(inference_model) / 1e9
+    fn = tf.function(model_family.score_function(inference_model, config))
     images = tf.constant(np.random.default_rng(0).integers(0, 256, (patches, 256, 256, 1), dtype=np.uint8))
     fn(images)["score"].numpy()  # trace + warm-up
     times = []
@@ -39,9 +44,9 @@ def measure(preset_name: str, patches: int, repeats: int) -> dict:
         times.append(time.perf_counter() - started)
     median = statistics.median(times)
     return {
-        "preset": preset_name,
+        "preset": spec,
         "gflops_per_patch": gflops,
-        "parameters_inference": int(reconstructor.count_params()),
+        "parameters_inference": int(inference_model.count_params()),
         "patches_timed": patches,
         "repeats": repeats,
         "median_ms": median * 1000,
@@ -54,17 +59,22 @@ def measure(preset_name: str, patches: int, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", default="line-cpu,line-cpu-wide,thesis")
+    parser.add_argument(
+        "--presets",
+        default="line-cpu,line-cpu-wide,thesis,grdnet:crae,grdnet:drae",
+        help="comma-separated [family:]preset (family resganad when omitted)",
+    )
     parser.add_argument("--patches", type=int, default=60)
     parser.add_argument("--thesis-patches", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--thesis-repeats", type=int, default=3)
-    parser.add_argument("--peak-gflops", type=float, default=128.0)
+    # 2 cores x 2 FMA units x 8 float32 lanes (AVX2) x 2 FLOP x 2.45 GHz (the clock /proc/cpuinfo reports)
+    parser.add_argument("--peak-gflops", type=float, default=157.0)
     parser.add_argument("--json-out", default="")
     args = parser.parse_args()
     rows = []
     for name in (p.strip() for p in args.presets.split(",") if p.strip()):
-        thesis = name == "thesis"
+        thesis = name.rpartition(":")[2].startswith("thesis")
         rows.append(
             measure(
                 name,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +61,13 @@ def run_preset(preset: str, args: argparse.Namespace) -> dict:
         }
     )
     run_dir = config.run_dir
-    started = time.perf_counter()
     result = fit(config, resume=(run_dir / "checkpoints").is_dir(), progress=not args.no_progress)
-    train_seconds = time.perf_counter() - started
     info = json.loads((run_dir / "run.json").read_text())
+    # Wall time from the per-epoch history, so a run resumed after an interruption reports its whole
+    # training time (an epoch split across sessions counts only the steps of the session that finished it,
+    # scaled to the full epoch).
+    seconds_per_step = [h["seconds"] / h["steps_this_session"] for h in info["history"]]
+    train_seconds = float(np.median(seconds_per_step)) * result.global_step
 
     scorer = load_scorer(run_dir)
     test = read_dataset(str(args.data), "test", "mvtec")

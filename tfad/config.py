@@ -27,7 +27,7 @@ class ModelConfig:
     """Which network to train and its size."""
 
     family: str = "resganad"
-    preset: str = "line-cpu"
+    preset: str | None = None  # None: the family's default (ResGANAD line-cpu, GRD-Net crae)
     overrides: dict[str, Any] = field(default_factory=dict)  # any architecture field of the family
 
 
@@ -82,14 +82,32 @@ class TrainingConfig:
     epochs: int = 10
     batch_size: int = 32
     steps_per_epoch: int | None = None  # None: one pass over the training images
-    learning_rate: float = 1.5e-4
+    learning_rate: float | None = None  # None: the family's default (ResGANAD 1.5e-4, GRD-Net 1e-4)
     adam_beta_1: float = 0.5  # GANomaly's choice; the thesis names Adam without its betas
-    restart_epochs: float = 1.0  # first cosine cycle length, in epochs
-    restart_factor: float = 1.0 / 3.0  # each restart starts at this fraction of the previous rate
-    loss_weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)
+    restart_epochs: float = 1.0  # ResGANAD: first cosine cycle length, in epochs
+    restart_factor: float = 1.0 / 3.0  # ResGANAD: each restart starts at this fraction of the previous rate
+    loss_weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)  # ResGANAD
     seed: int = 0
     checkpoint_every_steps: int = 200
     validation_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class GRDNetConfig:
+    """GRD-Net losses, learning-rate plateau and scoring (003 Eq. 8.4-8.9, 9.1, Table 9.3)."""
+
+    adversarial: float = 1.0  # L_gan = adversarial * L_adv + contextual * (l1 * L1 + ssim * (1-SSIM))
+    contextual: float = 50.0  #         + latent * L_enc
+    latent: float = 1.0
+    l1: float = 1.0
+    ssim: float = 1.0
+    roi_loss: str = "focal-intersection"  # a Table 9.3 variant (tfad.losses.discriminative)
+    focal_gamma: float = 2.0
+    overlap_weight: float = 1.0  # w of the overlap terms (variants 1, 3, 4)
+    plateau_patience_epochs: int = 3  # lr <- lr * plateau_factor after this many epochs without improvement
+    plateau_factor: float = math.exp(-0.1)
+    score_filter_size: int = 21  # image score = max of the map after this mean filter
+    inference_roi: str | None = None  # a mask image (white = inspect) multiplied into every served map
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,7 @@ class Config:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    grdnet: GRDNetConfig = field(default_factory=GRDNetConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +144,7 @@ class Config:
         return Path(self.output_dir) / self.name
 
 
-FAMILIES = ("resganad",)
+FAMILIES = ("resganad", "grdnet")  # one entry each in tfad.families
 POLICIES = ("max-accuracy", "max-balanced-accuracy", "no-defect-accepted", "false-reject-budget")
 
 
@@ -187,7 +206,8 @@ def _from_dict(cls: type, data: Any, path: str) -> Any:
 
 
 def validate(config: Config) -> Config:
-    """Range and cross-field checks; returns ``config`` or raises ConfigError."""
+    """Range and cross-field checks; returns ``config`` with the family defaults filled in (preset, learning
+    rate) or raises ConfigError."""
 
     def require(ok: bool, message: str) -> None:
         if not ok:
@@ -198,6 +218,7 @@ def validate(config: Config) -> Config:
         f"name: use letters, digits, '-' and '_' only, got {config.name!r}",
     )
     require(config.model.family in FAMILIES, f"model.family: one of {FAMILIES}, got {config.model.family!r}")
+    config = _fill_family_defaults(config)
     require(
         config.data.layout in ("auto", "mvtec", "line"),
         f"data.layout: auto, mvtec or line, got {config.data.layout!r}",
@@ -230,7 +251,10 @@ def validate(config: Config) -> Config:
     require(
         t.steps_per_epoch is None or t.steps_per_epoch >= 1, "training.steps_per_epoch must be >= 1 or null"
     )
-    require(t.learning_rate > 0, f"training.learning_rate must be > 0, got {t.learning_rate}")
+    require(
+        t.learning_rate is None or t.learning_rate > 0,
+        f"training.learning_rate must be > 0 (or null for the family default), got {t.learning_rate}",
+    )
     require(0 <= t.adam_beta_1 < 1, f"training.adam_beta_1 must be in [0, 1), got {t.adam_beta_1}")
     require(t.restart_epochs > 0, f"training.restart_epochs must be > 0, got {t.restart_epochs}")
     require(0 < t.restart_factor <= 1, f"training.restart_factor must be in (0, 1], got {t.restart_factor}")
@@ -243,14 +267,36 @@ def validate(config: Config) -> Config:
         "calibration.false_reject_budget in [0, 1) is required by the false-reject-budget policy",
     )
     require(1 <= c.run_k <= c.run_n, f"calibration.run_k must be in [1, run_n], got {c.run_k} of {c.run_n}")
-    if config.model.family == "resganad":
-        from tfad.models.resganad import preset
+    g = config.grdnet
+    from tfad.losses.discriminative import ROI_LOSS_VARIANTS
 
-        try:
-            preset(config.model.preset, **_architecture_overrides(config))
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"model: {err}") from err
+    require(
+        g.roi_loss in ROI_LOSS_VARIANTS, f"grdnet.roi_loss: one of {ROI_LOSS_VARIANTS}, got {g.roi_loss!r}"
+    )
+    require(g.focal_gamma >= 0, f"grdnet.focal_gamma must be >= 0, got {g.focal_gamma}")
+    require(g.plateau_patience_epochs >= 1, "grdnet.plateau_patience_epochs must be >= 1")
+    require(0 < g.plateau_factor <= 1, f"grdnet.plateau_factor must be in (0, 1], got {g.plateau_factor}")
+    require(
+        g.score_filter_size >= 1 and g.score_filter_size % 2 == 1,
+        f"grdnet.score_filter_size must be a positive odd integer, got {g.score_filter_size}",
+    )
+    try:
+        architecture(config)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model: {err}") from err
     return config
+
+
+def _fill_family_defaults(config: Config) -> Config:
+    # A validated config states its preset and learning rate explicitly (run.json, manifests, --resume).
+    from tfad.families import family
+
+    model, training = config.model, config.training
+    if model.preset is None:
+        model = dataclasses.replace(model, preset=family(model.family).default_preset)
+    if training.learning_rate is None:
+        training = dataclasses.replace(training, learning_rate=family(model.family).default_learning_rate)
+    return dataclasses.replace(config, model=model, training=training)
 
 
 def _architecture_overrides(config: Config) -> dict[str, Any]:
@@ -258,10 +304,13 @@ def _architecture_overrides(config: Config) -> dict[str, Any]:
 
 
 def architecture(config: Config):
-    """The validated architecture of the configured model (preset + overrides + data size)."""
-    from tfad.models.resganad import preset
+    """The validated architecture of the configured model (preset + overrides + data size).
 
-    return preset(config.model.preset, **_architecture_overrides(config))
+    Raises ValueError naming the bad preset or knob.
+    """
+    from tfad.families import family
+
+    return family(config.model.family).preset(config.model.preset, **_architecture_overrides(config))
 
 
 def from_dict(data: dict[str, Any]) -> Config:

@@ -28,6 +28,18 @@ def test_mvtec_train_and_test(mvtec_root: Path) -> None:
     assert by_name[("good", "000.png")].mask_path is None
 
 
+def test_mvtec_roi_per_image_wins_over_the_shared_one(mvtec_root: Path) -> None:
+    assert all(r.roi_path is None for r in read_mvtec(str(mvtec_root), "train"))
+    write_image(mvtec_root / "roi.png", np.full((20, 20), 255, np.uint8))
+    write_image(mvtec_root / "roi/train/good/001.png", np.full((20, 20), 255, np.uint8))
+    rois = {Path(r.path).name: r.roi_path for r in read_mvtec(str(mvtec_root), "train")}
+    assert rois == {
+        "000.png": str(mvtec_root / "roi.png"),
+        "001.JPG": str(mvtec_root / "roi/train/good/001.png"),
+        "002.bmp": str(mvtec_root / "roi.png"),
+    }
+
+
 def test_mvtec_train_with_defect_folder_and_other_extensions(mvtec_root: Path) -> None:
     write_image(mvtec_root / "train/crack/900.tif", gradient(20, 20))
     write_image(mvtec_root / "train/good/003.TIFF", gradient(20, 20))

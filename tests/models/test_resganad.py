@@ -21,9 +21,9 @@ def test_thesis_preset_is_the_documented_architecture() -> None:
 
 def test_line_cpu_fits_the_cycle_budget() -> None:
     # 2 cores * AVX2 FMA ~ 128 GFLOP/s; 60 patches in ~250 ms -> well under 0.5 GFLOP per patch (E1 + decoder)
-    gflops = count_flops(ResGANADNetworks(preset("line-cpu")).build_reconstructor()) / 1e9
+    gflops = count_flops(ResGANADNetworks(preset("line-cpu")).build_inference_model()) / 1e9
     assert 0.05 < gflops < 0.5
-    wide = count_flops(ResGANADNetworks(preset("line-cpu-wide")).build_reconstructor()) / 1e9
+    wide = count_flops(ResGANADNetworks(preset("line-cpu-wide")).build_inference_model()) / 1e9
     assert wide > 2 * gflops
 
 
@@ -48,7 +48,7 @@ def test_shapes(stem: str, channels: int) -> None:
     features, logit = nets.critic(x)
     assert logit.shape == (2, 1) and features.shape[0] == 2
     assert nets.encoder2(recon).shape == (2, 8)
-    assert nets.build_reconstructor()(x).shape == x.shape
+    assert nets.build_inference_model()(x).shape == x.shape
 
 
 def test_bad_knobs_are_named() -> None:

@@ -27,6 +27,27 @@ def tiny_config(root: Path, output_dir: Path, name: str = "tiny", **training) ->
     })
 
 
+# GRD-Net at the same scale: both bottleneck kinds use these knobs.
+TINY_GRDNET_ARCH = dict(stem_stride=2, stages=2, base_width=8, stem_filters=8, code_channels=8, dense_dim=64,
+                        unet_stem_stride=2, unet_base_width=8, unet_depth=3, critic_base_width=8,
+                        critic_stages=2)
+
+
+def tiny_grdnet_config(root: Path, output_dir: Path, name: str = "tiny-grd", grdnet: dict | None = None,
+                       **training) -> Config:
+    """A complete, valid GRD-Net config training TINY_GRDNET_ARCH on ``root``."""
+    return from_dict({
+        "name": name,
+        "output_dir": str(output_dir),
+        "model": {"family": "grdnet", "preset": "crae", "overrides": TINY_GRDNET_ARCH},
+        "data": {"root": str(root), "image_size": 32, "validation_fraction": 0.34},
+        "training": {"epochs": 3, "batch_size": 8, "steps_per_epoch": 20, "checkpoint_every_steps": 5,
+                     "validation_steps": 2, "learning_rate": 2e-3, **training},
+        "grdnet": {"score_filter_size": 5, **(grdnet or {})},
+        "calibration": {"run_k": 1, "run_n": 2},
+    })
+
+
 @pytest.fixture(scope="session")
 def tiny_vials(tmp_path_factory) -> Path:
     """3 good training products, 6 calib and 6 test products (some defective), 2 runs, 64x64 patches."""

@@ -10,7 +10,7 @@ from tfad.config import Config, ConfigError, dump_config, from_dict, load_config
 
 
 def test_defaults_are_the_documented_hyperparameters() -> None:
-    c = Config()
+    c = from_dict({})  # validated: the family defaults are filled in
     assert c.training.learning_rate == 1.5e-4 and c.training.batch_size == 32
     assert math.isclose(c.training.restart_factor, 1 / 3)
     w = c.training.loss_weights
@@ -19,7 +19,24 @@ def test_defaults_are_the_documented_hyperparameters() -> None:
     assert c.synthesis.probability == 0.75 and (c.synthesis.beta_min, c.synthesis.beta_max) == (0.5, 1.0)
     assert math.isclose(c.augment.max_rotation, math.pi / 8) and c.augment.vertical_flip
     assert (c.calibration.run_k, c.calibration.run_n) == (7, 10)
-    assert c.model.preset == "line-cpu"
+    assert c.model.family == "resganad" and c.model.preset == "line-cpu"
+    assert Config().training.learning_rate is None  # unvalidated: "the family's default"
+
+
+def test_grdnet_defaults_are_the_thesis_ones() -> None:
+    c = from_dict({"model": {"family": "grdnet"}})
+    assert c.model.preset == "crae" and c.training.learning_rate == 1e-4  # Adam 1e-4
+    g = c.grdnet
+    assert (g.adversarial, g.contextual, g.latent, g.l1, g.ssim) == (1.0, 50.0, 1.0, 1.0, 1.0)  # Eq. 8.4-8.6
+    assert g.roi_loss == "focal-intersection"  # Table 9.3 case 2
+    assert math.isclose(g.plateau_factor, math.exp(-0.1)) and g.plateau_patience_epochs == 3  # Eq. 9.1
+    assert g.score_filter_size == 21
+    with pytest.raises(ConfigError, match="grdnet.roi_loss"):
+        from_dict({"model": {"family": "grdnet"}, "grdnet": {"roi_loss": "case5"}})
+    with pytest.raises(ConfigError, match="unknown GRD-Net preset 'line-cpu'"):
+        from_dict({"model": {"family": "grdnet", "preset": "line-cpu"}})
+    with pytest.raises(ConfigError, match="score_filter_size"):
+        from_dict({"grdnet": {"score_filter_size": 20}})
 
 
 def test_unknown_key_suggests_the_right_one() -> None:

@@ -61,7 +61,6 @@ def test_manifest_is_complete_and_servable(calibrated, tiny_run) -> None:
 def test_savedmodel_equals_keras_in_a_fresh_process(calibrated, tiny_vials, tmp_path) -> None:
     from tfad.data.decode import load_images
     from tfad.data.layouts import read_dataset
-    from tfad.scoring.reconstruction import score_images
     from tfad.training.runs import load_run
 
     run_dir, version_dir = calibrated
@@ -92,7 +91,7 @@ def test_savedmodel_equals_keras_in_a_fresh_process(calibrated, tiny_vials, tmp_
     served = np.load(tmp_path / "out.npz")
     assert served["score"].shape == (8,) and served["heatmap"].shape == (8, 32, 32)
     assert served["reconstruction"].shape == (8, 32, 32, 1)
-    keras_out = score_images(load_run(run_dir).reconstructor, images)
+    keras_out = load_run(run_dir).score_function()(images)
     np.testing.assert_allclose(served["score"], keras_out["score"].numpy(), atol=SCORE_ATOL)
     np.testing.assert_allclose(served["heatmap"], keras_out["heatmap"].numpy(), atol=HEATMAP_ATOL)
     np.testing.assert_allclose(served["reconstruction"], keras_out["reconstruction"].numpy(), atol=RECON_ATOL)

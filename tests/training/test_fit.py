@@ -70,8 +70,8 @@ def test_interrupted_run_resumes_where_it_stopped(tiny_run, tiny_vials, tmp_path
     assert second.history[0]["steps_this_session"] == 20 - 7  # the partial epoch, nothing redone
     # The sample stream, schedule and optimizer state continued exactly: the weights match the
     # uninterrupted run of the same config (up to float reassociation across thread schedules).
-    reference = load_run(tiny_run[1].run_dir).reconstructor.get_weights()
-    resumed = load_run(second.run_dir).reconstructor.get_weights()
+    reference = load_run(tiny_run[1].run_dir).inference_model.get_weights()
+    resumed = load_run(second.run_dir).inference_model.get_weights()
     for a, b in zip(reference, resumed, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 

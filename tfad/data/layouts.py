@@ -89,6 +89,8 @@ def read_mvtec(root: str, split: str) -> list[ImageRecord]:
     Masks come from ``ground_truth/<class>/<stem>_mask.png`` (``<stem>.png`` is accepted too). When a
     class has a ``ground_truth`` folder every image of it must have a mask; a class without one gets
     ``mask_path=None``. Region is ``"all"``, ``product_id`` is ``"<class>/<stem>"``, ``run_id`` ``"0"``.
+    Optional ROI masks (an extension of the layout, non-zero = inspect): ``roi/<split>/<class>/<stem>.png``
+    for one image, else ``roi.png`` at the root for every image, else none (all ones).
 
     Raises:
         DataError: missing root/split/class folder, an empty split, a missing mask, a class folder that
@@ -107,8 +109,12 @@ def read_mvtec(root: str, split: str) -> list[ImageRecord]:
         raise DataError(f"MVTec split folder {split_dir!r} has no class folders (expected e.g. 'good')")
     records: list[ImageRecord] = []
     skipped: list[str] = []
+    shared_roi = os.path.join(root, "roi.png")
+    shared_roi = shared_roi if os.path.isfile(shared_roi) else None
     for defect_type in classes:
         class_dir = os.path.join(split_dir, defect_type)
+        roi_dir = os.path.join(root, "roi", split, defect_type)
+        roi_files = set(_list_dir(roi_dir)[1]) if os.path.isdir(roi_dir) else set()
         subdirs, files = _list_dir(class_dir)
         if subdirs:
             raise DataError(
@@ -133,12 +139,14 @@ def read_mvtec(root: str, split: str) -> list[ImageRecord]:
                     raise DataError(
                         f"mask missing for {path!r}: expected {os.path.join(gt_dir, stem + '_mask.png')!r}"
                     )
+            roi_path = os.path.join(roi_dir, f"{stem}.png") if f"{stem}.png" in roi_files else shared_roi
             records.append(
                 ImageRecord(
                     path=path,
                     label=label,
                     defect_type=defect_type,
                     mask_path=mask_path,
+                    roi_path=roi_path,
                     product_id=f"{defect_type}/{stem}",
                     run_id="0",
                 )

@@ -3,8 +3,9 @@
 The SavedModel is written with Keras's ``ExportArchive`` (``model.export()``'s machinery; toolchain.md: Keras
 3 models saved with ``tf.saved_model.save`` do not load in the C++ session loader). Its one signature,
 ``serving_default``, takes ``images`` uint8 ``[N, H, W, C]`` and returns ``score`` [N], ``heatmap`` [N, H, W]
-and ``reconstruction`` [N, H, W, C] by running :func:`tfad.scoring.reconstruction.score_images`, the same
-function Python scoring runs. Beside it, ``tfad_manifest.json`` (docs/architecture.md, "SavedModel
+and ``reconstruction`` [N, H, W, C] by running the model family's score function
+(:meth:`tfad.families.ModelFamily.score_function`), the same function Python scoring
+runs. Beside it, ``tfad_manifest.json`` (docs/architecture.md, "SavedModel
 contract") carries everything a server needs to decide: input size, preprocessing, region thresholds and
 their policy, run acceptance k-of-n, and the provenance (family, preset, training-data fingerprint, tfad
 version). The version folder appears atomically (written under a temporary name, then renamed), so a
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tfad import __version__
+from tfad.families import family
 
 MANIFEST_FILE = "tfad_manifest.json"
 MANIFEST_FORMAT = "tfad-manifest/1"
@@ -58,11 +60,7 @@ def build_manifest(run, version: int, thresholds: dict | None, calibration: dict
             "input": "images",
             "outputs": ["score", "heatmap", "reconstruction"],
         },
-        "score": {
-            "name": "1-ssim",
-            "higher_is_anomalous": True,
-            "heatmap": "per-image min-max normalised |X - X_hat|",
-        },
+        "score": family(config.model.family).score_description(config),
         "thresholds": thresholds,
         "calibration": calibration,
         "run_acceptance": {"k": config.calibration.run_k, "n": config.calibration.run_n},
@@ -97,7 +95,6 @@ def export_run(
     import keras
     import tensorflow as tf
 
-    from tfad.scoring.reconstruction import score_images
     from tfad.training.runs import THRESHOLDS_FILE, load_run
 
     run = load_run(run_dir)
@@ -124,12 +121,11 @@ def export_run(
     model_dir.mkdir(parents=True, exist_ok=True)
 
     size, channels = run.config.data.image_size, run.config.data.channels
-    reconstructor = run.reconstructor
     archive = keras.export.ExportArchive()
-    archive.track(reconstructor)
+    archive.track(run.inference_model)
     archive.add_endpoint(
         name="serving_default",
-        fn=lambda images: score_images(reconstructor, images),
+        fn=run.score_function(),
         input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8, name="images")],
     )
     try:

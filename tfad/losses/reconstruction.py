@@ -19,21 +19,37 @@ def _gaussian_kernel_1d(size: int, sigma: float) -> tf.Tensor:
     return g / tf.reduce_sum(g)
 
 
-def _band_matrix(size: int) -> tf.Tensor:
-    # [size, size - filter + 1] matrix whose columns are the shifted Gaussian taps (VALID filtering).
+_BLOCK = 16  # output columns per band block (>= SSIM_FILTER_SIZE - 1, so two blocks cover every window)
+
+
+def _block_band() -> tf.Tensor:
+    # [2 * _BLOCK, _BLOCK]: column j holds the Gaussian taps at rows j..j+10 (VALID filtering of a block and
+    # the block after it).
     g = _gaussian_kernel_1d(SSIM_FILTER_SIZE, SSIM_SIGMA)
-    offset = tf.range(size)[:, None] - tf.range(size - SSIM_FILTER_SIZE + 1)[None, :]
+    offset = tf.range(2 * _BLOCK)[:, None] - tf.range(_BLOCK)[None, :]
     inside = (offset >= 0) & (offset < SSIM_FILTER_SIZE)
     return tf.where(inside, tf.gather(g, tf.clip_by_value(offset, 0, SSIM_FILTER_SIZE - 1)), 0.0)
 
 
-def _gaussian_blur_valid(x: tf.Tensor) -> tf.Tensor:
-    # Separable Gaussian with VALID padding on [B, H, W] as two band-matrix products: on CPU this is
-    # several times faster than tf.image.ssim's 11x11 depthwise convolution or 1-channel conv2d
-    # (measured in the development log of losses; matmul kernels are the best-optimised ops).
-    height, width = x.shape[1], x.shape[2]
-    x = tf.einsum("bhw,wv->bhv", x, _band_matrix(width))
-    return tf.einsum("bhv,hu->buv", x, _band_matrix(height))
+def _blur_rows_valid(x: tf.Tensor) -> tf.Tensor:
+    # Gaussian along the last axis of [B, R, W] (VALID: W - 10 outputs) as one matrix product per block of
+    # _BLOCK outputs with that block and the next one as input. On CPU this is the fastest form measured
+    # (a dense band matrix does 16x the arithmetic; depthwise/1-channel convolutions and shifted sums are
+    # memory-bound): 11 taps would be optimal, 32 multiply-adds per output at GEMM speed beat them.
+    width = x.shape[2]
+    padded = -(-width // _BLOCK) * _BLOCK
+    x = tf.pad(x, [[0, 0], [0, 0], [0, padded - width]])
+    blocks = tf.reshape(x, [-1, padded // _BLOCK, _BLOCK])
+    following = tf.concat([blocks[:, 1:], tf.zeros_like(blocks[:, :1])], axis=1)
+    windows = tf.reshape(tf.concat([blocks, following], axis=2), [-1, 2 * _BLOCK])
+    y = tf.reshape(tf.matmul(windows, _block_band()), [-1, x.shape[1], padded])
+    return y[:, :, : width - SSIM_FILTER_SIZE + 1]
+
+
+def _gaussian_blur_valid_transposed(x: tf.Tensor) -> tf.Tensor:
+    # Separable Gaussian with VALID padding: [B, H, W] -> [B, W', H'] (rows, transpose, rows). The result
+    # stays transposed: SSIM only combines the blurred maps pixel by pixel and averages them.
+    return _blur_rows_valid(tf.transpose(_blur_rows_valid(x), [0, 2, 1]))
 
 
 def ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -56,7 +72,7 @@ def ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     # Fold channels into the batch: [N, H, W, C] -> [N*C, H, W].
     x1 = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, height, width])
     y1 = tf.reshape(tf.transpose(y, [0, 3, 1, 2]), [-1, height, width])
-    stacked = _gaussian_blur_valid(tf.concat([x1, y1, x1 * x1, y1 * y1, x1 * y1], axis=0))
+    stacked = _gaussian_blur_valid_transposed(tf.concat([x1, y1, x1 * x1, y1 * y1, x1 * y1], axis=0))
     mu_x, mu_y, xx, yy, xy = tf.split(stacked, 5, axis=0)
     var_x = xx - mu_x * mu_x
     var_y = yy - mu_y * mu_y
@@ -79,6 +95,15 @@ def contextual_loss(
 ) -> tf.Tensor:
     """L_con = w_a * Huber(X, X_hat) + w_b * (1 - SSIM(X, X_hat)), X the clean target."""
     return huber_weight * huber(target, reconstruction) + ssim_weight * tf.reduce_mean(
+        1.0 - ssim(target, reconstruction)
+    )
+
+
+def l1_ssim_loss(
+    target: tf.Tensor, reconstruction: tf.Tensor, l1_weight: float = 1.0, ssim_weight: float = 1.0
+) -> tf.Tensor:
+    """GRD-Net's L_con = w_l1 * L1(X, X_hat) + w_ssim * (1 - SSIM(X, X_hat)) (Eq. 8.4-8.6: both 1)."""
+    return l1_weight * tf.reduce_mean(tf.abs(target - reconstruction)) + ssim_weight * tf.reduce_mean(
         1.0 - ssim(target, reconstruction)
     )
 

@@ -81,6 +81,54 @@ def final_bn_relu(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
     return _bn_relu(x, name)
 
 
+def image_stem(
+    inputs: keras.KerasTensor, stem: str, filters: int, stride: int, name: str
+) -> keras.KerasTensor:
+    """The first layer of an encoder: ``"space_to_depth"`` (pixel-unshuffle by ``stride``, then a 3x3 conv)
+    or ``"conv"`` (a strided 3x3 conv, the thesis)."""
+    if stem == "space_to_depth":
+        x = SpaceToDepth(stride, name=f"{name}_unshuffle")(inputs)
+        return layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_stem")(x)
+    if stem == "conv":
+        return layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_stem")(
+            inputs
+        )
+    raise ValueError(f"stem must be 'conv' or 'space_to_depth', got {stem!r}")
+
+
+def image_head(
+    x: keras.KerasTensor, stem: str, channels: int, stride: int, stem_filters: int, name: str
+) -> keras.KerasTensor:
+    """The mirror of :func:`image_stem`: features -> ``channels`` image in [0, 1] (sigmoid) at full size."""
+    if stem == "space_to_depth":
+        x = layers.Conv2D(channels * stride**2, 3, padding="same", name=f"{name}_image")(x)
+        x = DepthToSpace(stride, name=f"{name}_shuffle")(x)
+        return layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
+    if stride > 1:
+        x = layers.Conv2DTranspose(stem_filters, 3, strides=stride, padding="same", name=f"{name}_unstem")(x)
+        x = layers.ReLU(name=f"{name}_unstem_relu")(x)
+    return layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name=f"{name}_image")(x)
+
+
+def residual_critic(
+    image_size: int, channels: int, base_width: int, stages: int, name: str = "critic"
+) -> keras.Model:
+    """Residual GAN discriminator: image -> (feature map for the feature-matching L_adv, real/fake logit).
+
+    Shared by ResGANAD and GRD-Net. It always folds 4x4 pixels into channels first: it only judges
+    texture statistics, and full-resolution convolutions are the slowest on a CPU.
+    """
+    inputs = keras.Input((image_size, image_size, channels), name=f"{name}_input")
+    x = SpaceToDepth(4, name=f"{name}_unshuffle")(inputs)
+    x = layers.Conv2D(base_width, 3, padding="same", name=f"{name}_stem")(x)
+    for s in range(stages - 1):
+        x = residual_stage(x, base_width * 2 ** (s + 1), 1, 2, f"{name}_s{s}", "down")
+    features = final_bn_relu(x, f"{name}_out")
+    pooled = layers.GlobalAveragePooling2D(name=f"{name}_pool")(features)
+    logit = layers.Dense(1, name=f"{name}_logit")(pooled)
+    return keras.Model(inputs, [features, logit], name=name)
+
+
 @keras.saving.register_keras_serializable(package="tfad")
 class SpaceToDepth(keras.layers.Layer):
     """Pixel-unshuffle: ``[H, W, C] -> [H/b, W/b, C*b*b]``.

@@ -11,12 +11,13 @@ dense (flatten -> Dense(latent) -> Dense -> reshape). Inference needs only E1 + 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import keras
 from keras import layers
 
-from tfad.models.blocks import DepthToSpace, SpaceToDepth, final_bn_relu, residual_stage
+from tfad.models.blocks import final_bn_relu, image_head, image_stem, residual_critic, residual_stage
+from tfad.models.presets import require_positive_ints, select_preset
 
 
 @dataclass(frozen=True)
@@ -39,23 +40,23 @@ class ResGANADArchitecture:
 
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent knob."""
-        for name in (
-            "image_size",
-            "channels",
-            "stem_filters",
-            "stem_stride",
-            "base_width",
-            "widening",
-            "stages",
-            "blocks_per_stage",
-            "convs_per_block",
-            "latent_dim",
-            "critic_base_width",
-            "critic_stages",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+        require_positive_ints(
+            self,
+            (
+                "image_size",
+                "channels",
+                "stem_filters",
+                "stem_stride",
+                "base_width",
+                "widening",
+                "stages",
+                "blocks_per_stage",
+                "convs_per_block",
+                "latent_dim",
+                "critic_base_width",
+                "critic_stages",
+            ),
+        )
         if self.stem not in ("conv", "space_to_depth"):
             raise ValueError(f"model.stem must be 'conv' or 'space_to_depth', got {self.stem!r}")
         if self.channels not in (1, 3):
@@ -111,32 +112,13 @@ PRESETS: dict[str, ResGANADArchitecture] = {
 
 def preset(name: str, **overrides: int) -> ResGANADArchitecture:
     """The named preset with optional overrides; ValueError listing the presets for an unknown name."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown ResGANAD preset {name!r}; choose one of {sorted(PRESETS)}")
-    known = set(ResGANADArchitecture.__dataclass_fields__)
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown architecture field(s) {unknown}; valid: {sorted(known)}")
-    arch = replace(PRESETS[name], **overrides)
-    arch.validate()
-    return arch
+    return select_preset(PRESETS, name, "ResGANAD", overrides)
 
 
 def build_encoder(arch: ResGANADArchitecture, name: str) -> keras.Model:
     """Wide residual encoder with the dense bottleneck: image -> z ``[latent_dim]``."""
     inputs = keras.Input((arch.image_size, arch.image_size, arch.channels), name=f"{name}_input")
-    if arch.stem == "space_to_depth":
-        x = SpaceToDepth(arch.stem_stride, name=f"{name}_unshuffle")(inputs)
-        x = layers.Conv2D(arch.stem_filters, 3, padding="same", use_bias=False, name=f"{name}_stem")(x)
-    else:
-        x = layers.Conv2D(
-            arch.stem_filters,
-            3,
-            strides=arch.stem_stride,
-            padding="same",
-            use_bias=False,
-            name=f"{name}_stem",
-        )(inputs)
+    x = image_stem(inputs, arch.stem, arch.stem_filters, arch.stem_stride, name)
     for s, width in enumerate(arch.stage_widths):
         x = residual_stage(x, width, arch.blocks_per_stage, arch.convs_per_block, f"{name}_s{s}", "down")
     x = final_bn_relu(x, f"{name}_out")
@@ -156,34 +138,8 @@ def build_decoder(arch: ResGANADArchitecture, name: str = "decoder") -> keras.Mo
             x, arch.stage_widths[s], arch.blocks_per_stage, arch.convs_per_block, f"{name}_s{s}", "up"
         )
     x = final_bn_relu(x, f"{name}_out")
-    if arch.stem == "space_to_depth":
-        x = layers.Conv2D(arch.channels * arch.stem_stride**2, 3, padding="same", name=f"{name}_image")(x)
-        x = DepthToSpace(arch.stem_stride, name=f"{name}_shuffle")(x)
-        outputs = layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
-    else:
-        if arch.stem_stride > 1:
-            x = layers.Conv2DTranspose(
-                arch.stem_filters, 3, strides=arch.stem_stride, padding="same", name=f"{name}_unstem"
-            )(x)
-            x = layers.ReLU(name=f"{name}_unstem_relu")(x)
-        outputs = layers.Conv2D(arch.channels, 3, padding="same", activation="sigmoid", name=f"{name}_image")(
-            x
-        )
+    outputs = image_head(x, arch.stem, arch.channels, arch.stem_stride, arch.stem_filters, name)
     return keras.Model(inputs, outputs, name=name)
-
-
-def build_critic(arch: ResGANADArchitecture, name: str = "critic") -> keras.Model:
-    """Residual discriminator: image -> (feature map for L_adv, real/fake logit)."""
-    inputs = keras.Input((arch.image_size, arch.image_size, arch.channels), name=f"{name}_input")
-    # The critic always folds 4x4 pixels into channels first: it only judges texture statistics.
-    x = SpaceToDepth(4, name=f"{name}_unshuffle")(inputs)
-    x = layers.Conv2D(arch.critic_base_width, 3, padding="same", name=f"{name}_stem")(x)
-    for s in range(arch.critic_stages - 1):
-        x = residual_stage(x, arch.critic_base_width * 2 ** (s + 1), 1, 2, f"{name}_s{s}", "down")
-    features = final_bn_relu(x, f"{name}_out")
-    pooled = layers.GlobalAveragePooling2D(name=f"{name}_pool")(features)
-    logit = layers.Dense(1, name=f"{name}_logit")(pooled)
-    return keras.Model(inputs, [features, logit], name=name)
 
 
 class ResGANADNetworks:
@@ -195,7 +151,9 @@ class ResGANADNetworks:
         self.encoder = build_encoder(arch, "encoder")
         self.decoder = build_decoder(arch)
         self.encoder2 = build_encoder(arch, "encoder2")
-        self.critic = build_critic(arch)
+        self.critic = residual_critic(
+            arch.image_size, arch.channels, arch.critic_base_width, arch.critic_stages
+        )
 
     @property
     def generator_variables(self) -> list:
@@ -206,7 +164,28 @@ class ResGANADNetworks:
             + self.encoder2.trainable_variables
         )
 
-    def build_reconstructor(self) -> keras.Model:
+    def checkpoint_parts(self) -> dict[str, keras.Model]:
+        """Every network, by checkpoint name."""
+        return {
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "encoder2": self.encoder2,
+            "critic": self.critic,
+        }
+
+    def inference_parts(self) -> dict[str, keras.Model]:
+        """The networks the inference path needs (restored from a checkpoint for scoring/export)."""
+        return {"encoder": self.encoder, "decoder": self.decoder}
+
+    def build_inference_model(self) -> keras.Model:
         """The inference path E1 -> decoder as one model: image -> reconstruction."""
         inputs = keras.Input((self.arch.image_size, self.arch.image_size, self.arch.channels), name="image")
         return keras.Model(inputs, self.decoder(self.encoder(inputs)), name="reconstructor")
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters of the inference path, the generator (E1 + decoder + E2) and the critic."""
+        return {
+            "inference": int(self.build_inference_model().count_params()),
+            "generator": int(sum(int(v.numpy().size) for v in self.generator_variables)),
+            "critic": int(self.critic.count_params()),
+        }

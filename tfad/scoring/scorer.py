@@ -2,7 +2,7 @@
 
 ``tfad calibrate``, ``tfad eval`` and ``tfad predict`` all score through :class:`Scorer`, so an auditor can
 evaluate the exact exported artefact the line serves, and an engineer the run before exporting it. Both
-paths run :func:`tfad.scoring.reconstruction.score_images` (the SavedModel has it traced in its graph).
+paths run the model family's score function (the SavedModel has it traced in its graph).
 """
 
 from __future__ import annotations
@@ -68,13 +68,12 @@ class Scorer:
 def _run_scorer(path: Path) -> Scorer:
     import tensorflow as tf
 
-    from tfad.scoring.reconstruction import score_images
     from tfad.training.runs import THRESHOLDS_FILE, load_run
 
     run = load_run(path)
     size, channels = run.config.data.image_size, run.config.data.channels
     function = tf.function(
-        lambda images: score_images(run.reconstructor, images),
+        run.score_function(),
         input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8)],
     )
     thresholds = None

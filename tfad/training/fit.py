@@ -160,19 +160,6 @@ class _History:
             writer.writerows(history)
 
 
-def _lr_schedule(config: Config, steps_per_epoch: int):
-    import keras
-
-    t = config.training
-    return keras.optimizers.schedules.CosineDecayRestarts(
-        t.learning_rate,
-        first_decay_steps=max(1, round(t.restart_epochs * steps_per_epoch)),
-        t_mul=1.0,
-        m_mul=t.restart_factor,
-        alpha=0.0,
-    )
-
-
 def fit(
     config: Config,
     resume: bool = False,
@@ -196,10 +183,9 @@ def fit(
     import tensorflow as tf
     from tqdm import tqdm
 
+    from tfad.families import family
     from tfad.models.flops import count_flops
-    from tfad.models.resganad import ResGANADNetworks
     from tfad.training.inputs import training_dataset
-    from tfad.training.resganad import ResGANADLossWeights, ResGANADTrainer
 
     run_dir = config.run_dir
     ckpt_dir = run_dir / CHECKPOINT_DIR
@@ -232,28 +218,11 @@ def fit(
     import keras
 
     keras.utils.set_random_seed(t.seed)  # reproducible initial weights (auditable runs)
-    networks = ResGANADNetworks(arch)
-    lw = t.loss_weights
-    trainer = ResGANADTrainer(
-        networks, ResGANADLossWeights(lw.adversarial, lw.contextual, lw.latent, lw.noise, lw.huber, lw.ssim)
-    )
-
-    trainer.compile(
-        generator_optimizer=keras.optimizers.Adam(
-            _lr_schedule(config, steps_per_epoch), beta_1=t.adam_beta_1
-        ),
-        critic_optimizer=keras.optimizers.Adam(_lr_schedule(config, steps_per_epoch), beta_1=t.adam_beta_1),
-    )
+    model_family = family(config.model.family)
+    networks = model_family.networks(arch)
+    trainer = model_family.trainer(networks, config, steps_per_epoch)
     step_var = tf.Variable(0, dtype=tf.int64, name="global_step", trainable=False)
-    checkpoint = tf.train.Checkpoint(
-        encoder=networks.encoder,
-        decoder=networks.decoder,
-        encoder2=networks.encoder2,
-        critic=networks.critic,
-        generator_optimizer=trainer.generator_optimizer,
-        critic_optimizer=trainer.critic_optimizer,
-        step=step_var,
-    )
+    checkpoint = tf.train.Checkpoint(**trainer.checkpoint_items(), step=step_var)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3)
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -272,19 +241,14 @@ def fit(
             manager.latest_checkpoint,
         )
     else:
-        reconstructor = networks.build_reconstructor()
         info = {
             "format": RUN_FORMAT,
             "name": config.name,
             "model_family": config.model.family,
             "preset": config.model.preset,
             "architecture": arch.to_dict(),
-            "inference_gflops_per_patch": count_flops(reconstructor) / 1e9,
-            "parameters": {
-                "inference": int(reconstructor.count_params()),
-                "generator": int(sum(int(np.prod(v.shape)) for v in networks.generator_variables)),
-                "critic": int(networks.critic.count_params()),
-            },
+            "inference_gflops_per_patch": count_flops(networks.build_inference_model()) / 1e9,
+            "parameters": networks.parameter_counts(),
             "training_data": {
                 "root": str(Path(config.data.root).resolve()),
                 "split": config.data.train_split,
@@ -315,10 +279,17 @@ def fit(
 
     corrupt = CorruptFileCounter("train")
     train_ds = training_dataset(
-        train_records, config, start_sample=global_step * t.batch_size, corrupt_counter=corrupt, name="train"
+        train_records,
+        config,
+        start_sample=global_step * t.batch_size,
+        corrupt_counter=corrupt,
+        name="train",
+        with_roi=trainer.needs_roi,
     )
     val_ds = (
-        training_dataset(val_records, config, augment=False, name="validation").take(val_steps)
+        training_dataset(
+            val_records, config, augment=False, name="validation", with_roi=trainer.needs_roi
+        ).take(val_steps)
         if val_steps
         else None
     )
@@ -371,22 +342,21 @@ def fit(
                 bar.update(1)
                 if global_step % SUMMARY_EVERY_STEPS == 0 or global_step == 1:
                     values = _scalars(logs)
-                    bar.set_postfix(g=f"{values['generator_loss']:.4f}", d=f"{values['critic_loss']:.3f}")
+                    bar.set_postfix({key: f"{values[key]:.4g}" for key in trainer.progress_keys})
                     with writer.as_default(step=global_step):
                         for name, value in values.items():
                             tf.summary.scalar(f"train/{name}", value)
-                        tf.summary.scalar("learning_rate", _current_lr(trainer, global_step))
+                        tf.summary.scalar("learning_rate", trainer.learning_rate(global_step))
                 if global_step % t.checkpoint_every_steps == 0:
                     manager.save(checkpoint_number=global_step)
                     history.write_info(global_step=global_step)
                 if stop_requested or (should_stop is not None and should_stop(global_step)):
                     raise StopTraining
             bar.close()
-            manager.save(checkpoint_number=global_step)
             row = {
                 "epoch": epoch + 1,
                 "step": global_step,
-                "learning_rate": _current_lr(trainer, global_step),
+                "learning_rate": trainer.learning_rate(global_step),
                 "seconds": round(time.perf_counter() - started, 1),
                 "steps_this_session": steps_per_epoch - first,
             }
@@ -397,6 +367,8 @@ def fit(
                 for batch in val_ds:
                     val_logs = test_step(batch)
                 row.update({f"val_{k}": v for k, v in _scalars(val_logs).items()})
+            trainer.end_epoch(row)  # e.g. GRD-Net's plateau rule; saved with the epoch's checkpoint
+            manager.save(checkpoint_number=global_step)
             with writer.as_default(step=global_step):
                 for key, value in row.items():
                     if key.startswith(("train_", "val_")):
@@ -443,34 +415,32 @@ def _scalars(logs: dict) -> dict[str, float]:
     return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in logs.items()}
 
 
-def _current_lr(trainer, step: int) -> float:
-    schedule = trainer.generator_optimizer.learning_rate
-    return float(schedule(step)) if callable(schedule) else float(schedule)
-
-
 def _format_row(row: dict) -> str:
-    keys = ("train_generator_loss", "train_critic_loss", "val_generator_loss", "val_score", "seconds")
+    keys = (
+        "train_total_loss",
+        "train_generator_loss",
+        "train_critic_loss",
+        "val_total_loss",
+        "val_generator_loss",
+        "val_score",
+        "seconds",
+    )
     return ", ".join(f"{k}={row[k]:.4g}" for k in keys if k in row)
 
 
 def _write_plots(run_dir: Path, history: list[dict], trainer, dataset) -> None:
-    """Loss curves and a few validation reconstructions (input X*, clean X, X_hat, 1-SSIM map)."""
+    """Loss curves and a few validation samples (input X*, clean X, reconstruction, heatmap)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tfad.scoring.reconstruction import minmax_heatmap, ssim_score
-
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, keys, title in (
-        (axes[0], ("generator_loss",), "generator loss (Eq. 8.13)"),
-        (axes[1], ("con_loss", "nse_loss", "adv_loss", "enc_loss"), "generator loss terms"),
-        (axes[2], ("critic_loss", "score"), "critic loss, mean 1-SSIM"),
-    ):
+    panels = trainer.plot_panels
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6))
+    for ax, (keys, title) in zip(axes, panels, strict=True):
         for i, key in enumerate(keys):
             for split, style in (("train", "-"), ("val", "--")):  # one colour per quantity
                 values = [h.get(f"{split}_{key}") for h in history]
@@ -487,17 +457,15 @@ def _write_plots(run_dir: Path, history: list[dict], trainer, dataset) -> None:
     batch = next(iter(dataset.take(1)))
     n = min(4, int(batch["image"].shape[0]))
     perturbed, clean = batch["image"][:n], batch["target"][:n]
-    reconstruction = trainer(perturbed, training=False)
-    heat = minmax_heatmap(perturbed, reconstruction).numpy()
-    scores = ssim_score(perturbed, reconstruction).numpy()
+    preview = trainer.preview(perturbed)
     fig, axes = plt.subplots(n, 4, figsize=(8, 2.1 * n), squeeze=False)
     for i in range(n):
         for j, (img, title) in enumerate(
             (
                 (perturbed[i], "input X*"),
                 (clean[i], "clean X"),
-                (reconstruction[i], "reconstruction"),
-                (heat[i], "heatmap"),
+                (preview["reconstruction"][i], "reconstruction"),
+                (preview["heatmap"][i], "heatmap"),
             )
         ):
             ax = axes[i, j]
@@ -512,8 +480,8 @@ def _write_plots(run_dir: Path, history: list[dict], trainer, dataset) -> None:
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(title, fontsize=8)
-        axes[i, 0].set_ylabel(f"1-SSIM {scores[i]:.3f}", fontsize=7)
-    fig.suptitle(f"validation reconstructions after epoch {history[-1]['epoch']}", fontsize=9)
+        axes[i, 0].set_ylabel(f"{preview['score_name']} {preview['score'][i]:.3f}", fontsize=7)
+    fig.suptitle(f"validation samples after epoch {history[-1]['epoch']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(plots / "reconstructions.png", dpi=90)
     plt.close(fig)

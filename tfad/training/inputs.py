@@ -45,33 +45,49 @@ def training_dataset(
     augment: bool = True,
     corrupt_counter: CorruptFileCounter | None = None,
     name: str = "train",
+    with_roi: bool = False,
 ) -> tf.data.Dataset:
-    """Endless batches of ``{"image": X*, "target": X, "noise_mask", "noise", "beta"}``.
+    """Endless batches of ``{"image": X*, "target": X, "noise_mask", "noise", "beta"}`` (and ``"roi"``
+    ``[B, H, W, 1]`` 0/1, ones where a record has no ROI mask, with ``with_roi``).
 
     Args:
         start_sample: position of the first sample in the stream (``steps_done * batch_size`` when
             resuming), so that augmentation and P_q draws continue instead of repeating.
-        augment: rotation/vertical flip (off for validation).
+        augment: rotation/vertical flip (off for validation); the ROI is rotated/flipped with its image.
     """
     size = config.data.image_size
     seed = config.training.seed
     batch_size = config.training.batch_size
     synthesizer = build_synthesizer(config)
     images = make_dataset(
-        records, (size, size), channels=config.data.channels, batch_size=batch_size, shuffle=True, seed=seed,
-        repeat=True, on_corrupt=config.data.on_corrupt, corrupt_counter=corrupt_counter, name=name,
+        records,
+        (size, size),
+        channels=config.data.channels,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        repeat=True,
+        on_corrupt=config.data.on_corrupt,
+        corrupt_counter=corrupt_counter,
+        name=name,
         start=start_sample,
+        with_roi=with_roi,
     ).unbatch()
 
     def perturb(position: tf.Tensor, sample: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         key = tf.stack([tf.constant(seed, tf.int64), position])
         seeds = tf.random.experimental.stateless_split(key, num=2)
-        image = sample["image"]
+        views = {"image": sample["image"]}
+        if with_roi:
+            views["roi"] = sample["roi"]
         if augment:
-            image = random_rotate_flip({"image": image}, seeds[0], config.augment.max_rotation,
-                                       config.augment.vertical_flip)["image"]
-        out = synthesizer(image, seeds[1])
+            views = random_rotate_flip(
+                views, seeds[0], config.augment.max_rotation, config.augment.vertical_flip
+            )
+        out = synthesizer(views["image"], seeds[1])
         out.pop("applied")
+        if with_roi:
+            out["roi"] = views["roi"]
         return out
 
     ds = images.enumerate(start=start_sample).map(perturb, num_parallel_calls=tf.data.AUTOTUNE)

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfad.losses import reconstruction as losses
 from tfad.models.resganad import ResGANADNetworks
-from tfad.scoring.reconstruction import ssim_score
+from tfad.training.adversarial import AdversarialTrainer
 
 
 @dataclass(frozen=True)
@@ -37,38 +37,24 @@ class ResGANADLossWeights:
         return asdict(self)
 
 
-def _as_log(value: tf.Tensor) -> tf.Tensor:
-    # Rank-1 logs: Keras 3.15's multi-worker reduction is a MEAN over axis 0 and fails on scalars
-    # (toolchain.md); shape [1] works everywhere and displays the same.
-    return tf.reshape(value, [1])
-
-
-class ResGANADTrainer(keras.Model):
+class ResGANADTrainer(AdversarialTrainer):
     """Trains the ResGANAD networks; ``call`` returns the reconstruction (inference path E1 -> decoder)."""
+
+    needs_roi = False  # batches carry no ROI
+    progress_keys = ("generator_loss", "critic_loss")
+    plot_panels = (
+        (("generator_loss",), "generator loss (Eq. 8.13)"),
+        (("con_loss", "nse_loss", "adv_loss", "enc_loss"), "generator loss terms"),
+        (("critic_loss", "score"), "critic loss, mean 1-SSIM"),
+    )
+
+    tracker_names = ("critic_loss", "generator_loss", "adv_loss", "con_loss", "enc_loss", "nse_loss", "score")
 
     def __init__(
         self, networks: ResGANADNetworks, weights: ResGANADLossWeights | None = None, **kwargs
     ) -> None:
-        super().__init__(**kwargs)
-        self.networks = networks
-        self.encoder = networks.encoder
-        self.decoder = networks.decoder
-        self.encoder2 = networks.encoder2
-        self.critic = networks.critic
+        super().__init__(networks, **kwargs)
         self.loss_weights_ = weights or ResGANADLossWeights()
-        self._trackers = {
-            name: keras.metrics.Mean(name=name)
-            for name in (
-                "critic_loss",
-                "generator_loss",
-                "adv_loss",
-                "con_loss",
-                "enc_loss",
-                "nse_loss",
-                "score",
-            )
-        }
-        self.built = True  # the functional sub-models are built at construction
 
     def compile(
         self,
@@ -86,10 +72,34 @@ class ResGANADTrainer(keras.Model):
         generator_optimizer.build(self.networks.generator_variables)
         critic_optimizer.build(self.critic.trainable_variables)
 
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        """Loss trackers, reset by Keras at each epoch."""
-        return list(self._trackers.values())
+    def checkpoint_items(self) -> dict:
+        """Everything a resumed run needs: networks and both optimizers (whose schedules run on their
+        iteration counters)."""
+        return {
+            **self.networks.checkpoint_parts(),
+            "generator_optimizer": self.generator_optimizer,
+            "critic_optimizer": self.critic_optimizer,
+        }
+
+    def learning_rate(self, step: int) -> float:
+        """The generator's learning rate at global ``step`` (both optimizers follow the same schedule)."""
+        schedule = self.generator_optimizer.learning_rate
+        return float(schedule(step)) if callable(schedule) else float(schedule)
+
+    def end_epoch(self, row: dict) -> None:
+        """Nothing: the cosine schedule runs on the step counter."""
+
+    def preview(self, images: tf.Tensor) -> dict:
+        """Reconstruction, heatmap and 1-SSIM of a few validation images, for the training plots."""
+        from tfad.scoring.reconstruction import minmax_heatmap, ssim_score
+
+        reconstruction = self(images, training=False)
+        return {
+            "reconstruction": reconstruction.numpy(),
+            "heatmap": minmax_heatmap(images, reconstruction).numpy(),
+            "score": ssim_score(images, reconstruction).numpy(),
+            "score_name": "1-SSIM",
+        }
 
     def call(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Reconstruction X_hat of ``images`` ``[N, H, W, C]`` in [0, 1]."""
@@ -117,40 +127,22 @@ class ResGANADTrainer(keras.Model):
             + w.latent * parts["enc_loss"]
             + w.noise * parts["nse_loss"]
         )
-        parts["score"] = tf.reduce_mean(ssim_score(target, reconstruction))
+        parts["score"] = tf.reduce_mean(1.0 - losses.ssim(target, reconstruction))
         return total, parts
 
     def train_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """One critic update then one generator update."""
-        perturbed, target = batch["image"], batch["target"]
-        reconstruction = self.decoder(self.encoder(perturbed, training=False), training=False)
-        with tf.GradientTape() as tape:
-            _, real_logits = self.critic(target, training=True)
-            _, fake_logits = self.critic(reconstruction, training=True)
-            critic_loss = losses.critic_loss(real_logits, fake_logits)
-        variables = self.critic.trainable_variables
-        self.critic_optimizer.apply_gradients(
-            zip(tape.gradient(critic_loss, variables), variables, strict=True)
-        )
-
+        critic_loss = self.critic_step(batch["image"], batch["target"])
         with tf.GradientTape() as tape:
             generator_loss, parts = self._generator_losses(batch, training=True)
         variables = self.networks.generator_variables
         self.generator_optimizer.apply_gradients(
             zip(tape.gradient(generator_loss, variables), variables, strict=True)
         )
-        return self._update_trackers(critic_loss=critic_loss, generator_loss=generator_loss, **parts)
+        return self.update_trackers(critic_loss=critic_loss, generator_loss=generator_loss, **parts)
 
     def test_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Validation: generator losses and the mean score on the (perturbed) validation batch."""
         generator_loss, parts = self._generator_losses(batch, training=False)
-        _, real_logits = self.critic(batch["target"], training=False)
-        _, fake_logits = self.critic(self(batch["image"]), training=False)
-        return self._update_trackers(
-            critic_loss=losses.critic_loss(real_logits, fake_logits), generator_loss=generator_loss, **parts
-        )
-
-    def _update_trackers(self, **values: tf.Tensor) -> dict[str, tf.Tensor]:
-        for name, value in values.items():
-            self._trackers[name].update_state(value)
-        return {name: _as_log(tracker.result()) for name, tracker in self._trackers.items()}
+        critic_loss = self.validation_critic_loss(batch["image"], batch["target"])
+        return self.update_trackers(critic_loss=critic_loss, generator_loss=generator_loss, **parts)

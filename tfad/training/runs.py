@@ -24,13 +24,19 @@ class TrainedRun:
     run_dir: Path
     config: Config
     info: dict[str, Any]
-    reconstructor: Any  # keras.Model, E1 -> decoder
+    inference_model: Any  # keras.Model: the family's inference path (e.g. E1 -> decoder)
     checkpoint: str
 
     @property
     def name(self) -> str:
         """The run's (and exported model's) name."""
         return self.config.name
+
+    def score_function(self):
+        """uint8 images -> ``{"score", "heatmap", "reconstruction"}`` (the family's serving function)."""
+        from tfad.families import family
+
+        return family(self.config.model.family).score_function(self.inference_model, self.config)
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -46,7 +52,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     """
     import tensorflow as tf
 
-    from tfad.models.resganad import ResGANADNetworks
+    from tfad.families import family
 
     run_dir = Path(run_dir)
     if not is_run_dir(run_dir):
@@ -60,8 +66,8 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         raise RunNotFoundError(
             2, "the run has no checkpoint yet (train it first)", str(run_dir / CHECKPOINT_DIR)
         )
-    networks = ResGANADNetworks(architecture(config))
-    checkpoint = tf.train.Checkpoint(encoder=networks.encoder, decoder=networks.decoder)
+    networks = family(config.model.family).networks(architecture(config))
+    checkpoint = tf.train.Checkpoint(**networks.inference_parts())
     # Only the inference path is needed; the other networks and optimizer slots are expected to be unused.
     checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
-    return TrainedRun(run_dir, config, info, networks.build_reconstructor(), latest)
+    return TrainedRun(run_dir, config, info, networks.build_inference_model(), latest)
