@@ -45,7 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cc-binary", default=str(REPO / "bazel-bin/cc/tfad_server"), help="C++ server binary")
     p.add_argument("--inference-threads", type=int, default=1, help="servers' --inference_threads")
     p.add_argument("--deadline-ms", type=int, default=2000, help="client deadline per Inspect")
-    p.add_argument("--peak-gflops", type=float, default=128.0, help="machine peak (2 cores AVX2 FMA ~ 128)")
+    p.add_argument(
+        "--peak-gflops", type=float, default=157.0, help="peak: 2 cores x 2 FMA x 8 lanes x 2 x 2.45 GHz"
+    )
     p.add_argument("--bare-runs", type=int, default=30, help="bare TensorFlow runs")
     p.add_argument("--sustained-minutes", type=float, default=0.0, help="sustained-load duration (0 = off)")
     p.add_argument("--stations", type=int, default=4, help="concurrent stations in the sustained mode")

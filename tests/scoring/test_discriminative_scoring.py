@@ -52,3 +52,13 @@ def test_inference_roi_removes_defects_outside_it() -> None:
     assert with_roi["heatmap"].shape == (2, 32, 32)
     assert float(tf.reduce_max(with_roi["heatmap"][:, :, 16:])) == 0.0
     np.testing.assert_allclose(without["reconstruction"].numpy(), 1.0)  # uint8 255 -> 1.0
+
+
+def test_mean_filter_equals_avg_pool_same() -> None:
+    # the cumulative-sum filter is tf.nn.avg_pool2d(SAME) (padding excluded from the mean), only faster
+    from tfad.scoring.discriminative import mean_filter
+
+    a = tf.constant(np.random.default_rng(3).uniform(0, 1, (2, 40, 33, 1)).astype(np.float32))
+    for size in (1, 5, 21):
+        expected = tf.nn.avg_pool2d(a, ksize=size, strides=1, padding="SAME").numpy()
+        np.testing.assert_allclose(mean_filter(a, size).numpy(), expected, atol=2e-6)

@@ -14,14 +14,40 @@ import tensorflow as tf
 DEFAULT_FILTER_SIZE = 21
 
 
-def smoothed_max_score(anomaly_map: tf.Tensor, filter_size: int = DEFAULT_FILTER_SIZE) -> tf.Tensor:
-    """Image score ``[N]`` = max over pixels of the ``filter_size``-mean-filtered map ``[N, H, W, 1]``.
+def _window_sums(x: tf.Tensor, size: int, axis: int) -> tf.Tensor:
+    # Sum over a centred window of ``size`` along ``axis`` (zeros outside), from one cumulative sum: O(1)
+    # per pixel. tf.nn.avg_pool2d with a 21x21 window costs 441 adds per pixel and took 11.7 s for a
+    # 60-patch product on the line PC (this: a few ms).
+    radius = size // 2
+    length = x.shape[axis]
+    padding = [[0, 0]] * 4
+    padding[axis] = [radius + 1, radius]
+    cumulative = tf.cumsum(tf.pad(x, padding), axis=axis)
+    upper = [slice(None)] * 4
+    upper[axis] = slice(size, size + length)
+    lower = [slice(None)] * 4
+    lower[axis] = slice(0, length)
+    return cumulative[tuple(upper)] - cumulative[tuple(lower)]
 
-    The filter averages over the pixels inside the image only (``SAME`` padding without zeros), so a
-    defect at the border is not diluted by padding.
-    """
-    smoothed = tf.nn.avg_pool2d(anomaly_map, ksize=filter_size, strides=1, padding="SAME")
-    return tf.reduce_max(smoothed, axis=[1, 2, 3])
+
+def mean_filter(anomaly_map: tf.Tensor, filter_size: int = DEFAULT_FILTER_SIZE) -> tf.Tensor:
+    """``filter_size`` x ``filter_size`` mean of ``[N, H, W, 1]`` maps, averaging over the pixels inside the
+    image only (``avg_pool2d``'s ``SAME`` semantics), so a defect at the border is not diluted by padding."""
+    height, width = anomaly_map.shape[1], anomaly_map.shape[2]
+    sums = _window_sums(_window_sums(anomaly_map, filter_size, 1), filter_size, 2)
+    rows = np.minimum(np.arange(height) + filter_size // 2, height - 1) - np.maximum(
+        np.arange(height) - filter_size // 2, 0
+    )
+    cols = np.minimum(np.arange(width) + filter_size // 2, width - 1) - np.maximum(
+        np.arange(width) - filter_size // 2, 0
+    )
+    counts = np.outer(rows + 1, cols + 1).astype(np.float32)[None, :, :, None]
+    return sums / tf.constant(counts)
+
+
+def smoothed_max_score(anomaly_map: tf.Tensor, filter_size: int = DEFAULT_FILTER_SIZE) -> tf.Tensor:
+    """Image score ``[N]`` = max over pixels of the :func:`mean_filter`-ed map ``[N, H, W, 1]``."""
+    return tf.reduce_max(mean_filter(anomaly_map, filter_size), axis=[1, 2, 3])
 
 
 def score_anomaly_map(
