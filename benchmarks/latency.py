@@ -54,6 +54,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate-hz", type=float, default=2.0, help="products per second per station (sustained)")
     p.add_argument("--max-requests", type=int, default=5000, help="bound on sustained-mode requests")
     p.add_argument("--json-out", default="", help="also write the report here")
+    p.add_argument(
+        "--cycle-budget-ms",
+        type=int,
+        default=60000,
+        help="servers' cycle budget: large, so that no product is cut short and the full latency is seen",
+    )
+    p.add_argument("--warmup-batch", type=int, default=0, help="servers' warm-up batch (0 = --patches)")
+    p.add_argument("--startup-timeout-s", type=float, default=120.0, help="wait this long for a server")
     return p.parse_args(argv)
 
 
@@ -137,8 +145,8 @@ def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_pat
             "--listen=127.0.0.1:0",
             "--log_requests=false",
             f"--inference_threads={args.inference_threads}",
-            f"--warmup_batch={args.patches}",
-            "--cycle_budget_ms=60000",
+            f"--warmup_batch={args.warmup_batch or args.patches}",
+            f"--cycle_budget_ms={args.cycle_budget_ms}",
             "--max_queue=64",
         ]
     else:
@@ -156,15 +164,15 @@ def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_pat
             "--inference-threads",
             str(args.inference_threads),
             "--warmup-batch",
-            str(args.patches),
+            str(args.warmup_batch or args.patches),
             "--cycle-budget-ms",
-            "60000",
+            str(args.cycle_budget_ms),
             "--max-queue",
             "64",
         ]
     log = open(log_path, "w")  # noqa: SIM115 (closed by the caller)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + args.startup_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{kind} server exited:\n{log_path.read_text()}")
