@@ -1,6 +1,6 @@
-"""End-to-end Inspect latency of the C++ and Python inspection servers on one SavedModel.
+"""End-to-end Inspect latency of the C++ and Python inspection servers, for one or several SavedModels.
 
-Measures, in one run on the same model and the same products:
+Measures, in one run, for each model, on the same products:
 - bare TensorFlow run time of one product batch (the loaded SavedModel called in this process),
 - Inspect latency (client-side, loopback) of the C++ server and the Python server: p50/p99 over
   --products sequential products, and the server overhead = latency - bare TensorFlow time,
@@ -8,11 +8,17 @@ Measures, in one run on the same model and the same products:
 - optionally (--sustained-minutes > 0) a sustained load: --stations concurrent stations each sending
   --rate-hz products per second, bounded by time and --max-requests, loopback only.
 
+Models are exported version directories (--model-dir, repeatable) or built here (--build
+``family:preset``, repeatable): a few synthetic vial products are generated, the preset is trained for
+one step with ``tfad fit``, calibrated and exported with the real CLI. Latency does not depend on how
+well a model is trained (same graph, same shapes), so this compares families and presets side by side.
+
     .venv/bin/python benchmarks/latency.py --model-dir savedmodels/vials/3 --products 200
+    .venv/bin/python benchmarks/latency.py --build resganad:line-cpu --build grdnet:crae --products 200
     .venv/bin/python benchmarks/latency.py --model-dir savedmodels/vials/3 --servers cc \
         --sustained-minutes 5 --stations 4 --rate-hz 2
 
-Prints a JSON report (also written to --json-out).
+Prints a JSON report (also written to --json-out) and a markdown table of the sequential latencies.
 """
 
 from __future__ import annotations
@@ -32,11 +38,21 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from machine import describe_machine  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", required=True, help="a version directory savedmodels/<name>/<version>/")
+    p.add_argument(
+        "--model-dir", action="append", default=[], help="a version directory savedmodels/<name>/<version>/"
+    )
+    p.add_argument(
+        "--build",
+        action="append",
+        default=[],
+        help="family:preset to build (1 training step on synthetic vials, calibrated, exported)",
+    )
     p.add_argument(
         "--products", type=int, default=200, help="sequential products per server (>= 200 for p99)"
     )
@@ -46,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inference-threads", type=int, default=1, help="servers' --inference_threads")
     p.add_argument("--deadline-ms", type=int, default=2000, help="client deadline per Inspect")
     p.add_argument(
-        "--peak-gflops", type=float, default=157.0, help="peak: 2 cores x 2 FMA x 8 lanes x 2 x 2.45 GHz"
+        "--peak-gflops", type=float, default=None, help="float32 peak (default: this machine's, machine.py)"
     )
     p.add_argument("--bare-runs", type=int, default=30, help="bare TensorFlow runs")
     p.add_argument("--sustained-minutes", type=float, default=0.0, help="sustained-load duration (0 = off)")
@@ -252,23 +268,58 @@ def sustained(target: str, request, args: argparse.Namespace) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def build_model(spec: str, work: Path) -> Path:
+    """Train ``family:preset`` for one step on generated vials, calibrate and export it; its version dir."""
+    import yaml
+
+    from tfad.cli import main as tfad_main
+    from tfad.data.synth_vials import generate_synth_vials
+
+    family_name, _, preset = spec.partition(":")
+    data = work / "vials"
+    if not data.is_dir():
+        generate_synth_vials(str(data), n_products=2, n_runs=1, frames=1, n_eval_products=4, defect_rate=0.5)
+    name = f"{family_name}-{preset}"
+    config = {
+        "name": name,
+        "output_dir": str(work / "runs"),
+        "model": {"family": family_name, "preset": preset},
+        "data": {"root": str(data), "layout": "line", "validation_fraction": 0.0},
+        "training": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 4},
+    }
+    config_path = work / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    steps = (
+        ["fit", str(config_path), "--no-progress"],
+        ["calibrate", str(work / "runs" / name), "--data", str(data), "--split", "calib", "--no-progress"],
+        ["export", str(work / "runs" / name), "--savedmodels", str(work / "built")],
+    )
+    for argv in steps:
+        if tfad_main(argv) != 0:
+            raise RuntimeError(f"building {spec}: `tfad {' '.join(argv)}` failed")
+    return work / "built" / name / "1"
+
+
+def measure_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict:
+    """Bare TensorFlow, FLOPs and both servers' latency for one exported version directory."""
     from tfad.serving.client import InspectionClient
 
-    model_dir = Path(args.model_dir).resolve()
     manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
     name, version = manifest["name"], int(manifest["version"])
-    work = Path(tempfile.mkdtemp(prefix="tfad-bench-"))
-    (work / "models" / name).mkdir(parents=True)
-    os.symlink(model_dir, work / "models" / name / str(version))
+    models_root = work / f"models-{name}"
+    (models_root / name).mkdir(parents=True)
+    os.symlink(model_dir, models_root / name / str(version))
     images, request = product_request(manifest, args.patches, seed=1)
 
     report: dict = {
-        "model": {"dir": str(model_dir), "name": name, "version": version, "input": manifest["input"]},
-        "patches_per_product": args.patches,
-        "machine": {"cores": os.cpu_count(), "peak_gflops": args.peak_gflops},
+        "model": {
+            "dir": str(model_dir),
+            "name": name,
+            "version": version,
+            "family": manifest.get("model_family"),
+            "preset": manifest.get("preset"),
+            "input": manifest["input"],
+        },
     }
     bare = bare_tensorflow(model_dir, images, args.bare_runs)
     report["bare_tensorflow"] = bare
@@ -281,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report["servers"] = {}
     for kind in [s for s in args.servers.split(",") if s]:
-        proc, log, target = start_server(kind, work / "models", args, work / f"{kind}.log")
+        proc, log, target = start_server(kind, models_root, args, work / f"{name}-{kind}.log")
         try:
             with InspectionClient(target) as client:
                 client.wait_ready(30)
@@ -297,11 +348,56 @@ def main(argv: list[str] | None = None) -> int:
             proc.terminate()
             proc.wait(timeout=30)
             log.close()
+    return report
+
+
+def markdown_table(models: list[dict]) -> str:
+    """Sequential latency per model and server, one row each."""
+    lines = [
+        "| model | server | products | p50 ms | p90 ms | p99 ms | max ms | server inference p50 ms "
+        "| bare TF p50 ms | GFLOP/product |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in models:
+        label = f"{m['model']['family']}:{m['model']['preset']}"
+        gflop = f"{m['flops_per_product'] / 1e9:.2f}" if m.get("flops_per_product") else "n/a"
+        for kind, r in m["servers"].items():
+            lat = r["latency"]
+            lines.append(
+                f"| {label} | {kind} | {lat['n']} | {lat['p50_ms']:.1f} | {lat['p90_ms']:.1f} | "
+                f"{lat['p99_ms']:.1f} | {lat['max_ms']:.1f} | {r['server_inference']['p50_ms']:.1f} | "
+                f"{m['bare_tensorflow']['p50_ms']:.1f} | {gflop} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    machine = describe_machine()
+    if args.peak_gflops is None:
+        args.peak_gflops = machine["peak_gflops"]
+    if not args.model_dir and not args.build:
+        raise SystemExit("give at least one --model-dir or --build family:preset")
+    work = Path(tempfile.mkdtemp(prefix="tfad-bench-"))
+    model_dirs = [Path(d).resolve() for d in args.model_dir]
+    for d in model_dirs:
+        if not (d / "tfad_manifest.json").is_file():
+            raise SystemExit(f"{d}: not an exported version directory (no tfad_manifest.json)")
+    model_dirs += [build_model(spec, work) for spec in args.build]
+    report: dict = {
+        "patches_per_product": args.patches,
+        "machine": {**machine, "peak_gflops": args.peak_gflops},
+        "models": [measure_model(d, args, work) for d in model_dirs],
+    }
     text = json.dumps(report, indent=2)
     print(text)
+    print(markdown_table(report["models"]))
     if args.json_out:
         Path(args.json_out).write_text(text)
-    sustained_errors = sum(s.get("sustained", {}).get("errors", 0) for s in report["servers"].values())
+    sustained_errors = sum(
+        s.get("sustained", {}).get("errors", 0) for m in report["models"] for s in m["servers"].values()
+    )
     return 1 if sustained_errors else 0
 
 

@@ -9,7 +9,7 @@ batch of ``--patches`` 256x256 grayscale patches, median over ``--repeats`` runs
 networks alone (no score, no heatmap) are timed the same way right after, to show the scoring's share. The
 ``thesis`` presets (~0.1-1 TFLOP per patch) are timed on ``--thesis-patches`` patches (default 1) and their
 60-patch product time is extrapolated linearly: the table says so. Achieved GFLOP/s is compared with the
-machine's peak (``--peak-gflops``: 2 cores x 2 AVX2 FMA units x 8 lanes x 2 FLOP x 2.45 GHz ~ 157).
+machine's float32 peak (``--peak-gflops``, default derived from /proc/cpuinfo by ``benchmarks/machine.py``).
 GRD-Net presets are given as ``grdnet:crae`` / ``grdnet:drae``.
 """
 
@@ -18,7 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
 
 
 def measure(spec: str, patches: int, repeats: int) -> dict:
@@ -77,10 +82,13 @@ def main() -> None:
     parser.add_argument("--thesis-patches", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--thesis-repeats", type=int, default=3)
-    # 2 cores x 2 FMA units x 8 float32 lanes (AVX2) x 2 FLOP x 2.45 GHz (the clock /proc/cpuinfo reports)
-    parser.add_argument("--peak-gflops", type=float, default=157.0)
+    parser.add_argument("--peak-gflops", type=float, default=None, help="default: this machine's")
     parser.add_argument("--json-out", default="")
     args = parser.parse_args()
+    machine = describe_machine()
+    if args.peak_gflops is None:
+        args.peak_gflops = machine["peak_gflops"]
+    print(f"machine: {machine['cpu']}, peak {args.peak_gflops} GFLOP/s ({machine['peak_formula']})")
     rows = []
     for name in (p.strip() for p in args.presets.split(",") if p.strip()):
         thesis = name.rpartition(":")[2].startswith("thesis")

@@ -94,3 +94,55 @@ def start_server_of_kind(kind: str, models_root: Path, log_dir: Path, **flags) -
     if kind == "cc":
         return start_cc_server(models_root, log_dir / f"cc-{models_root.name}.log", **flags)
     return start_py_server(models_root, **flags)
+
+
+def assert_servers_score_like_python(
+    version_dir: Path,
+    images,
+    regions: list[str],
+    log_dir: Path,
+    kinds: tuple[str, ...] = ("cc", "python"),
+    score_atol: float = 1e-5,
+) -> None:
+    """Serve the exported model ``version_dir`` (``<models>/<name>/<version>``) with each server kind and
+    check, for one product of ``images`` (uint8 ``[N, H, W, C]``), that scores, patch decisions, the verdict
+    and every heatmap equal the Python scoring of the same SavedModel (``tfad.scoring.scorer``).
+
+    Heatmaps travel as 8-bit PNGs: equal to the reference within half a grey level (+ the score tolerance).
+    """
+    import cv2
+    import numpy as np
+
+    from tfad.scoring.scorer import load_scorer
+    from tfad.serving.client import InspectionClient, build_request
+
+    scorer = load_scorer(version_dir)
+    expected = scorer(images)
+    thresholds = np.array([scorer.thresholds.threshold_for(r) for r in regions])
+    # Patches scoring within float noise of their threshold could flip either way: leave them out.
+    clear = np.abs(expected["score"] - thresholds) > 10 * score_atol
+    images, regions = images[clear], [r for r, keep in zip(regions, clear, strict=True) if keep]
+    expected = {k: v[clear] for k, v in expected.items()}
+    expected_rejected = expected["score"] > thresholds[clear]
+    assert expected_rejected.any() and not expected_rejected.all(), "need both decisions to compare"
+    n = len(images)
+    request = build_request(
+        images, regions, [0] * n, list(range(n)), product_id="P-family", run_id="r", heatmaps="all"
+    )
+    for kind in kinds:
+        handle = start_server_of_kind(kind, version_dir.parent.parent, log_dir)
+        try:
+            with InspectionClient(handle.target) as client:
+                client.wait_ready(30)
+                result = client.inspect_request(request, timeout_s=60)
+        finally:
+            handle.stop()
+        assert result.verdict == ("REJECT" if expected_rejected.any() else "ACCEPT"), (kind, result)
+        scores = np.array([p.score for p in result.patches])
+        np.testing.assert_allclose(scores, expected["score"], atol=score_atol, err_msg=kind)
+        assert [p.rejected for p in result.patches] == expected_rejected.tolist(), kind
+        for p in result.patches:
+            decoded = cv2.imdecode(np.frombuffer(p.heatmap_png, np.uint8), cv2.IMREAD_UNCHANGED)
+            reference = np.clip(expected["heatmap"][p.index], 0, 1) * 255
+            assert decoded.shape == reference.shape, kind
+            assert np.max(np.abs(decoded.astype(np.float32) - reference)) <= 0.51 + 255 * score_atol, kind

@@ -207,3 +207,17 @@ def test_zipper_defects_outside_the_roi_never_reject(tmp_path) -> None:
     assert float(heatmaps[:, :, :8].max()) == 0.0 and float(heatmaps[:, :, 24:].max()) == 0.0
     assert scores["outside"].max() <= scores["good"].max() + 1e-6
     assert scores["inside"].min() > scores["good"].max(), scores
+
+
+@pytest.mark.cc
+def test_cc_and_python_servers_serve_grdnet_like_python_scoring(grdnet_exported, tiny_vials, tmp_path) -> None:
+    """The exported GRD-Net (generator + U-Net in one graph) is served unchanged by both servers: scores,
+    decisions and heatmaps equal the Python scoring of the SavedModel."""
+    from tests.serving.serving_testutils import assert_servers_score_like_python
+    from tfad.data.decode import load_images
+    from tfad.data.layouts import read_dataset
+
+    _, version_dir = grdnet_exported
+    records = read_dataset(str(tiny_vials), "test")  # 96 patches, some defective
+    images = load_images(records, (32, 32), 1)
+    assert_servers_score_like_python(version_dir, images, [r.region for r in records], tmp_path)

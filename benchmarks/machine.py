@@ -1,0 +1,43 @@
+"""What the benchmark machine is: cores, vector width, clock, and the float32 peak derived from them.
+
+The peak is an upper bound for the achieved-FLOP/s ratios the benchmarks print:
+cores x FMA units per core x float32 lanes x 2 FLOP (multiply + add) x clock. Lanes come from
+/proc/cpuinfo's flags (16 with AVX-512F, 8 with AVX2); two FMA units per core is what server Xeons
+have (an assumption: /proc/cpuinfo does not say); the clock is the nominal one in the model name
+("@ 2.80GHz"), else "cpu MHz". Machines of this project have differed (2.45 GHz AVX2 and 2.80 GHz
+AVX-512 were both seen), so every benchmark report states the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+FMA_UNITS_PER_CORE = 2
+
+
+def describe_machine() -> dict:
+    """``{"cpu", "cores", "lanes_fp32", "clock_ghz", "peak_gflops", "peak_formula"}`` of this machine."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    flag_set = set(flags.group(1).split()) if flags else set()
+    lanes = 16 if "avx512f" in flag_set else 8 if "avx2" in flag_set else 4
+    clock = None
+    if model:
+        m = re.search(r"@\s*([\d.]+)\s*GHz", model.group(1))
+        clock = float(m.group(1)) if m else None
+    if clock is None:
+        mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)
+        clock = float(mhz.group(1)) / 1000 if mhz else 2.0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    peak = cores * FMA_UNITS_PER_CORE * lanes * 2 * clock
+    return {
+        "cpu": model.group(1).strip() if model else "unknown",
+        "cores": cores,
+        "lanes_fp32": lanes,
+        "clock_ghz": clock,
+        "peak_gflops": round(peak, 1),
+        "peak_formula": f"{cores} cores x {FMA_UNITS_PER_CORE} FMA x {lanes} lanes x 2 FLOP x {clock} GHz",
+    }
