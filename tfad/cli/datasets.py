@@ -1,4 +1,4 @@
-"""``tfad datasets``: generate the synthetic vial line and describe data sets."""
+"""``tfad datasets``: generate the synthetic vial line, describe data sets, pack and verify shards."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``tfad datasets {synth-vials,info}``."""
-    parser = subparsers.add_parser("datasets", help="generate demo data, describe a data set")
+    """Add ``tfad datasets {synth-vials,info,pack,verify}``."""
+    parser = subparsers.add_parser(
+        "datasets", help="generate demo data, describe a data set, pack/verify TFRecord shards"
+    )
     commands = parser.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
@@ -51,6 +53,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--no-verify", action="store_true", help="do not decode every file (faster)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(func=_info)
+
+    pack = commands.add_parser(
+        "pack",
+        help="pack one split into checksummed TFRecord shards + index.json",
+        description="Decode one split once and write it as TFRecord shards (lossless PNG, masks, ROI, "
+        "labels and metadata) with an index.json of record counts, sizes and SHA-256 (docs/data.md, "
+        '"Packed shards (TFRecords)").',
+    )
+    pack.add_argument("root", metavar="ROOT", help="data set folder")
+    pack.add_argument("out", metavar="OUT", help="output folder (created; must be empty unless --overwrite)")
+    pack.add_argument("--split", required=True, help="split to pack (e.g. train)")
+    pack.add_argument("--layout", choices=("auto", "mvtec", "line"), default="auto")
+    pack.add_argument(
+        "--image-size", type=int, default=None, help="resize to NxN (default: store images as decoded)"
+    )
+    pack.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 grey (default) or 3 RGB")
+    pack.add_argument("--shard-size", type=int, default=1024, help="images per shard (default 1024)")
+    pack.add_argument(
+        "--on-corrupt",
+        choices=("skip", "fail"),
+        default="skip",
+        help="skip and list corrupt files (default) or stop naming the first one",
+    )
+    pack.add_argument(
+        "--shuffle-seed",
+        type=int,
+        default=None,
+        help="write the images in a permutation fixed by this seed (recommended for training sets)",
+    )
+    pack.add_argument("--overwrite", action="store_true", help="replace an earlier pack in OUT")
+    pack.set_defaults(func=_pack)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check a packed folder: index, sizes, SHA-256, record counts",
+        description="Check OUT/index.json, every shard's existence, byte size and SHA-256, and that every "
+        "shard parses with the recorded number of records. Exit code 2 naming the shard when not.",
+    )
+    verify.add_argument("out", metavar="OUT", help="packed folder")
+    verify.add_argument("--decode", action="store_true", help="also decode every image, mask and ROI")
+    verify.set_defaults(func=_verify)
 
 
 def _synth_vials(args: argparse.Namespace) -> int:
@@ -134,4 +177,56 @@ def _info(args: argparse.Namespace) -> int:
             print(f"    corrupt files: {len(bad)}")
             for path, reason in sorted(bad.items()):
                 print(f"      {path}: {reason}")
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from tfad.cli import CLIError
+    from tfad.data.errors import DataError
+    from tfad.data.layouts import detect_layout, read_dataset
+    from tfad.data.shards import pack_dataset
+
+    try:
+        layout = detect_layout(args.root) if args.layout == "auto" else args.layout
+        records = read_dataset(args.root, args.split, layout)
+        result = pack_dataset(
+            records,
+            args.out,
+            image_size=args.image_size,
+            channels=args.channels,
+            shard_size=args.shard_size,
+            on_corrupt=args.on_corrupt,
+            overwrite=args.overwrite,
+            split=args.split,
+            source_root=args.root,
+            layout=layout,
+            shuffle_seed=args.shuffle_seed,
+        )
+    except (DataError, ValueError) as err:
+        raise CLIError(str(err)) from err
+    size = f"{args.image_size}x{args.image_size}" if args.image_size else "as decoded"
+    print(
+        f"packed {result.records} of {result.source_records} images of {os.path.abspath(args.root)} "
+        f"split {args.split} ({size}, {args.channels} channel(s)) into {len(result.shards)} shard(s), "
+        f"{result.bytes / 1e6:.1f} MB, in {result.out_dir} in {result.seconds:.1f} s"
+    )
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} corrupt file(s) (listed in index.json):")
+        for path, reason in result.skipped.items():
+            print(f"  {path}: {reason}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from tfad.cli import CLIError
+    from tfad.data.shards import ShardError, verify_shards
+
+    try:
+        result = verify_shards(args.out, decode=args.decode, progress=True)
+    except ShardError as err:
+        raise CLIError(str(err)) from err
+    print(
+        f"{result.out_dir}: {result.shards} shard(s), {result.records} records, {result.bytes / 1e6:.1f} MB: "
+        f"OK ({', '.join(result.checks)})"
+    )
     return 0
