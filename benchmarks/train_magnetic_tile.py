@@ -1,11 +1,20 @@
-"""Train ResGANAD presets on magnetic_tile within a fixed step budget and compare their accuracy.
+"""Train model presets on magnetic_tile within a fixed step budget and compare their accuracy.
 
     .venv/bin/python benchmarks/train_magnetic_tile.py                       # line-cpu vs line-cpu-wide
     .venv/bin/python benchmarks/train_magnetic_tile.py --presets line-cpu --steps 400
+    .venv/bin/python benchmarks/train_magnetic_tile.py --presets line-cpu,grdnet:crae,grdnet:crae+roi
+
+A preset is ``[family:]preset[+roi]`` (family ``resganad`` when omitted). ``+roi`` trains and scores with a
+region of interest: every image's central area without a border of ``--roi-border`` (a fraction of each
+side; default 1/16, i.e. 16 px at 256x256, where the tiles' machined edges, glare and background slivers
+are): per-image ROI masks for training (GRD-Net's case-2 focal loss learns no anomalies outside it) and
+the same mask at model size as ``grdnet.inference_roi`` (the served map is A x ROI). The script reports
+how many test defects lie entirely outside that ROI (they cannot be found with it).
 
 Protocol (the same for every preset, in one run): train on ``train/good`` only (never on ``test/``) for
 ``--steps`` steps of batch ``--batch-size`` at 256x256 with the preset's defaults from tfad's config
-(P_q, augmentation, loss weights), Adam at ``--learning-rate`` with one cosine cycle over the budget. Then
+(P_q, augmentation, loss weights), Adam at ``--learning-rate`` (ResGANAD: one cosine cycle over the
+budget; GRD-Net: its plateau rule). Then
 score the whole test split and report image AUROC, pixel AUROC, AUPRO (FPR <= 0.3) and F1-max on it. For
 decisions, the test split is halved by a fixed seed (stratified by defect type): thresholds are calibrated
 (max-accuracy) on one half and accuracy / true-accept / true-reject rates are measured on the other.
@@ -26,7 +35,44 @@ import numpy as np
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
 
 
-def run_preset(preset: str, args: argparse.Namespace) -> dict:
+def roi_dataset(data: Path, out: Path, border: float) -> tuple[Path, Path, int]:
+    """A mirror of ``data`` (symlinks) with a per-image ROI for every train/good image: the image without a
+    ``border`` fraction on each side. Returns (mirror root, the model-size ROI file, the number of test
+    defects whose mask lies entirely outside the ROI)."""
+    import cv2
+
+    from tfad.data.layouts import read_dataset
+
+    def border_roi(height: int, width: int) -> np.ndarray:
+        roi = np.zeros((height, width), np.uint8)
+        dy, dx = round(border * height), round(border * width)
+        roi[dy : height - dy, dx : width - dx] = 255
+        return roi
+
+    mirror = out / "magnetic_tile_roi"
+    for name in ("train", "test", "ground_truth"):
+        link = mirror / name
+        if not link.exists():
+            mirror.mkdir(parents=True, exist_ok=True)
+            link.symlink_to((data / name).resolve(), target_is_directory=True)
+    roi_dir = mirror / "roi" / "train" / "good"
+    roi_dir.mkdir(parents=True, exist_ok=True)
+    for record in read_dataset(str(data), "train", "mvtec"):
+        image = cv2.imread(record.path, cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            continue  # the training pipeline counts it as corrupt
+        cv2.imwrite(str(roi_dir / (Path(record.path).stem + ".png")), border_roi(*image.shape[:2]))
+    model_roi = out / "roi_256.png"
+    cv2.imwrite(str(model_roi), border_roi(256, 256))
+    outside = 0
+    for record in read_dataset(str(data), "test", "mvtec"):
+        if record.mask_path:
+            mask = cv2.imread(record.mask_path, cv2.IMREAD_GRAYSCALE)
+            outside += int(not (mask[border_roi(*mask.shape[:2]) > 0] > 0).any())
+    return mirror, model_roi, outside
+
+
+def run_preset(spec: str, args: argparse.Namespace) -> dict:
     from tfad.config import from_dict
     from tfad.data.layouts import read_dataset
     from tfad.evaluation.report import write_report
@@ -35,14 +81,25 @@ def run_preset(preset: str, args: argparse.Namespace) -> dict:
     from tfad.scoring.thresholds import calibrate_table
     from tfad.training.fit import fit
 
+    family_name, _, preset = spec.rpartition(":")
+    family_name = family_name or "resganad"
+    preset, _, roi_flag = preset.partition("+")
+    if roi_flag not in ("", "roi"):
+        raise SystemExit(f"preset {spec!r}: the only suffix is '+roi'")
+    data_root, extra, defects_outside_roi = args.data, {}, None
+    if roi_flag:
+        if family_name != "grdnet":
+            raise SystemExit(f"preset {spec!r}: '+roi' needs the grdnet family (ResGANAD has no ROI)")
+        data_root, model_roi, defects_outside_roi = roi_dataset(args.data, args.out, args.roi_border)
+        extra = {"grdnet": {"inference_roi": str(model_roi)}}
     epochs = 4
     config = from_dict(
         {
-            "name": f"mt-{preset}",
+            "name": "mt-" + spec.replace(":", "-").replace("+", "-"),
             "output_dir": str(args.out),
-            "model": {"family": "resganad", "preset": preset},
+            "model": {"family": family_name, "preset": preset},
             "data": {
-                "root": str(args.data),
+                "root": str(data_root),
                 "layout": "mvtec",
                 "image_size": 256,
                 "channels": 1,
@@ -58,6 +115,7 @@ def run_preset(preset: str, args: argparse.Namespace) -> dict:
                 "validation_steps": 2,
                 "seed": args.seed,
             },
+            **extra,
         }
     )
     run_dir = config.run_dir
@@ -70,7 +128,7 @@ def run_preset(preset: str, args: argparse.Namespace) -> dict:
     train_seconds = float(np.median(seconds_per_step)) * result.global_step
 
     scorer = load_scorer(run_dir)
-    test = read_dataset(str(args.data), "test", "mvtec")
+    test = read_dataset(str(data_root), "test", "mvtec")
     table, corrupt = score_records(
         scorer, test, run_dir / "bench_scratch", batch_size=32, progress=not args.no_progress
     )
@@ -85,7 +143,8 @@ def run_preset(preset: str, args: argparse.Namespace) -> dict:
     decisions = report["at_thresholds"]["patch"]
     f1, _ = f1_max(table.labels, table.scores)
     return {
-        "preset": preset,
+        "preset": spec,
+        "defects_outside_roi": defects_outside_roi,
         "gflops_per_patch": info["inference_gflops_per_patch"],
         "params_inference": info["parameters"]["inference"],
         "steps": result.global_step,
@@ -111,6 +170,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--roi-border", type=float, default=1 / 16, help="'+roi': border fraction per side")
     parser.add_argument("--out", type=Path, default=Path("bench_out/magnetic_tile"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
@@ -126,6 +186,7 @@ def main() -> None:
 
     columns = [
         "preset",
+        "defects_outside_roi",
         "gflops_per_patch",
         "steps",
         "train_minutes",

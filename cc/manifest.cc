@@ -92,6 +92,14 @@ Status ParseManifest(const std::string& json, Manifest* out) {
   if (!(s = RequirePositiveInt(root, "version", "version", &m.version)).ok()) return s;
   OptionalString(root, "model_family", &m.model_family);
   OptionalString(root, "preset", &m.preset);
+  // Blob-analysis models (scikit-image, no SavedModel) are served by the Python server only.
+  std::string runtime = "savedmodel";
+  OptionalString(root, "runtime", &runtime);
+  if (runtime != "savedmodel") {
+    return Status::Error("manifest: runtime \"" + runtime +
+                         "\" is not served by this server (it runs \"savedmodel\" models; blob-analysis "
+                         "models run in the Python server, tfad serve)");
+  }
 
   const Struct* input = nullptr;
   if (!(s = RequireObject(root, "input", &input)).ok()) return s;

@@ -26,8 +26,8 @@ class ConfigError(ValueError):
 class ModelConfig:
     """Which network to train and its size."""
 
-    family: str = "resganad"
-    preset: str | None = None  # None: the family's default (ResGANAD line-cpu, GRD-Net crae)
+    family: str = "resganad"  # resganad | grdnet | classifier | segmentation | blob (tfad.families)
+    preset: str | None = None  # None: the family's default (ResGANAD line-cpu, GRD-Net crae, ...)
     overrides: dict[str, Any] = field(default_factory=dict)  # any architecture field of the family
 
 
@@ -83,13 +83,17 @@ class TrainingConfig:
     batch_size: int = 32
     steps_per_epoch: int | None = None  # None: one pass over the training images
     learning_rate: float | None = None  # None: the family's default (ResGANAD 1.5e-4, GRD-Net 1e-4)
-    adam_beta_1: float = 0.5  # GANomaly's choice; the thesis names Adam without its betas
+    adam_beta_1: float | None = None  # None: the family's default (GANs 0.5, GANomaly's; supervised 0.9)
     restart_epochs: float = 1.0  # ResGANAD: first cosine cycle length, in epochs
     restart_factor: float = 1.0 / 3.0  # ResGANAD: each restart starts at this fraction of the previous rate
     loss_weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)  # ResGANAD
     seed: int = 0
     checkpoint_every_steps: int = 200
     validation_steps: int | None = None
+    # Stop after this many epochs without a lower validation total loss and keep the best epoch's weights
+    # (0 = off). None: the family's default (GANs 0: their validation loss does not track detection;
+    # supervised families 5).
+    early_stopping_patience: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,34 @@ class GRDNetConfig:
     plateau_factor: float = math.exp(-0.1)
     score_filter_size: int = 21  # image score = max of the map after this mean filter
     inference_roi: str | None = None  # a mask image (white = inspect) multiplied into every served map
+
+
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """The supervised families (``classifier``, ``segmentation``; 003 ch. 7): labelled defects, synthetic
+    defects, class weighting, pretrained weights, the segmentation loss and score."""
+
+    # Class names, "good" first. None: from the training data (good + the defect folders / labels.csv
+    # defect types, sorted, + "synthetic" when synthetic_probability > 0); tfad fit writes them into the
+    # run's config.yaml.
+    classes: list[str] | None = None
+    # Probability that a good training image is turned into a synthetic defect by P_q (synthesis.*): its
+    # class is "synthetic", its mask the Perlin mask. Needed when the training split has no labelled defects.
+    synthetic_probability: float = 0.0
+    class_weighting: str = "balanced"  # balanced (w_c = N / (K n_c)) | none
+    backbone_weights: str | None = None  # classifier: a local weights file, "imagenet" (download), or None
+    segmentation_loss: str = "dice+bce"  # segmentation: dice+bce | dice+focal
+    focal_gamma: float = 2.0  # dice+focal
+    score_filter_size: int = 21  # segmentation: image score = max of the mean-filtered mask
+
+
+@dataclass(frozen=True)
+class BlobConfig:
+    """The blob-analysis baseline (``model.family: blob``, docs/blob.md)."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)  # tfad.models.blob.BlobParameters fields
+    roi: str | None = None  # a mask image (non-zero = inspect) at any size, resized to the model input
+    max_reference_images: int = 256  # background "reference": median of at most this many good images
 
 
 @dataclass(frozen=True)
@@ -132,6 +164,8 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     grdnet: GRDNetConfig = field(default_factory=GRDNetConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    blob: BlobConfig = field(default_factory=BlobConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +178,7 @@ class Config:
         return Path(self.output_dir) / self.name
 
 
-FAMILIES = ("resganad", "grdnet")  # one entry each in tfad.families
+FAMILIES = ("resganad", "grdnet", "classifier", "segmentation", "blob")  # one entry each in tfad.families
 POLICIES = ("max-accuracy", "max-balanced-accuracy", "no-defect-accepted", "false-reject-budget")
 
 
@@ -166,6 +200,11 @@ def _check_type(value: Any, annotation: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
         return dict(value)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [_check_type(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(annotation):
         return _from_dict(annotation, value, path)
     if annotation is bool:
@@ -256,6 +295,10 @@ def validate(config: Config) -> Config:
         f"training.learning_rate must be > 0 (or null for the family default), got {t.learning_rate}",
     )
     require(0 <= t.adam_beta_1 < 1, f"training.adam_beta_1 must be in [0, 1), got {t.adam_beta_1}")
+    require(
+        t.early_stopping_patience >= 0,
+        f"training.early_stopping_patience must be >= 0 (0 = off), got {t.early_stopping_patience}",
+    )
     require(t.restart_epochs > 0, f"training.restart_epochs must be > 0, got {t.restart_epochs}")
     require(0 < t.restart_factor <= 1, f"training.restart_factor must be in (0, 1], got {t.restart_factor}")
     require(t.checkpoint_every_steps >= 1, "training.checkpoint_every_steps must be >= 1")
@@ -280,6 +323,40 @@ def validate(config: Config) -> Config:
         g.score_filter_size >= 1 and g.score_filter_size % 2 == 1,
         f"grdnet.score_filter_size must be a positive odd integer, got {g.score_filter_size}",
     )
+    sv = config.supervised
+    require(
+        0.0 <= sv.synthetic_probability <= 1.0,
+        f"supervised.synthetic_probability must be in [0, 1], got {sv.synthetic_probability}",
+    )
+    require(
+        sv.class_weighting in ("balanced", "none"),
+        f"supervised.class_weighting: balanced or none, got {sv.class_weighting!r}",
+    )
+    require(
+        sv.segmentation_loss in ("dice+bce", "dice+focal"),
+        f"supervised.segmentation_loss: dice+bce or dice+focal, got {sv.segmentation_loss!r}",
+    )
+    require(sv.focal_gamma >= 0, f"supervised.focal_gamma must be >= 0, got {sv.focal_gamma}")
+    require(
+        sv.score_filter_size >= 1 and sv.score_filter_size % 2 == 1,
+        f"supervised.score_filter_size must be a positive odd integer, got {sv.score_filter_size}",
+    )
+    if sv.classes is not None:
+        require(
+            len(sv.classes) >= 2 and sv.classes[0] == "good" and len(set(sv.classes)) == len(sv.classes),
+            f"supervised.classes: at least two distinct names, 'good' first, got {sv.classes}",
+        )
+    require(
+        config.blob.max_reference_images >= 1,
+        f"blob.max_reference_images must be >= 1, got {config.blob.max_reference_images}",
+    )
+    if config.model.family == "blob":
+        from tfad.models.blob import BlobParameters
+
+        try:
+            BlobParameters.from_dict(config.blob.parameters)
+        except ValueError as err:
+            raise ConfigError(f"blob.parameters: {err}") from err
     try:
         architecture(config)
     except (TypeError, ValueError) as err:
@@ -288,19 +365,28 @@ def validate(config: Config) -> Config:
 
 
 def _fill_family_defaults(config: Config) -> Config:
-    # A validated config states its preset and learning rate explicitly (run.json, manifests, --resume).
+    # A validated config states every family default explicitly (run.json, manifests, --resume).
     from tfad.families import family
 
     model, training = config.model, config.training
+    entry = family(model.family)
     if model.preset is None:
-        model = dataclasses.replace(model, preset=family(model.family).default_preset)
-    if training.learning_rate is None:
-        training = dataclasses.replace(training, learning_rate=family(model.family).default_learning_rate)
+        model = dataclasses.replace(model, preset=entry.default_preset)
+    defaults = {
+        "learning_rate": entry.default_learning_rate,
+        "adam_beta_1": entry.default_adam_beta_1,
+        "early_stopping_patience": entry.default_early_stopping_patience,
+    }
+    training = dataclasses.replace(
+        training, **{k: v for k, v in defaults.items() if getattr(training, k) is None}
+    )
     return dataclasses.replace(config, model=model, training=training)
 
 
 def _architecture_overrides(config: Config) -> dict[str, Any]:
-    return {**config.model.overrides, "image_size": config.data.image_size, "channels": config.data.channels}
+    from tfad.families import family
+
+    return {**config.model.overrides, **family(config.model.family).data_knobs(config)}
 
 
 def architecture(config: Config):

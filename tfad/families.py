@@ -6,12 +6,16 @@ networks (``tfad.models``), its losses, its trainer (``tfad.training``) and its 
 (``tfad.scoring``) - not the CLI, calibration, evaluation or the servers.
 
 Every family's serving contract is the same: uint8 images ``[N, H, W, C]`` in, ``score`` [N] (higher = more
-anomalous), ``heatmap`` [N, H, W] and ``reconstruction`` [N, H, W, C] out.
+anomalous) and ``heatmap`` [N, H, W] out, plus family-specific extras (``reconstruction`` [N, H, W, C] of
+the reconstruction models, ``probabilities`` [N, K] of the classifier). The TensorFlow families export a
+SavedModel with that signature; the blob-analysis baseline (no TensorFlow) exports its parameters and runs
+in the Python server only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -22,6 +26,16 @@ class ModelFamily:
     title: str = ""
     default_preset: str = ""
     default_learning_rate: float = 1e-4
+    default_adam_beta_1: float = 0.5  # GANomaly's choice for the GAN families
+    default_early_stopping_patience: int = 0  # off
+    supervised: bool = False  # trains on labelled images (good + defects) instead of good images + P_q
+    trainable: bool = True  # False: fitted without gradient training (fit_without_training)
+    tensorflow: bool = True  # scored by a TensorFlow graph (exported as a SavedModel)
+    outputs: tuple[str, ...] = ("score", "heatmap", "reconstruction")  # the serving signature's outputs
+
+    def data_knobs(self, config: Any) -> dict[str, Any]:
+        """Architecture fields that come from the data/config rather than the preset (input size...)."""
+        return {"image_size": config.data.image_size, "channels": config.data.channels}
 
     def presets(self) -> dict[str, Any]:
         """Preset name -> architecture."""
@@ -31,14 +45,20 @@ class ModelFamily:
         """The validated architecture of preset ``name`` with ``overrides``; ValueError naming the problem."""
         raise NotImplementedError
 
-    def networks(self, arch: Any) -> Any:
+    def networks(self, arch: Any, config: Any = None) -> Any:
         """All networks of the family (``checkpoint_parts``, ``inference_parts``, ``build_inference_model``,
-        ``parameter_counts``)."""
+        ``parameter_counts``). ``config`` is given when building for training (e.g. pretrained weights);
+        runs restored from a checkpoint are built without it."""
         raise NotImplementedError
 
-    def trainer(self, networks: Any, config: Any, steps_per_epoch: int) -> Any:
-        """The compiled training wrapper (a ``keras.Model`` with ``train_step``/``test_step``)."""
+    def trainer(self, networks: Any, config: Any, steps_per_epoch: int, records: Any) -> Any:
+        """The compiled training wrapper (a ``keras.Model`` with ``train_step``/``test_step``);
+        ``records`` are the training records (e.g. for class weights)."""
         raise NotImplementedError
+
+    def manifest_extras(self, config: Any) -> dict[str, Any]:
+        """Family-specific blocks of the exported manifest (e.g. the classifier's class names)."""
+        return {}
 
     def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:
         """uint8 images -> ``{"score", "heatmap", "reconstruction"}``: the function Python scoring runs and
@@ -68,12 +88,12 @@ class ResGANADFamily(ModelFamily):
 
         return preset(name, **overrides)
 
-    def networks(self, arch: Any) -> Any:  # noqa: D102
+    def networks(self, arch: Any, config: Any = None) -> Any:  # noqa: D102
         from tfad.models.resganad import ResGANADNetworks
 
         return ResGANADNetworks(arch)
 
-    def trainer(self, networks: Any, config: Any, steps_per_epoch: int) -> Any:  # noqa: D102
+    def trainer(self, networks: Any, config: Any, steps_per_epoch: int, records: Any) -> Any:  # noqa: D102
         import keras
 
         from tfad.training.resganad import ResGANADLossWeights, ResGANADTrainer
@@ -131,12 +151,12 @@ class GRDNetFamily(ModelFamily):
 
         return preset(name, **overrides)
 
-    def networks(self, arch: Any) -> Any:  # noqa: D102
+    def networks(self, arch: Any, config: Any = None) -> Any:  # noqa: D102
         from tfad.models.grdnet import GRDNetNetworks
 
         return GRDNetNetworks(arch)
 
-    def trainer(self, networks: Any, config: Any, steps_per_epoch: int) -> Any:  # noqa: D102
+    def trainer(self, networks: Any, config: Any, steps_per_epoch: int, records: Any) -> Any:  # noqa: D102
         from tfad.training.grdnet import GRDNetTrainer
 
         trainer = GRDNetTrainer(networks, config.grdnet)
@@ -179,7 +199,213 @@ def inference_roi(config: Any):
     return load_binary_mask(path, (size, size), None)[..., 0].astype("float32")
 
 
-_FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (ResGANADFamily(), GRDNetFamily())}
+class ClassifierFamily(ModelFamily):
+    """Supervised classifier over defect classes with Grad-CAM explanations (003 ch. 7, appendix A)."""
+
+    name = "classifier"
+    title = "classifier"
+    default_preset = "mobilenetv3-small"
+    default_learning_rate = 1e-3
+    default_adam_beta_1 = 0.9
+    default_early_stopping_patience = 5
+    supervised = True
+    outputs = ("score", "heatmap", "probabilities", "predicted_class")
+
+    def data_knobs(self, config: Any) -> dict[str, Any]:  # noqa: D102
+        classes = config.supervised.classes
+        # before tfad fit reads the data the classes may be unknown: 2 validates the other knobs
+        return {**super().data_knobs(config), "num_classes": len(classes) if classes else 2}
+
+    def presets(self) -> dict[str, Any]:  # noqa: D102
+        from tfad.models.classifier import PRESETS
+
+        return PRESETS
+
+    def preset(self, name: str, **overrides: Any) -> Any:  # noqa: D102
+        from tfad.models.classifier import preset
+
+        return preset(name, **overrides)
+
+    def networks(self, arch: Any, config: Any = None) -> Any:  # noqa: D102
+        from tfad.models.classifier import ClassifierNetworks
+
+        weights = config.supervised.backbone_weights if config is not None else None
+        return ClassifierNetworks(arch, backbone_weights=weights)
+
+    def trainer(self, networks: Any, config: Any, steps_per_epoch: int, records: Any) -> Any:  # noqa: D102
+        from tfad.training.fit import class_counts
+        from tfad.training.supervised import ClassifierTrainer, balanced_class_weights
+
+        classes = config.supervised.classes
+        if config.supervised.class_weighting == "balanced":
+            weights = balanced_class_weights(class_counts(config, records))
+        else:
+            weights = [1.0] * len(classes)
+        trainer = ClassifierTrainer(networks, classes, weights)
+        trainer.compile_with_adam(config.training.learning_rate, config.training.adam_beta_1)
+        return trainer
+
+    def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:  # noqa: D102
+        from tfad.scoring.gradcam import score_classifier
+
+        return lambda images: score_classifier(inference_model, images)
+
+    def score_description(self, config: Any) -> dict[str, Any]:  # noqa: D102
+        return {
+            "name": "1 - p(good) (softmax)",
+            "higher_is_anomalous": True,
+            "heatmap": "Grad-CAM of the most probable defect class on the backbone's last conv layer, "
+            "upsampled and divided by its maximum",
+        }
+
+    def manifest_extras(self, config: Any) -> dict[str, Any]:  # noqa: D102
+        return {"classes": list(config.supervised.classes)}
+
+
+class SegmentationFamily(ModelFamily):
+    """Supervised U-Net segmentation on pixel masks (003 ch. 7)."""
+
+    name = "segmentation"
+    title = "U-Net segmentation"
+    default_preset = "unet"
+    default_learning_rate = 1e-3
+    default_adam_beta_1 = 0.9
+    default_early_stopping_patience = 5
+    supervised = True
+    outputs = ("score", "heatmap")
+
+    def presets(self) -> dict[str, Any]:  # noqa: D102
+        from tfad.models.segmentation import PRESETS
+
+        return PRESETS
+
+    def preset(self, name: str, **overrides: Any) -> Any:  # noqa: D102
+        from tfad.models.segmentation import preset
+
+        return preset(name, **overrides)
+
+    def networks(self, arch: Any, config: Any = None) -> Any:  # noqa: D102
+        from tfad.models.segmentation import SegmentationNetworks
+
+        return SegmentationNetworks(arch)
+
+    def trainer(self, networks: Any, config: Any, steps_per_epoch: int, records: Any) -> Any:  # noqa: D102
+        from tfad.training.supervised import SegmentationTrainer
+
+        sv = config.supervised
+        trainer = SegmentationTrainer(networks, sv.segmentation_loss, sv.focal_gamma, sv.score_filter_size)
+        trainer.compile_with_adam(config.training.learning_rate, config.training.adam_beta_1)
+        return trainer
+
+    def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:  # noqa: D102
+        from tfad.scoring.discriminative import score_anomaly_map
+
+        size = config.supervised.score_filter_size
+        return lambda images: score_anomaly_map(inference_model, images, size)
+
+    def score_description(self, config: Any) -> dict[str, Any]:  # noqa: D102
+        size = config.supervised.score_filter_size
+        return {
+            "name": f"max of the {size}x{size} mean-filtered defect probability map",
+            "higher_is_anomalous": True,
+            "heatmap": "the U-Net's defect probability per pixel",
+        }
+
+
+class BlobFamily(ModelFamily):
+    """The classic blob-analysis baseline (003 s. 4.2), scikit-image, no TensorFlow (docs/blob.md)."""
+
+    name = "blob"
+    title = "blob analysis"
+    default_preset = "standard"
+    trainable = False
+    tensorflow = False
+    outputs = ("score", "heatmap")
+
+    def presets(self) -> dict[str, Any]:  # noqa: D102
+        return {"standard": BlobArchitecture()}
+
+    def preset(self, name: str, **overrides: Any) -> Any:  # noqa: D102
+        from tfad.models.presets import select_preset
+
+        return select_preset(self.presets(), name, "blob", overrides)
+
+    def fit_without_training(self, config: Any, records: list, run_dir: Any) -> dict[str, Any]:
+        """Fit the analyzer (the reference image of ``background: reference``) on the good training
+        images, streamed; saved under ``run_dir/blob``. Returns a summary for run.json."""
+        import numpy as np
+
+        from tfad.data.pipeline import make_dataset
+        from tfad.data.records import LABEL_GOOD
+
+        analyzer = self.new_analyzer(config)
+        if analyzer.params.background == "reference":
+            good = [r for r in records if r.label == LABEL_GOOD]
+            size = config.data.image_size
+            dataset = make_dataset(
+                good, (size, size), channels=config.data.channels, batch_size=32, name="blob-reference"
+            )
+            batches = (np.round(b["image"].numpy() * 255).astype(np.uint8) for b in dataset)
+            analyzer.fit(batches, max_reference_images=config.blob.max_reference_images)
+        from tfad.training.runs import BLOB_DIR
+
+        analyzer.save(run_dir / BLOB_DIR)
+        return {
+            "parameters": analyzer.params.to_dict(),
+            **dict(getattr(analyzer, "reference_stats", {}) or {}),
+        }
+
+    def new_analyzer(self, config: Any) -> Any:
+        """An unfitted :class:`tfad.models.blob.BlobAnalyzer` from the config (ROI resized to the input)."""
+        from tfad.models.blob import BlobAnalyzer, BlobParameters
+
+        roi = None
+        if config.blob.roi:
+            from pathlib import Path
+
+            from tfad.data.decode import load_binary_mask
+
+            if not Path(config.blob.roi).is_file():
+                raise FileNotFoundError(2, "blob.roi mask not found", str(config.blob.roi))
+            size = config.data.image_size
+            roi = load_binary_mask(config.blob.roi, (size, size), None)[..., 0]
+        params = BlobParameters.from_dict(config.blob.parameters)
+        return BlobAnalyzer(params, config.data.image_size, config.data.channels, roi=roi)
+
+    def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:  # noqa: D102
+        return inference_model  # the BlobAnalyzer: uint8 images -> {"score", "heatmap"} (numpy)
+
+    def score_description(self, config: Any) -> dict[str, Any]:  # noqa: D102
+        return {
+            "name": "largest surviving blob's area x mean contrast (0 when no blob survives)",
+            "higher_is_anomalous": True,
+            "heatmap": "contrast on the surviving blobs' pixels, 0 elsewhere (not renormalised)",
+        }
+
+
+@dataclass(frozen=True)
+class BlobArchitecture:
+    """The blob family's input size (its parameters are ``blob.parameters``)."""
+
+    image_size: int = 256
+    channels: int = 1
+
+    def validate(self) -> None:
+        """ValueError naming a bad input size or channel count."""
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be >= 16, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form."""
+        return asdict(self)
+
+
+_FAMILIES: dict[str, ModelFamily] = {
+    f.name: f
+    for f in (ResGANADFamily(), GRDNetFamily(), ClassifierFamily(), SegmentationFamily(), BlobFamily())
+}
 
 
 def family(name: str) -> ModelFamily:

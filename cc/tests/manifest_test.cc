@@ -66,6 +66,19 @@ TEST(ManifestTest, RejectsNonNumericThreshold) {
   EXPECT_NE(s.message().find("thresholds.regions.R0"), std::string::npos) << s.message();
 }
 
+TEST(ManifestTest, BlobRuntimeIsALoadErrorNamingThePythonServer) {
+  std::string json = ManifestJson("blob", 1, 8, 8, 1, "reject");
+  json.insert(1, R"("runtime": "python-blob", )");
+  Manifest m;
+  Status s = ParseManifest(json, &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("python-blob"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("tfad serve"), std::string::npos) << s.message();
+  std::string savedmodel = ManifestJson("m", 1, 8, 8, 1, "reject");
+  savedmodel.insert(1, R"("runtime": "savedmodel", )");
+  EXPECT_TRUE(ParseManifest(savedmodel, &m).ok());
+}
+
 TEST(ManifestTest, RejectsWrongFormatAndBadJson) {
   Manifest m;
   EXPECT_FALSE(ParseManifest(R"({"format": "tfad-manifest/2"})", &m).ok());

@@ -103,12 +103,14 @@ def assert_servers_score_like_python(
     log_dir: Path,
     kinds: tuple[str, ...] = ("cc", "python"),
     score_atol: float = 1e-5,
+    cycle_budget_ms: int = 450,
 ) -> None:
     """Serve the exported model ``version_dir`` (``<models>/<name>/<version>``) with each server kind and
     check, for one product of ``images`` (uint8 ``[N, H, W, C]``), that scores, patch decisions, the verdict
     and every heatmap equal the Python scoring of the same SavedModel (``tfad.scoring.scorer``).
 
     Heatmaps travel as 8-bit PNGs: equal to the reference within half a grey level (+ the score tolerance).
+    ``cycle_budget_ms``: the servers' budget (raise it for products far larger than a line's).
     """
     import cv2
     import numpy as np
@@ -130,7 +132,9 @@ def assert_servers_score_like_python(
         images, regions, [0] * n, list(range(n)), product_id="P-family", run_id="r", heatmaps="all"
     )
     for kind in kinds:
-        handle = start_server_of_kind(kind, version_dir.parent.parent, log_dir)
+        handle = start_server_of_kind(
+            kind, version_dir.parent.parent, log_dir, cycle_budget_ms=cycle_budget_ms
+        )
         try:
             with InspectionClient(handle.target) as client:
                 client.wait_ready(30)

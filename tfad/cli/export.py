@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-check",
         action="store_true",
-        help="skip reloading the SavedModel and comparing its scores with the run's",
+        help="skip reloading the exported model and comparing its scores with the run's",
     )
     parser.set_defaults(func=_export)
 
@@ -53,11 +53,11 @@ def _export(args: argparse.Namespace) -> int:
         heat = float(np.max(np.abs(a["heatmap"] - b["heatmap"])))
         if diff > 1e-4 or heat > 1e-3:
             raise CLIError(
-                f"{target}: SavedModel scores differ from the run's (max |d score| {diff:.2e}, "
+                f"{target}: exported model's scores differ from the run's (max |d score| {diff:.2e}, "
                 f"|d heatmap| {heat:.2e}); do not deploy it"
             )
         print(
-            f"check: SavedModel reloaded, scores equal the run's (max |d score| {diff:.1e}, "
+            f"check: exported model reloaded, scores equal the run's (max |d score| {diff:.1e}, "
             f"max |d heatmap| {heat:.1e})"
         )
     return 0

@@ -37,10 +37,27 @@ def next_version(model_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
+def _write_savedmodel(run, target: Path) -> None:
+    """The run's score function as the ``serving_default`` signature of a SavedModel in ``target``."""
+    import keras
+    import tensorflow as tf
+
+    size, channels = run.config.data.image_size, run.config.data.channels
+    archive = keras.export.ExportArchive()
+    archive.track(run.inference_model)
+    archive.add_endpoint(
+        name="serving_default",
+        fn=run.score_function(),
+        input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8, name="images")],
+    )
+    archive.write_out(str(target), verbose=False)
+
+
 def build_manifest(run, version: int, thresholds: dict | None, calibration: dict | None) -> dict[str, Any]:
     """The manifest of ``run`` (a :class:`tfad.training.runs.TrainedRun`) as version ``version``."""
     config = run.config
     size, channels = config.data.image_size, config.data.channels
+    model_family = family(config.model.family)
     return {
         "format": MANIFEST_FORMAT,
         "name": run.name,
@@ -58,9 +75,13 @@ def build_manifest(run, version: int, thresholds: dict | None, calibration: dict
         "signature": {
             "name": "serving_default",
             "input": "images",
-            "outputs": ["score", "heatmap", "reconstruction"],
-        },
-        "score": family(config.model.family).score_description(config),
+            "outputs": list(model_family.outputs),
+        }
+        if model_family.tensorflow
+        else None,
+        "runtime": "savedmodel" if model_family.tensorflow else "python-blob",
+        "score": model_family.score_description(config),
+        **model_family.manifest_extras(config),
         "thresholds": thresholds,
         "calibration": calibration,
         "run_acceptance": {"k": config.calibration.run_k, "n": config.calibration.run_n},
@@ -92,9 +113,6 @@ def export_run(
     Raises:
         ExportError: uncalibrated run (without ``allow_uncalibrated``) or existing version.
     """
-    import keras
-    import tensorflow as tf
-
     from tfad.training.runs import THRESHOLDS_FILE, load_run
 
     run = load_run(run_dir)
@@ -120,16 +138,11 @@ def export_run(
     shutil.rmtree(tmp, ignore_errors=True)
     model_dir.mkdir(parents=True, exist_ok=True)
 
-    size, channels = run.config.data.image_size, run.config.data.channels
-    archive = keras.export.ExportArchive()
-    archive.track(run.inference_model)
-    archive.add_endpoint(
-        name="serving_default",
-        fn=run.score_function(),
-        input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8, name="images")],
-    )
     try:
-        archive.write_out(str(tmp), verbose=False)
+        if family(run.config.model.family).tensorflow:
+            _write_savedmodel(run, tmp)
+        else:  # blob analysis: its parameters (and reference image), run by the Python server
+            run.inference_model.save(tmp / "blob")
         manifest = build_manifest(run, version, thresholds, calibration)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         tmp.rename(target)

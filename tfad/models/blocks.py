@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
 
@@ -127,6 +129,58 @@ def residual_critic(
     pooled = layers.GlobalAveragePooling2D(name=f"{name}_pool")(features)
     logit = layers.Dense(1, name=f"{name}_logit")(pooled)
     return keras.Model(inputs, [features, logit], name=name)
+
+
+def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+    for i in range(2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
+        x = layers.ReLU(name=f"{name}_relu{i}")(x)
+    return x
+
+
+def unet(
+    image_size: int,
+    in_channels: int,
+    stem_stride: int,
+    base_width: int,
+    depth: int,
+    prior: float,
+    name: str = "unet",
+) -> keras.Model:
+    """A U-Net ``[H, W, in_channels]`` -> one-channel probability map ``[H, W, 1]`` in (0, 1).
+
+    Shared by GRD-Net's discriminative network and the supervised segmentation model. ``depth`` levels of
+    two 3x3 conv + BN + ReLU, widths ``base_width * 2**level``, max-pool down, transposed-conv up, skip
+    concatenations. With ``stem_stride`` > 1 it works on pixel-unshuffled input and pixel-shuffles its
+    output back to full resolution (full-resolution convolutions with few channels are memory-bound on a
+    CPU). The output bias starts at ``logit(prior)`` (Lin et al. 2017): defective pixels are rare, so the
+    first steps learn defects rather than the background rate.
+    """
+    inputs = keras.Input((image_size, image_size, in_channels), name=f"{name}_input")
+    x = SpaceToDepth(stem_stride, name=f"{name}_unshuffle")(inputs) if stem_stride > 1 else inputs
+    skips = []
+    for d in range(depth):
+        if d:
+            x = layers.MaxPooling2D(2, name=f"{name}_pool{d}")(x)
+        x = _conv_bn_relu(x, base_width * 2**d, f"{name}_down{d}")
+        skips.append(x)
+    for d in reversed(range(depth - 1)):
+        width = base_width * 2**d
+        x = layers.Conv2DTranspose(width, 2, strides=2, name=f"{name}_upconv{d}")(x)
+        x = layers.Concatenate(name=f"{name}_skip{d}")([x, skips[d]])
+        x = _conv_bn_relu(x, width, f"{name}_up{d}")
+    x = layers.Conv2D(
+        stem_stride * stem_stride,
+        3,
+        padding="same",
+        bias_initializer=keras.initializers.Constant(-math.log((1 - prior) / prior)),
+        name=f"{name}_logits",
+    )(x)
+    if stem_stride > 1:
+        x = DepthToSpace(stem_stride, name=f"{name}_shuffle")(x)
+    outputs = layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
+    return keras.Model(inputs, outputs, name=name)
 
 
 @keras.saving.register_keras_serializable(package="tfad")

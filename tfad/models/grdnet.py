@@ -13,20 +13,18 @@ E1 + decoder + U-Net; E2 and the critic only serve training.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import keras
 from keras import layers
 
 from tfad.models.blocks import (
-    DepthToSpace,
-    SpaceToDepth,
     final_bn_relu,
     image_head,
     image_stem,
     residual_critic,
     residual_stage,
+    unet,
 )
 from tfad.models.presets import require_positive_ints, select_preset
 
@@ -187,47 +185,17 @@ def build_decoder(arch: GRDNetArchitecture, name: str = "decoder") -> keras.Mode
     return keras.Model(inputs, outputs, name=name)
 
 
-def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
-    for i in range(2):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
-        x = layers.ReLU(name=f"{name}_relu{i}")(x)
-    return x
-
-
 def build_unet(arch: GRDNetArchitecture, name: str = "unet") -> keras.Model:
-    """The discriminative U-Net: concat(X_hat, X) ``[H, W, 2C]`` -> anomaly map A ``[H, W, 1]`` in (0, 1).
-
-    With ``unet_stem_stride`` > 1 the U-Net works on pixel-unshuffled input and pixel-shuffles its output
-    back to full resolution (full-resolution convolutions with few channels are memory-bound on a CPU).
-    """
-    inputs = keras.Input((arch.image_size, arch.image_size, 2 * arch.channels), name=f"{name}_input")
-    stride = arch.unet_stem_stride
-    x = SpaceToDepth(stride, name=f"{name}_unshuffle")(inputs) if stride > 1 else inputs
-    skips = []
-    for d in range(arch.unet_depth):
-        if d:
-            x = layers.MaxPooling2D(2, name=f"{name}_pool{d}")(x)
-        x = _conv_bn_relu(x, arch.unet_base_width * 2**d, f"{name}_down{d}")
-        skips.append(x)
-    for d in reversed(range(arch.unet_depth - 1)):
-        width = arch.unet_base_width * 2**d
-        x = layers.Conv2DTranspose(width, 2, strides=2, name=f"{name}_upconv{d}")(x)
-        x = layers.Concatenate(name=f"{name}_skip{d}")([x, skips[d]])
-        x = _conv_bn_relu(x, width, f"{name}_up{d}")
-    # Focal-loss prior initialisation (Lin et al. 2017): start at A = 0.01 everywhere, as anomalous pixels
-    # are rare, instead of 0.5, so the first steps learn anomalies rather than the background rate.
-    x = layers.Conv2D(
-        stride * stride,
-        3,
-        padding="same",
-        bias_initializer=keras.initializers.Constant(-math.log((1 - ANOMALY_PRIOR) / ANOMALY_PRIOR)),
-        name=f"{name}_logits",
-    )(x)
-    if stride > 1:
-        x = DepthToSpace(stride, name=f"{name}_shuffle")(x)
-    outputs = layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
-    return keras.Model(inputs, outputs, name=name)
+    """The discriminative U-Net: concat(X_hat, X) ``[H, W, 2C]`` -> anomaly map A ``[H, W, 1]`` in (0, 1)."""
+    return unet(
+        arch.image_size,
+        2 * arch.channels,
+        arch.unet_stem_stride,
+        arch.unet_base_width,
+        arch.unet_depth,
+        ANOMALY_PRIOR,
+        name,
+    )
 
 
 class GRDNetNetworks:

@@ -55,17 +55,17 @@ def score_anomaly_map(
 ) -> dict[str, tf.Tensor]:
     """The serving contract of anomaly-map models, on uint8 ``images`` ``[N, H, W, C]``.
 
-    ``model`` maps images in [0, 1] to ``{"reconstruction", "anomaly_map"}``. ``roi`` (optional, ``[H, W]``
-    0/1) is multiplied into the map before scoring: defects outside it can never reject. Returns ``score``
-    [N], ``heatmap`` [N, H, W] (= A, times the ROI) and ``reconstruction`` [N, H, W, C] in [0, 1].
+    ``model`` maps images in [0, 1] to ``{"anomaly_map"}`` and optionally ``"reconstruction"``. ``roi``
+    (optional, ``[H, W]`` 0/1) is multiplied into the map before scoring: defects outside it can never
+    reject. Returns ``score`` [N], ``heatmap`` [N, H, W] (= A, times the ROI) and, when the model has one,
+    ``reconstruction`` [N, H, W, C] in [0, 1].
     """
     x = tf.cast(images, tf.float32) / 255.0
     outputs = model(x, training=False)
     anomaly_map = outputs["anomaly_map"]
     if roi is not None:
         anomaly_map = anomaly_map * tf.constant(np.asarray(roi, np.float32)[None, :, :, None])
-    return {
-        "score": smoothed_max_score(anomaly_map, filter_size),
-        "heatmap": anomaly_map[..., 0],
-        "reconstruction": outputs["reconstruction"],
-    }
+    result = {"score": smoothed_max_score(anomaly_map, filter_size), "heatmap": anomaly_map[..., 0]}
+    if "reconstruction" in outputs:  # GRD-Net; the segmentation U-Net has none
+        result["reconstruction"] = outputs["reconstruction"]
+    return result

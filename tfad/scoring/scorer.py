@@ -68,14 +68,16 @@ class Scorer:
 def _run_scorer(path: Path) -> Scorer:
     import tensorflow as tf
 
+    from tfad.families import family
     from tfad.training.runs import THRESHOLDS_FILE, load_run
 
     run = load_run(path)
     size, channels = run.config.data.image_size, run.config.data.channels
-    function = tf.function(
-        run.score_function(),
-        input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8)],
-    )
+    function = run.score_function()
+    if family(run.config.model.family).tensorflow:
+        function = tf.function(
+            function, input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8)]
+        )
     thresholds = None
     if (path / THRESHOLDS_FILE).is_file():
         block = json.loads((path / THRESHOLDS_FILE).read_text())
@@ -106,13 +108,19 @@ def _savedmodel_scorer(path: Path) -> Scorer:
         ) from err
     if size != width:
         raise ModelNotFoundError(2, "non-square model input is not supported", str(path / MANIFEST_FILE))
-    loaded = tf.saved_model.load(str(path))
-    signature_name = (manifest.get("signature") or {}).get("name", "serving_default")
-    signature = loaded.signatures[signature_name]
-    input_name = (manifest.get("signature") or {}).get("input", "images")
+    loaded = None
+    if manifest.get("model_family") == "blob":  # no SavedModel: the analyzer's parameters (tfad.models.blob)
+        from tfad.models.blob import BlobAnalyzer
 
-    def function(images):
-        return signature(**{input_name: tf.constant(images)})
+        function = BlobAnalyzer.load(path / "blob")
+    else:
+        loaded = tf.saved_model.load(str(path))
+        signature_name = (manifest.get("signature") or {}).get("name", "serving_default")
+        signature = loaded.signatures[signature_name]
+        input_name = (manifest.get("signature") or {}).get("input", "images")
+
+        def function(images):
+            return signature(**{input_name: tf.constant(images)})
 
     block = manifest.get("thresholds")
     thresholds = ThresholdTable.from_manifest(block) if block is not None else None

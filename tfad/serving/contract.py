@@ -27,6 +27,9 @@ class InvalidRequest(ValueError):
     """The request is malformed; answered with INVALID_ARGUMENT and this message."""
 
 
+RUNTIMES = ("savedmodel", "python-blob")
+
+
 @dataclass(frozen=True)
 class Manifest:
     """The parts of ``tfad_manifest.json`` a server needs."""
@@ -42,6 +45,7 @@ class Manifest:
     signature_name: str = "serving_default"
     signature_input: str = "images"
     score_name: str = ""
+    runtime: str = "savedmodel"  # "savedmodel" | "python-blob" (blob analysis: Python server only)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     def threshold_for(self, region: str) -> float | None:
@@ -108,6 +112,9 @@ def parse_manifest(text: str) -> Manifest:
             raise ManifestError(
                 f'manifest: preprocessing.resize is "{resize}", must be "reject" or "bilinear"'
             )
+    runtime = root.get("runtime", "savedmodel")
+    if runtime not in RUNTIMES:
+        raise ManifestError(f'manifest: runtime is "{runtime}", must be one of {", ".join(RUNTIMES)}')
     sig = root.get("signature") or {}
     if not isinstance(sig, dict):
         raise ManifestError('manifest: "signature" must be an object')
@@ -149,6 +156,7 @@ def parse_manifest(text: str) -> Manifest:
         signature_name=sig.get("name", "serving_default"),
         signature_input=sig.get("input", "images"),
         score_name=score.get("name", "") if isinstance(score, dict) else "",
+        runtime=runtime,
         raw=root,
     )
 

@@ -78,36 +78,58 @@ class RunFailed(RuntimeError):
 
 
 class Servable:
-    """One loaded, warmed-up model version (immutable). ``run`` is thread-safe."""
+    """One loaded, warmed-up model version (immutable). ``run`` is thread-safe.
 
-    def __init__(self, name: str, version: int, path: Path, manifest: Manifest, signature) -> None:
+    ``runner`` maps uint8 images ``[n, H, W, C]`` to a dict with at least ``score`` and ``heatmap``
+    (anything ``np.asarray`` takes): a SavedModel signature, or a blob analyzer (no TensorFlow).
+    """
+
+    def __init__(self, name: str, version: int, path: Path, manifest: Manifest, runner) -> None:
         self.name, self.version, self.path, self.manifest = name, version, path, manifest
-        self._signature = signature
+        self._runner = runner
 
     def run(self, images: np.ndarray, want_heatmaps: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores [n] and (optionally) heatmaps [n, H, W] for uint8 images [n, H, W, C]."""
-        import tensorflow as tf
-
         try:
-            outputs = self._signature(**{self.manifest.signature_input: tf.constant(images)})
-            scores = outputs["score"].numpy()
-            heatmaps = outputs["heatmap"].numpy() if want_heatmaps else None
-        except Exception as err:  # TensorFlow raises many types; all mean "no verdict"
-            raise RunFailed(f"TensorFlow run failed: {err}") from err
+            outputs = self._runner(images)
+            scores = np.asarray(outputs["score"])
+            heatmaps = np.asarray(outputs["heatmap"]) if want_heatmaps else None
+        except Exception as err:  # TensorFlow and the analyzers raise many types; all mean "no verdict"
+            raise RunFailed(f"model run failed: {err}") from err
         n, h, w = images.shape[0], images.shape[1], images.shape[2]
-        if scores.dtype != np.float32 or scores.shape != (n,):
-            raise RunFailed(f"output 'score' has shape {list(scores.shape)}, expected [{n}] float32")
+        if scores.shape != (n,) or not np.issubdtype(scores.dtype, np.floating):
+            raise RunFailed(f"output 'score' has shape {list(scores.shape)}, expected [{n}] float")
         if heatmaps is not None and (heatmaps.shape[0] != n or heatmaps.size != n * h * w):
             raise RunFailed(
                 f"output 'heatmap' has shape {list(heatmaps.shape)}, expected [{n},{h},{w}] float32"
             )
-        return scores, None if heatmaps is None else heatmaps.reshape(n, h, w)
+        scores = scores.astype(np.float32)  # the wire format (float in the proto)
+        return scores, None if heatmaps is None else heatmaps.reshape(n, h, w).astype(np.float32)
+
+
+def _savedmodel_runner(version_dir: VersionDir, manifest: Manifest):
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(version_dir.path), tags=["serve"])
+    except Exception as err:
+        raise ValueError(f"SavedModel load failed: {err}") from err
+    if manifest.signature_name not in loaded.signatures:
+        raise ValueError(
+            f"signature '{manifest.signature_name}' not found (has: {', '.join(loaded.signatures.keys())})"
+        )
+    signature = loaded.signatures[manifest.signature_name]
+
+    def run(images: np.ndarray) -> dict:
+        outputs = signature(**{manifest.signature_input: tf.constant(images)})
+        return {"score": outputs["score"].numpy(), "heatmap": outputs["heatmap"].numpy()}
+
+    run.keepalive = loaded  # the signature needs its SavedModel object alive
+    return run
 
 
 def load_servable(name: str, version_dir: VersionDir, warmup_batch: int) -> tuple[Servable, float]:
     """Load and warm up a version; returns (servable, load_ms). Raises on any contract violation."""
-    import tensorflow as tf
-
     start = time.monotonic()
     manifest = load_manifest(version_dir.path)
     if manifest.version != version_dir.version:
@@ -118,17 +140,18 @@ def load_servable(name: str, version_dir: VersionDir, warmup_batch: int) -> tupl
         raise ValueError(
             f'manifest says model "{manifest.name}" but it is in the directory of model "{name}"'
         )
-    try:
-        loaded = tf.saved_model.load(str(version_dir.path), tags=["serve"])
-    except Exception as err:
-        raise ValueError(f"SavedModel load failed: {err}") from err
-    if manifest.signature_name not in loaded.signatures:
-        raise ValueError(
-            f"signature '{manifest.signature_name}' not found (has: {', '.join(loaded.signatures.keys())})"
-        )
-    signature = loaded.signatures[manifest.signature_name]
-    servable = Servable(name, version_dir.version, version_dir.path, manifest, signature)
-    servable._keepalive = loaded  # the signature needs its SavedModel object alive
+    if manifest.runtime == "python-blob":
+        from tfad.models.blob import BlobAnalyzer
+
+        try:
+            runner = BlobAnalyzer.load(version_dir.path / "blob")
+        except (OSError, ValueError) as err:
+            raise ValueError(f"blob analyzer load failed: {err}") from err
+        if (runner.image_size, runner.channels) != (manifest.height, manifest.channels):
+            raise ValueError("blob analyzer input size/channels differ from the manifest's input")
+    else:
+        runner = _savedmodel_runner(version_dir, manifest)
+    servable = Servable(name, version_dir.version, version_dir.path, manifest, runner)
     rng = np.random.default_rng(12345)
     warm = rng.integers(
         0, 256, (max(1, warmup_batch), manifest.height, manifest.width, manifest.channels), np.uint8

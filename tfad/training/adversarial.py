@@ -58,6 +58,21 @@ class AdversarialTrainer(keras.Model):
         _, fake_logits = self.critic(reconstruction, training=False)
         return critic_loss(real_logits, fake_logits)
 
+    supervised = False  # batches come from tfad.training.inputs.training_dataset (P_q)
+
+    def preview_panels(self, batch: dict[str, tf.Tensor], n: int) -> tuple[list, list[str]]:
+        """The training plot of a few samples: columns ``(title, images, colormap)`` and one label per row
+        (input X*, clean X, reconstruction, heatmap; labelled with the score)."""
+        perturbed, clean = batch["image"][:n], batch["target"][:n]
+        preview = self.preview(perturbed)
+        columns = [
+            ("input X*", perturbed.numpy(), "gray"),
+            ("clean X", clean.numpy(), "gray"),
+            ("reconstruction", preview["reconstruction"], "gray"),
+            ("heatmap", preview["heatmap"], "inferno"),
+        ]
+        return columns, [f"{preview['score_name']} {s:.3f}" for s in preview["score"]]
+
     def update_trackers(self, **values: tf.Tensor) -> dict[str, tf.Tensor]:
         """Add this step's values to the trackers; return every tracker's running mean as a log."""
         for name, value in values.items():

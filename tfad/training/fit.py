@@ -35,7 +35,7 @@ import numpy as np
 from tfad import __version__
 from tfad.config import Config, ConfigError, architecture, dump_config, load_config
 from tfad.data.layouts import read_dataset
-from tfad.data.records import LABEL_DEFECTIVE, ImageRecord, fingerprint
+from tfad.data.records import LABEL_DEFECTIVE, LABEL_GOOD, ImageRecord, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 HISTORY_FILE = "history.csv"
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"  # under CHECKPOINT_DIR: the best epoch's checkpoint when early stopping is on
 SUMMARY_EVERY_STEPS = 50
 # Changing these between an interrupted run and its resumption is allowed (everything else must match).
 RESUMABLE_CHANGES = (
@@ -75,11 +76,13 @@ class FitResult:
 
 
 def split_by_product(
-    records: Sequence[ImageRecord], fraction: float, seed: int
+    records: Sequence[ImageRecord], fraction: float, seed: int, stratify: bool = False
 ) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """Train/validation split keeping every product (all its runs, frames, vials, regions) on one side.
 
-    Records without a product id (e.g. MVTec) are their own group. Deterministic in ``seed``.
+    Records without a product id (e.g. MVTec) are their own group. Deterministic in ``seed``. With
+    ``stratify`` the groups are split per kind (all good / holding a defect of type T), each kind with the
+    same fraction, so a small defect library is represented on both sides.
     """
     groups: dict[str, list[ImageRecord]] = {}
     for record in records:
@@ -87,19 +90,41 @@ def split_by_product(
     keys = sorted(groups)
     if fraction <= 0 or len(keys) < 2:
         return list(records), []
-    order = np.random.default_rng(seed).permutation(len(keys))
-    n_val = min(len(keys) - 1, max(1, round(fraction * len(keys))))
-    val_keys = {keys[i] for i in order[:n_val]}
+
+    def kind(key: str) -> str:
+        defects = sorted({r.defect_type for r in groups[key] if r.label == LABEL_DEFECTIVE})
+        return "|".join(defects) if stratify else ""
+
+    strata: dict[str, list[str]] = {}
+    for key in keys:
+        strata.setdefault(kind(key), []).append(key)
+    rng = np.random.default_rng(seed)
+    val_keys: set[str] = set()
+    for stratum in sorted(strata):
+        members = strata[stratum]
+        if len(members) < 2:
+            continue  # a single product stays in training
+        order = rng.permutation(len(members))
+        n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
+        val_keys.update(members[i] for i in order[:n_val])
     train = [r for k in keys if k not in val_keys for r in groups[k]]
     val = [r for k in keys if k in val_keys for r in groups[k]]
     return train, val
 
 
-def training_records(config: Config) -> list[ImageRecord]:
-    """The good images of the training split (labelled defects there are left out, with a log line)."""
+def training_records(config: Config, supervised: bool = False) -> list[ImageRecord]:
+    """The images of the training split: every labelled image for the supervised families, else the good
+    ones (labelled defects there are left out, with a log line)."""
     if not config.data.root:
         raise ConfigError("data.root is empty: set it to the data set folder")
     records = read_dataset(config.data.root, config.data.train_split, config.data.layout)
+    if supervised:
+        labelled = [r for r in records if r.label in (LABEL_GOOD, LABEL_DEFECTIVE)]
+        if not labelled:
+            raise ConfigError(
+                f"split {config.data.train_split!r} of {config.data.root} has no labelled images"
+            )
+        return labelled
     good = [r for r in records if r.label != LABEL_DEFECTIVE]
     if len(good) < len(records):
         log.info(
@@ -112,6 +137,44 @@ def training_records(config: Config) -> list[ImageRecord]:
             f"split {config.data.train_split!r} of {config.data.root} has no good images to train on"
         )
     return good
+
+
+def with_class_names(config: Config, records: Sequence[ImageRecord]) -> Config:
+    """``config`` with ``supervised.classes`` filled in from the training records when it is None: "good",
+    the sorted defect types, and "synthetic" when synthetic defects are made. Raises ConfigError when that
+    leaves a single class."""
+    import dataclasses
+
+    sv = config.supervised
+    names = sv.classes
+    if names is None:
+        defects = sorted({r.defect_type for r in records if r.label == LABEL_DEFECTIVE} - {"good"})
+        names = ["good", *defects] + (["synthetic"] if sv.synthetic_probability > 0 else [])
+    if len(names) < 2:
+        raise ConfigError(
+            f"split {config.data.train_split!r} of {config.data.root} has only good images: a supervised "
+            "model needs labelled defects (MVTec: train/<defect>/ folders; line layout: labels.csv) or "
+            "synthetic ones (supervised.synthetic_probability > 0)"
+        )
+    if sv.synthetic_probability > 0 and names[-1] != "synthetic":
+        raise ConfigError(
+            f"supervised.classes {names}: with synthetic_probability > 0 the last class must be 'synthetic'"
+        )
+    return dataclasses.replace(config, supervised=dataclasses.replace(sv, classes=list(names)))
+
+
+def class_counts(config: Config, records: Sequence[ImageRecord]) -> list[float]:
+    """Expected samples per class in one pass over ``records`` (synthetic defects taken from the good
+    images at ``supervised.synthetic_probability``), for class weighting."""
+    from tfad.training.inputs import class_indices
+
+    names = config.supervised.classes
+    counts = np.bincount(class_indices(records, names), minlength=len(names)).astype(np.float64)
+    p = config.supervised.synthetic_probability
+    if p > 0:
+        counts[-1] += p * counts[0]
+        counts[0] *= 1 - p
+    return counts.tolist()
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -185,8 +248,12 @@ def fit(
 
     from tfad.families import family
     from tfad.models.flops import count_flops
-    from tfad.training.inputs import training_dataset
+    from tfad.training.inputs import supervised_dataset, training_dataset
 
+    model_family = family(config.model.family)
+    records = training_records(config, supervised=model_family.supervised)
+    if model_family.supervised:
+        config = with_class_names(config, records)
     run_dir = config.run_dir
     ckpt_dir = run_dir / CHECKPOINT_DIR
     has_checkpoint = tf.train.latest_checkpoint(str(ckpt_dir)) is not None
@@ -200,10 +267,11 @@ def fit(
             "another name/output_dir"
         )
 
-    records = training_records(config)
     train_records, val_records = split_by_product(
-        records, config.data.validation_fraction, config.training.seed
+        records, config.data.validation_fraction, config.training.seed, stratify=model_family.supervised
     )
+    if not model_family.trainable:
+        return _fit_without_training(config, model_family, records, train_records, val_records)
     t = config.training
     if len(train_records) < t.batch_size:
         raise ConfigError(
@@ -218,9 +286,8 @@ def fit(
     import keras
 
     keras.utils.set_random_seed(t.seed)  # reproducible initial weights (auditable runs)
-    model_family = family(config.model.family)
-    networks = model_family.networks(arch)
-    trainer = model_family.trainer(networks, config, steps_per_epoch)
+    networks = model_family.networks(arch, config)
+    trainer = model_family.trainer(networks, config, steps_per_epoch, train_records)
     step_var = tf.Variable(0, dtype=tf.int64, name="global_step", trainable=False)
     checkpoint = tf.train.Checkpoint(**trainer.checkpoint_items(), step=step_var)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3)
@@ -257,6 +324,7 @@ def fit(
                 "validation_images": len(val_records),
             },
             "steps_per_epoch": steps_per_epoch,
+            **({"classes": config.supervised.classes} if model_family.supervised else {}),
             "global_step": 0,
             "epochs_done": 0,
             "status": "running",
@@ -270,29 +338,41 @@ def fit(
 
     global_step = int(step_var.numpy())
     total_steps = t.epochs * steps_per_epoch
-    if global_step >= total_steps:
+    if global_step >= total_steps or info.get("early_stopping", {}).get("stopped"):
         log.info("%s already trained %d steps (%d epochs); nothing to do", run_dir, global_step, t.epochs)
         history.write_info(status="finished")
         return FitResult(run_dir, global_step, global_step // steps_per_epoch, "finished", info["history"])
+    best_manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / BEST_DIR), max_to_keep=1)
 
     from tfad.data.corrupt import CorruptFileCounter
 
     corrupt = CorruptFileCounter("train")
-    train_ds = training_dataset(
-        train_records,
-        config,
-        start_sample=global_step * t.batch_size,
-        corrupt_counter=corrupt,
-        name="train",
-        with_roi=trainer.needs_roi,
-    )
-    val_ds = (
-        training_dataset(
-            val_records, config, augment=False, name="validation", with_roi=trainer.needs_roi
-        ).take(val_steps)
-        if val_steps
-        else None
-    )
+    if trainer.supervised:
+        classes = config.supervised.classes
+        train_ds = supervised_dataset(
+            train_records, config, classes, global_step * t.batch_size, corrupt_counter=corrupt
+        )
+        val_ds = (
+            supervised_dataset(val_records, config, classes, augment=False, name="validation").take(val_steps)
+            if val_steps
+            else None
+        )
+    else:
+        train_ds = training_dataset(
+            train_records,
+            config,
+            start_sample=global_step * t.batch_size,
+            corrupt_counter=corrupt,
+            name="train",
+            with_roi=trainer.needs_roi,
+        )
+        val_ds = (
+            training_dataset(
+                val_records, config, augment=False, name="validation", with_roi=trainer.needs_roi
+            ).take(val_steps)
+            if val_steps
+            else None
+        )
     train_step = tf.function(trainer.train_step, reduce_retracing=True)
     test_step = tf.function(trainer.test_step, reduce_retracing=True)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
@@ -369,6 +449,12 @@ def fit(
                 row.update({f"val_{k}": v for k, v in _scalars(val_logs).items()})
             trainer.end_epoch(row)  # e.g. GRD-Net's plateau rule; saved with the epoch's checkpoint
             manager.save(checkpoint_number=global_step)
+            stop_early = False
+            if t.early_stopping_patience:
+                improved, stop_early = _early_stopping(info, row, t.early_stopping_patience)
+                if improved:
+                    best_manager.save(checkpoint_number=global_step)
+                row["best_epoch"] = info["early_stopping"]["best_epoch"]
             with writer.as_default(step=global_step):
                 for key, value in row.items():
                     if key.startswith(("train_", "val_")):
@@ -380,6 +466,16 @@ def fit(
             log.info("epoch %d/%d: %s", epoch + 1, t.epochs, _format_row(row))
             if on_epoch_end:
                 on_epoch_end(row)
+            if stop_early:
+                state = info["early_stopping"]
+                log.info(
+                    "early stopping after epoch %d: no lower %s for %d epochs; the run's model is epoch %d's",
+                    epoch + 1,
+                    state["monitor"],
+                    state["wait"],
+                    state["best_epoch"],
+                )
+                break
         status = "finished"
     except (KeyboardInterrupt, StopTraining):
         manager.save(checkpoint_number=global_step)
@@ -399,6 +495,67 @@ def fit(
             corrupt_files_skipped=_corrupt_summary(corrupt),
         )
     return FitResult(run_dir, global_step, global_step // steps_per_epoch, status, history.info["history"])
+
+
+def _early_stopping(info: dict, row: dict, patience: int) -> tuple[bool, bool]:
+    """Update the early-stopping state in ``info`` (run.json) with an epoch's ``row``; (improved, stop)."""
+    monitor = "val_total_loss" if "val_total_loss" in row else "train_total_loss"
+    state = info.setdefault(
+        "early_stopping", {"monitor": monitor, "best": None, "best_epoch": None, "wait": 0, "stopped": False}
+    )
+    value = row[monitor]
+    improved = state["best"] is None or value < state["best"]
+    if improved:
+        state.update(best=value, best_epoch=row["epoch"], wait=0)
+    else:
+        state["wait"] += 1
+    state["stopped"] = state["wait"] >= patience
+    state["patience"] = patience
+    return improved, state["stopped"]
+
+
+def _fit_without_training(
+    config: Config,
+    model_family,
+    records: Sequence[ImageRecord],
+    train_records: Sequence[ImageRecord],
+    val_records: Sequence[ImageRecord],
+) -> FitResult:
+    """``tfad fit`` of a family without gradient training (blob analysis): the family fits its analyzer on
+    the training images (e.g. a reference image) into the run directory."""
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / CONFIG_FILE)
+    started = time.perf_counter()
+    info = {
+        "format": RUN_FORMAT,
+        "name": config.name,
+        "model_family": config.model.family,
+        "preset": config.model.preset,
+        "architecture": architecture(config).to_dict(),
+        "inference_gflops_per_patch": None,
+        "training_data": {
+            "root": str(Path(config.data.root).resolve()),
+            "split": config.data.train_split,
+            "fingerprint": fingerprint(records),
+            "train_images": len(train_records),
+            "validation_images": len(val_records),
+        },
+        "global_step": 0,
+        "epochs_done": 0,
+        "status": "running",
+        "tfad_version": __version__,
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "history": [],
+    }
+    history = _History(run_dir, info)
+    history.write_info()
+    summary = model_family.fit_without_training(config, list(records), run_dir)
+    row = {"epoch": 1, "step": 0, "seconds": round(time.perf_counter() - started, 1)}
+    history.add_epoch(row)
+    history.write_info(status="finished", epochs_done=1, analyzer=summary)
+    log.info("fitted %s (%s) in %.1f s: %s", config.name, model_family.title, row["seconds"], summary)
+    return FitResult(run_dir, 0, 1, "finished", info["history"])
 
 
 def _corrupt_summary(counter) -> dict:
@@ -423,6 +580,10 @@ def _format_row(row: dict) -> str:
         "val_total_loss",
         "val_generator_loss",
         "val_score",
+        "train_accuracy",
+        "val_accuracy",
+        "val_defect_recall",
+        "val_dice",
         "seconds",
     )
     return ", ".join(f"{k}={row[k]:.4g}" for k in keys if k in row)
@@ -456,31 +617,18 @@ def _write_plots(run_dir: Path, history: list[dict], trainer, dataset) -> None:
 
     batch = next(iter(dataset.take(1)))
     n = min(4, int(batch["image"].shape[0]))
-    perturbed, clean = batch["image"][:n], batch["target"][:n]
-    preview = trainer.preview(perturbed)
-    fig, axes = plt.subplots(n, 4, figsize=(8, 2.1 * n), squeeze=False)
+    columns, labels = trainer.preview_panels(batch, n)
+    fig, axes = plt.subplots(n, len(columns), figsize=(2 * len(columns), 2.1 * n), squeeze=False)
     for i in range(n):
-        for j, (img, title) in enumerate(
-            (
-                (perturbed[i], "input X*"),
-                (clean[i], "clean X"),
-                (preview["reconstruction"][i], "reconstruction"),
-                (preview["heatmap"][i], "heatmap"),
-            )
-        ):
+        for j, (title, images, cmap) in enumerate(columns):
             ax = axes[i, j]
-            arr = np.asarray(img)
-            ax.imshow(
-                arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr,
-                cmap="inferno" if j == 3 else "gray",
-                vmin=0,
-                vmax=1,
-            )
+            arr = np.asarray(images[i])
+            ax.imshow(arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr, cmap=cmap, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(title, fontsize=8)
-        axes[i, 0].set_ylabel(f"{preview['score_name']} {preview['score'][i]:.3f}", fontsize=7)
+        axes[i, 0].set_ylabel(labels[i], fontsize=7)
     fig.suptitle(f"validation samples after epoch {history[-1]['epoch']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(plots / "reconstructions.png", dpi=90)

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from tfad.config import Config, architecture, load_config
-from tfad.training.fit import CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE, RUN_FORMAT
+from tfad.training.fit import BEST_DIR, CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE, RUN_FORMAT
 
 THRESHOLDS_FILE = "thresholds.json"
+BLOB_DIR = "blob"  # the fitted blob analyzer of a blob-analysis run (tfad.models.blob)
 
 
 class RunNotFoundError(FileNotFoundError):
@@ -24,8 +25,8 @@ class TrainedRun:
     run_dir: Path
     config: Config
     info: dict[str, Any]
-    inference_model: Any  # keras.Model: the family's inference path (e.g. E1 -> decoder)
-    checkpoint: str
+    inference_model: Any  # keras.Model: the family's inference path (e.g. E1 -> decoder); blob: the analyzer
+    checkpoint: str  # the checkpoint restored (blob: the analyzer's folder)
 
     @property
     def name(self) -> str:
@@ -45,13 +46,12 @@ def is_run_dir(path: str | Path) -> bool:
 
 
 def load_run(run_dir: str | Path) -> TrainedRun:
-    """Rebuild the networks of a run and restore their weights from its latest checkpoint.
+    """Rebuild the networks of a run and restore their weights from its latest checkpoint (the best epoch's
+    when early stopping was on); a blob-analysis run loads its fitted analyzer.
 
     Raises:
         RunNotFoundError: no run.json/config.yaml, or no checkpoint yet.
     """
-    import tensorflow as tf
-
     from tfad.families import family
 
     run_dir = Path(run_dir)
@@ -61,12 +61,24 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     if info.get("format") != RUN_FORMAT:
         raise RunNotFoundError(2, f"unsupported run format {info.get('format')!r}", str(run_dir / RUN_FILE))
     config = load_config(run_dir / CONFIG_FILE)
-    latest = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR))
-    if latest is None:
-        raise RunNotFoundError(
-            2, "the run has no checkpoint yet (train it first)", str(run_dir / CHECKPOINT_DIR)
+    model_family = family(config.model.family)
+    if not model_family.trainable:
+        from tfad.models.blob import BlobAnalyzer
+
+        if info.get("status") != "finished" or not (run_dir / BLOB_DIR).is_dir():
+            raise RunNotFoundError(2, "the run was not fitted yet (run tfad fit)", str(run_dir / BLOB_DIR))
+        return TrainedRun(
+            run_dir, config, info, BlobAnalyzer.load(run_dir / BLOB_DIR), str(run_dir / BLOB_DIR)
         )
-    networks = family(config.model.family).networks(architecture(config))
+
+    import tensorflow as tf
+
+    best = (info.get("early_stopping") or {}).get("best_epoch")
+    source = run_dir / CHECKPOINT_DIR / BEST_DIR if best else run_dir / CHECKPOINT_DIR
+    latest = tf.train.latest_checkpoint(str(source))
+    if latest is None:
+        raise RunNotFoundError(2, "the run has no checkpoint yet (train it first)", str(source))
+    networks = model_family.networks(architecture(config))
     checkpoint = tf.train.Checkpoint(**networks.inference_parts())
     # Only the inference path is needed; the other networks and optimizer slots are expected to be unused.
     checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
