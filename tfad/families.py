@@ -45,11 +45,16 @@ class ModelFamily:
         """The validated architecture of preset ``name`` with ``overrides``; ValueError naming the problem."""
         raise NotImplementedError
 
-    def networks(self, arch: Any, config: Any = None) -> Any:
+    def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:
         """All networks of the family (``checkpoint_parts``, ``inference_parts``, ``build_inference_model``,
         ``parameter_counts``). ``config`` is given when building for training (e.g. pretrained weights);
-        runs restored from a checkpoint are built without it."""
+        runs restored from a checkpoint are built without it, from the :meth:`build_record` in their
+        run.json (``build``)."""
         raise NotImplementedError
+
+    def build_record(self, networks: Any) -> dict[str, Any]:
+        """What rebuilding the trained networks needs beyond the architecture (stored in run.json)."""
+        return {}
 
     def trainer(self, networks: Any, config: Any, steps_per_epoch: int, records: Any) -> Any:
         """The compiled training wrapper (a ``keras.Model`` with ``train_step``/``test_step``);
@@ -88,7 +93,7 @@ class ResGANADFamily(ModelFamily):
 
         return preset(name, **overrides)
 
-    def networks(self, arch: Any, config: Any = None) -> Any:  # noqa: D102
+    def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:  # noqa: D102
         from tfad.models.resganad import ResGANADNetworks
 
         return ResGANADNetworks(arch)
@@ -151,7 +156,7 @@ class GRDNetFamily(ModelFamily):
 
         return preset(name, **overrides)
 
-    def networks(self, arch: Any, config: Any = None) -> Any:  # noqa: D102
+    def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:  # noqa: D102
         from tfad.models.grdnet import GRDNetNetworks
 
         return GRDNetNetworks(arch)
@@ -226,11 +231,17 @@ class ClassifierFamily(ModelFamily):
 
         return preset(name, **overrides)
 
-    def networks(self, arch: Any, config: Any = None) -> Any:  # noqa: D102
+    def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:  # noqa: D102
         from tfad.models.classifier import ClassifierNetworks
 
-        weights = config.supervised.backbone_weights if config is not None else None
-        return ClassifierNetworks(arch, backbone_weights=weights)
+        if config is not None:  # training: from scratch or pretrained weights
+            return ClassifierNetworks(arch, backbone_weights=config.supervised.backbone_weights)
+        # restoring a trained run: the same structure (a grey input replicated for 3-channel pretrained
+        # weights, or not) without needing the weights file again
+        return ClassifierNetworks(arch, replicate_grey=bool((build or {}).get("replicates_grey", False)))
+
+    def build_record(self, networks: Any) -> dict[str, Any]:  # noqa: D102
+        return {"replicates_grey": bool(networks.replicates_grey)}
 
     def trainer(self, networks: Any, config: Any, steps_per_epoch: int, records: Any) -> Any:  # noqa: D102
         from tfad.training.fit import class_counts
@@ -284,7 +295,7 @@ class SegmentationFamily(ModelFamily):
 
         return preset(name, **overrides)
 
-    def networks(self, arch: Any, config: Any = None) -> Any:  # noqa: D102
+    def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:  # noqa: D102
         from tfad.models.segmentation import SegmentationNetworks
 
         return SegmentationNetworks(arch)

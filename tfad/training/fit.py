@@ -316,6 +316,7 @@ def fit(
             "architecture": arch.to_dict(),
             "inference_gflops_per_patch": count_flops(networks.build_inference_model()) / 1e9,
             "parameters": networks.parameter_counts(),
+            "network_build": model_family.build_record(networks),
             "training_data": {
                 "root": str(Path(config.data.root).resolve()),
                 "split": config.data.train_split,

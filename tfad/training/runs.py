@@ -78,7 +78,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     latest = tf.train.latest_checkpoint(str(source))
     if latest is None:
         raise RunNotFoundError(2, "the run has no checkpoint yet (train it first)", str(source))
-    networks = model_family.networks(architecture(config))
+    networks = model_family.networks(architecture(config), build=info.get("network_build"))
     checkpoint = tf.train.Checkpoint(**networks.inference_parts())
     # Only the inference path is needed; the other networks and optimizer slots are expected to be unused.
     checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
