@@ -77,7 +77,10 @@ def _eval(args: argparse.Namespace) -> int:
         "name": scorer.name,
         "path": str(scorer.path),
         "version": scorer.info.get("version"),
+        "family": scorer.info.get("model_family"),
         "preset": scorer.info.get("preset"),
+        "score": (scorer.info.get("score") or {}).get("name"),
+        **({"classes": scorer.info["classes"]} if scorer.info.get("classes") else {}),
         "training_data_fingerprint": scorer.info.get("training_data_fingerprint")
         or scorer.info.get("training_data", {}).get("fingerprint"),
     }
