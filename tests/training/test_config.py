@@ -82,6 +82,18 @@ def test_yaml_round_trip_and_file_errors(tmp_path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("name", ["classifier", "segmentation", "blob"])
+def test_packaged_example_configs_are_valid(name: str) -> None:
+    from importlib import resources
+
+    import yaml
+
+    data = yaml.safe_load(resources.files("tfad.configs").joinpath(f"{name}.yaml").read_text())
+    config = from_dict(data)
+    assert config.model.family == name
+    assert config.training.adam_beta_1 == (0.5 if name == "blob" else 0.9)  # the family defaults
+
+
 def test_packaged_demo_config_is_valid() -> None:
     from importlib import resources
 
