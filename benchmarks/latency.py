@@ -78,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--warmup-batch", type=int, default=0, help="servers' warm-up batch (0 = --patches)")
     p.add_argument("--startup-timeout-s", type=float, default=120.0, help="wait this long for a server")
+    p.add_argument(
+        "--cc-flag",
+        action="append",
+        default=[],
+        help="extra C++ server flag, e.g. --cc-flag=--tf_inter_op_threads=1",
+    )
     return p.parse_args(argv)
 
 
@@ -164,6 +170,7 @@ def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_pat
             f"--warmup_batch={args.warmup_batch or args.patches}",
             f"--cycle_budget_ms={args.cycle_budget_ms}",
             "--max_queue=64",
+            *args.cc_flag,
         ]
     else:
         cmd = [
