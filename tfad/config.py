@@ -42,6 +42,11 @@ class DataConfig:
     image_size: int = 256
     channels: int = 1
     on_corrupt: str = "skip"  # skip (count and log) | fail (stop naming the file)
+    # A packed folder (tfad datasets pack) to train on instead of reading root/train_split; the split into
+    # training and validation is made when packing: validation_fraction must be 0 and the validation set,
+    # if any, is its own pack (validation_shards).
+    shards: str | None = None
+    validation_shards: str | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +270,22 @@ def validate(config: Config) -> Config:
     require(
         0.0 <= config.data.validation_fraction < 1.0,
         f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}",
+    )
+    if config.data.shards is not None:
+        require(bool(config.data.shards.strip()), "data.shards: give the packed folder, or null")
+        require(
+            config.data.validation_fraction == 0,
+            "data.shards: a packed training set is not split by product at training time; set "
+            "data.validation_fraction: 0 and pack the validation products separately as "
+            f"data.validation_shards (got validation_fraction {config.data.validation_fraction})",
+        )
+    require(
+        config.data.shards is None or config.model.family != "blob",
+        "data.shards: the blob family fits from image folders (data.root), not from packed shards",
+    )
+    require(
+        config.data.validation_shards is None or config.data.shards is not None,
+        "data.validation_shards needs data.shards (validation from a pack goes with training from one)",
     )
     require(config.data.image_size >= 16, f"data.image_size must be >= 16, got {config.data.image_size}")
     require(config.data.channels in (1, 3), f"data.channels must be 1 or 3, got {config.data.channels}")

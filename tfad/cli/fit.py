@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
+
+#: Exit code of a multi-worker ``tfad fit`` that lost a worker: restart the whole job (EX_TEMPFAIL).
+EXIT_RESTART = 75
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a config key, e.g. --set training.epochs=3 (value parsed as YAML; repeatable)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    parser.add_argument(
+        "--strategy",
+        choices=("auto", "one-device", "mirrored", "multi-worker"),
+        default="auto",
+        help="tf.distribute strategy (docs/cluster.md): auto (default) = multi-worker when TF_CONFIG or "
+        "--workers names several workers, else mirrored when there are several GPUs, else one-device",
+    )
+    parser.add_argument(
+        "--workers",
+        metavar="HOST:PORT,...",
+        help="multi-worker cluster, chief first (builds TF_CONFIG instead of setting it); with --task-index",
+    )
+    parser.add_argument(
+        "--task-index", type=int, metavar="N", help="this process's position in --workers (0 = chief)"
+    )
     parser.set_defaults(func=_fit)
 
 
@@ -56,8 +77,15 @@ def _fit(args: argparse.Namespace) -> int:
     from tfad.cli import CLIError
     from tfad.config import ConfigError, from_dict
     from tfad.data.errors import DataError
-    from tfad.training.fit import RunError, fit
+    from tfad.training.distributed import ClusterConfigError, choose_strategy
+    from tfad.training.fit import PeerLostError, RunError, fit
 
+    try:  # before reading the config: a bad cluster argument is reported without touching TensorFlow
+        choice = choose_strategy(args.strategy, args.workers, args.task_index)
+    except ClusterConfigError as err:
+        raise CLIError(str(err)) from err
+    if choice.kind == "multi-worker":
+        _tag_log_lines(choice.worker_index)
     path = Path(args.config)
     if not path.is_file():
         raise CLIError(f"config file not found: {path}")
@@ -69,9 +97,30 @@ def _fit(args: argparse.Namespace) -> int:
         raise CLIError(f"{path}: the top level must be a mapping of sections")
     try:
         config = from_dict(apply_overrides(data, args.set))
-        result = fit(config, resume=args.resume, progress=not args.no_progress)
+        result = fit(config, resume=args.resume, progress=not args.no_progress, strategy=choice)
+    except PeerLostError as err:
+        print(f"tfad fit: error: {err}", file=sys.stderr)
+        return _leave(choice, EXIT_RESTART)
     except (ConfigError, RunError, DataError) as err:
         raise CLIError(f"{path}: {err}") from err
+    return _leave(choice, _report(result, path))
+
+
+def _leave(choice, code: int) -> int:
+    """``code``; a multi-worker process ends here at once (os._exit after flushing): tearing TensorFlow
+    down after a peer has gone waits for its missed heartbeats (measured: ~40 s), and everything the run
+    writes is closed by now (fit ends with a barrier after the chief's last write)."""
+    if choice.kind != "multi-worker":
+        return code
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _report(result, path) -> int:
+    """Print the outcome of a run; its exit code."""
     if result.status != "finished":
         print(f"interrupted after step {result.global_step}; resume with: tfad fit {path} --resume")
         return 130
@@ -88,3 +137,13 @@ def _fit(args: argparse.Namespace) -> int:
         )
     print(f"next: tfad calibrate {result.run_dir} --data <labelled data> --split <calibration split>")
     return 0
+
+
+def _tag_log_lines(worker_index: int) -> None:
+    """Prefix this worker's log lines with its rank (their logs are often merged), and keep TensorFlow's
+    per-collective INFO chatter out of them."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s [worker {worker_index}] %(name)s: %(message)s")
+        )
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)

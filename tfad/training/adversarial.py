@@ -19,11 +19,29 @@ def as_log(value: tf.Tensor) -> tf.Tensor:
     return tf.reshape(value, [1])
 
 
+def replica_gradients(tape: tf.GradientTape, loss: tf.Tensor, variables: list, scale: float) -> list:
+    """Gradients of ``loss`` w.r.t. ``variables``, times ``scale``.
+
+    ``scale`` is the trainer's ``gradient_scale``: 1 on one device (the gradients are returned untouched, so
+    single-device numerics are exactly those without tf.distribute), ``1 / num_replicas_in_sync`` under a
+    strategy. Every loss here is a mean over the replica's local batch and the optimizers all-reduce
+    gradients by SUM across replicas, so the scaled sum is the gradient of the mean over the global batch
+    (tf.nn.compute_average_loss's convention). Logged losses stay unscaled.
+    """
+    gradients = tape.gradient(loss, variables)
+    if scale == 1.0:
+        return gradients
+    return [None if g is None else g * scale for g in gradients]
+
+
 class AdversarialTrainer(keras.Model):
     """Base of the GAN trainers: E1, decoder, E2 and the critic of ``networks``; Mean trackers named by
     ``tracker_names``; :meth:`critic_step`."""
 
     tracker_names: tuple[str, ...] = ()
+    #: Multiplies every gradient (see :func:`replica_gradients`); ``tfad fit`` sets 1 / replicas under a
+    #: strategy before the first step is traced.
+    gradient_scale: float = 1.0
 
     def __init__(self, networks, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -48,7 +66,8 @@ class AdversarialTrainer(keras.Model):
             _, fake_logits = self.critic(reconstruction, training=True)
             loss = critic_loss(real_logits, fake_logits)
         variables = self.critic.trainable_variables
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        gradients = replica_gradients(tape, loss, variables, self.gradient_scale)
+        self.critic_optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return loss
 
     def validation_critic_loss(self, perturbed: tf.Tensor, target: tf.Tensor) -> tf.Tensor:

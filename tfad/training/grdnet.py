@@ -25,7 +25,7 @@ from tfad.losses import reconstruction as losses
 from tfad.losses.discriminative import roi_focal_loss
 from tfad.models.grdnet import GRDNetNetworks
 from tfad.scoring.discriminative import smoothed_max_score
-from tfad.training.adversarial import AdversarialTrainer
+from tfad.training.adversarial import AdversarialTrainer, replica_gradients
 
 
 class GRDNetTrainer(AdversarialTrainer):
@@ -158,7 +158,7 @@ class GRDNetTrainer(AdversarialTrainer):
         with tf.GradientTape() as tape:
             generator_loss, focal, parts = self._compute_losses(batch, training=True)
             total = generator_loss + focal
-        gradients = tape.gradient(total, generator_variables + unet_variables)
+        gradients = replica_gradients(tape, total, generator_variables + unet_variables, self.gradient_scale)
         n = len(generator_variables)
         self.generator_optimizer.apply_gradients(zip(gradients[:n], generator_variables, strict=True))
         self.unet_optimizer.apply_gradients(zip(gradients[n:], unet_variables, strict=True))

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfad.losses import reconstruction as losses
 from tfad.models.resganad import ResGANADNetworks
-from tfad.training.adversarial import AdversarialTrainer
+from tfad.training.adversarial import AdversarialTrainer, replica_gradients
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,8 @@ class ResGANADTrainer(AdversarialTrainer):
         with tf.GradientTape() as tape:
             generator_loss, parts = self._generator_losses(batch, training=True)
         variables = self.networks.generator_variables
-        self.generator_optimizer.apply_gradients(
-            zip(tape.gradient(generator_loss, variables), variables, strict=True)
-        )
+        gradients = replica_gradients(tape, generator_loss, variables, self.gradient_scale)
+        self.generator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return self.update_trackers(critic_loss=critic_loss, generator_loss=generator_loss, **parts)
 
     def test_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

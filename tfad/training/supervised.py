@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfad.losses.supervised import dice_loss, segmentation_loss, weighted_cross_entropy
-from tfad.training.adversarial import as_log
+from tfad.training.adversarial import as_log, replica_gradients
 
 
 def balanced_class_weights(counts: Sequence[float]) -> np.ndarray:
@@ -35,6 +35,9 @@ class SupervisedTrainer(keras.Model):
     needs_roi = False
     supervised = True
     tracker_names: tuple[str, ...] = ()
+    #: Multiplies every gradient (``tfad.training.adversarial.replica_gradients``); 1 / replicas under a
+    #: strategy.
+    gradient_scale: float = 1.0
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -77,7 +80,8 @@ class SupervisedTrainer(keras.Model):
 
     def _apply(self, tape: tf.GradientTape, loss: tf.Tensor) -> None:
         variables = self.trainable_parameters
-        self.optimizer_.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        gradients = replica_gradients(tape, loss, variables, self.gradient_scale)
+        self.optimizer_.apply_gradients(zip(gradients, variables, strict=True))
 
 
 class ClassifierTrainer(SupervisedTrainer):
