@@ -460,3 +460,24 @@ def replica_divergence(strategy: Any, variables: Sequence[Any]) -> float:
         return strategy.experimental_local_results(strategy.run(replica_fn))[0]
 
     return float(run().numpy())
+
+
+def wait_for_all_workers(barrier: str, timeout_s: float = 600.0) -> bool:
+    """Block until every worker of the cluster has called this with the same ``barrier`` name.
+
+    A barrier of TensorFlow's coordination service (RPCs to the chief's service), not a collective: a
+    worker may leave right after it returns, while the last worker to leave a collective can strand a
+    peer that still pulls its buffer (measured: the chief then waits ~70 s for missed heartbeats).
+    Returns False (after logging) when it fails or times out, e.g. because a peer is gone.
+    """
+    import logging
+
+    from tensorflow.python.eager import context  # no public API for coordination-service barriers
+
+    try:
+        context.context().wait_at_barrier(barrier, int(timeout_s * 1000))
+        return True
+    except Exception as err:  # a peer that is gone must not keep this worker alive
+        reason = " ".join(str(err).split())
+        logging.getLogger(__name__).warning("final barrier %r failed: %s", barrier, reason)
+        return False

@@ -455,6 +455,7 @@ def fit(
         distributed_step,
         replica_divergence,
         synced_variables,
+        wait_for_all_workers,
     )
 
     chief = dist.is_chief
@@ -828,7 +829,9 @@ def fit(
         )
     if multi_worker and (status == "finished" or stopped_together):
         # A last barrier: no worker leaves before the chief has written everything (run.json above).
-        all_workers_mean(dist.strategy, [0.0])
+        log.info("waiting for every worker to finish (chief: everything is written)")
+        if wait_for_all_workers(f"tfad-fit-end-{global_step}"):
+            log.info("all %d workers finished at step %d", dist.num_workers, global_step)
     return FitResult(run_dir, global_step, global_step // steps_per_epoch, status, history.info["history"])
 
 
