@@ -257,13 +257,14 @@ def test_killed_worker_job_restarts_from_the_last_backup_and_matches(
     print(f"restarted vs uninterrupted: max |difference| {worst:.3g}")
 
 
-def test_two_replica_step_equals_one_replica_step_on_the_global_batch(tmp_path) -> None:
+def test_two_replica_step_equals_one_replica_step_on_the_global_batch(tiny_vials, tmp_path) -> None:
     """Loss scaling, every family with a train_step: one SGD step of 2 replicas on half batches equals one
-    step of one device on the whole batch; without the 1/replicas scale it is twice as large. (Run in a
-    subprocess: logical CPU devices must be configured before TensorFlow starts.)"""
+    step of one device on the whole batch; without the 1/replicas scale it is twice as large. Then a whole
+    segmentation fit (early stopping with its best-epoch backup) on the 2 replicas. (In a subprocess:
+    logical CPU devices must be configured before TensorFlow starts.)"""
     out = tmp_path / "scaling.json"
     done = subprocess.run(
-        [sys.executable, str(Path(__file__)), "loss-scaling", str(out)],
+        [sys.executable, str(Path(__file__)), "loss-scaling", str(out), str(tiny_vials), str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=JOB_TIMEOUT_S,
@@ -272,6 +273,9 @@ def test_two_replica_step_equals_one_replica_step_on_the_global_batch(tmp_path) 
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(out.read_text())
+    fitted = results.pop("fit")
+    assert fitted["status"] == "finished" and fitted["global_step"] == 6 and fitted["replica_divergence"] == 0
+    assert fitted["replicas"] == 2 and fitted["best_checkpoint"] and fitted["restored"]
     assert sorted(results) == ["classifier", "grdnet", "resganad", "segmentation"]
     for name, r in results.items():
         assert r["scaled_relative_error"] < SCALING_RTOL, (name, r)
@@ -316,6 +320,8 @@ def test_cli_rejects_bad_cluster_arguments(argv, message, tmp_path, capsys, monk
          "task must name"),
         ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}',
          ["--workers", "a:1,b:2", "--task-index", "0"], "use one of them"),
+        ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}',
+         ["--strategy", "one-device"], "trains in one process"),
     ],
 )  # fmt: skip
 def test_cli_rejects_bad_tf_config(tf_config, argv, message, tmp_path, capsys, monkeypatch) -> None:
@@ -499,7 +505,7 @@ def _worker_main(npz: str, sleep_s: float, cli_args: list[str]) -> int:
     return main(cli_args)
 
 
-def _loss_scaling_main(out: str) -> int:
+def _loss_scaling_main(out: str, data_root: str, work: str) -> int:
     """Compare one SGD step: one device on [h, h] vs MirroredStrategy over 2 logical CPUs on h each.
 
     Duplicating the half batch makes every batch statistic (BatchNorm, feature matching, the weighted
@@ -612,6 +618,29 @@ def _loss_scaling_main(out: str) -> int:
             "synced_variables": len(synced_variables(networks)),
         }
         print(name, results[name], flush=True)
+
+    from tfad.training.fit import fit
+    from tfad.training.runs import load_run
+
+    segmentation = from_dict({
+        "name": "seg", "output_dir": work,
+        "model": {"family": "segmentation", "overrides": {"stem_stride": 2, "base_width": 8, "depth": 3}},
+        "data": {"root": data_root, "image_size": 32, "validation_fraction": 0.34, "train_split": "calib"},
+        "training": {"epochs": 2, "batch_size": 8, "steps_per_epoch": 3, "validation_steps": 1,
+                     "early_stopping_patience": 1},
+        "supervised": {"synthetic_probability": 0.3, "score_filter_size": 5},
+    })  # fmt: skip
+    result = fit(segmentation, progress=False, strategy=two)
+    info = json.loads((result.run_dir / "run.json").read_text())
+    restored = load_run(result.run_dir)  # the best epoch's checkpoint, as tfad export reads it
+    results["fit"] = {
+        "status": result.status,
+        "global_step": result.global_step,
+        "replicas": info["distribution"]["replicas"],
+        "replica_divergence": info["distribution"]["replica_divergence"],
+        "best_checkpoint": bool(tf.train.latest_checkpoint(str(result.run_dir / "checkpoints" / "best"))),
+        "restored": restored.inference_model is not None,
+    }
     Path(out).write_text(json.dumps(results, indent=2))
     return 0
 
@@ -623,5 +652,5 @@ if __name__ == "__main__":
         assert separator == "--"
         sys.exit(_worker_main(npz_path, float(sleep), rest))
     if sys.argv[1] == "loss-scaling":
-        sys.exit(_loss_scaling_main(sys.argv[2]))
+        sys.exit(_loss_scaling_main(*sys.argv[2:5]))
     sys.exit(f"unknown entry point {sys.argv[1]!r}")

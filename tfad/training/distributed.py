@@ -215,6 +215,12 @@ def choose_strategy(
         tf_config = parse_tf_config(raw_tf_config)
         source = "TF_CONFIG"
     tasks = _training_tasks(tf_config) if tf_config else ()
+    if len(tasks) > 1 and requested in ("one-device", "mirrored"):
+        # Every process of the cluster would train its own copy into the same run directory.
+        raise ClusterConfigError(
+            f"TF_CONFIG names {len(tasks)} workers but --strategy {requested} trains in one process: use "
+            "--strategy multi-worker (or auto), or unset TF_CONFIG"
+        )
     if requested == "multi-worker" and tf_config is None:
         raise ClusterConfigError(
             "--strategy multi-worker needs the cluster: set TF_CONFIG or give --workers host:port,... "
