@@ -210,7 +210,9 @@ def test_zipper_defects_outside_the_roi_never_reject(tmp_path) -> None:
 
 
 @pytest.mark.cc
-def test_cc_and_python_servers_serve_grdnet_like_python_scoring(grdnet_exported, tiny_vials, tmp_path) -> None:
+def test_cc_and_python_servers_serve_grdnet_like_python_scoring(
+    grdnet_exported, tiny_vials, tmp_path
+) -> None:
     """The exported GRD-Net (generator + U-Net in one graph) is served unchanged by both servers: scores,
     decisions and heatmaps equal the Python scoring of the SavedModel."""
     from tests.serving.serving_testutils import assert_servers_score_like_python
