@@ -3,7 +3,8 @@
 Measures, in one run, for each model, on the same products:
 - bare TensorFlow run time of one product batch (the loaded SavedModel called in this process),
 - Inspect latency (client-side, loopback) of the C++ server and the Python server: p50/p99 over
-  --products sequential products, and the server overhead = latency - bare TensorFlow time,
+  --products sequential products per server, both servers running and the products alternating between
+  them (ABBA order), and the server overhead = latency - bare TensorFlow time,
 - model FLOPs per product (TensorFlow profiler on the frozen graph) and achieved FLOP/s vs --peak-gflops,
 - optionally (--sustained-minutes > 0) a sustained load: --stations concurrent stations each sending
   --rate-hz products per second, bounded by time and --max-requests, loopback only.
@@ -207,25 +208,34 @@ def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_pat
     raise RuntimeError(f"{kind} server did not start:\n{log_path.read_text()}")
 
 
-def sequential(client, request, products: int, deadline_s: float) -> dict:
+def interleaved(clients: dict, request, products: int, deadline_s: float) -> dict:
+    """``products`` sequential Inspects per server, alternating between the servers one request at a time;
+    client-side latency, server-reported inference, verdicts and errors per server."""
     for _ in range(5):  # warm-up calls
-        client.inspect_request(request, timeout_s=deadline_s)
-    latencies, inference, verdicts, errors = [], [], {}, 0
-    for _ in range(products):
+        for client in clients.values():
+            client.inspect_request(request, timeout_s=deadline_s)
+    data = {kind: {"latencies": [], "inference": [], "verdicts": {}, "errors": 0} for kind in clients}
+    for i in range(products * len(clients)):
+        kinds = list(clients)
+        kind = kinds[i % len(kinds)] if (i // len(kinds)) % 2 == 0 else kinds[::-1][i % len(kinds)]
+        d = data[kind]
         t = time.perf_counter()
         try:
-            r = client.inspect_request(request, timeout_s=deadline_s)
+            r = clients[kind].inspect_request(request, timeout_s=deadline_s)
         except Exception:
-            errors += 1
+            d["errors"] += 1
             continue
-        latencies.append((time.perf_counter() - t) * 1000)
-        inference.append(r.timings_ms["inference"])
-        verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
+        d["latencies"].append((time.perf_counter() - t) * 1000)
+        d["inference"].append(r.timings_ms["inference"])
+        d["verdicts"][r.verdict] = d["verdicts"].get(r.verdict, 0) + 1
     return {
-        "latency": percentiles(latencies),
-        "server_inference": percentiles(inference),
-        "verdicts": verdicts,
-        "errors": errors,
+        kind: {
+            "latency": percentiles(d["latencies"]),
+            "server_inference": percentiles(d["inference"]),
+            "verdicts": d["verdicts"],
+            "errors": d["errors"],
+        }
+        for kind, d in data.items()
     }
 
 
@@ -339,21 +349,33 @@ def measure_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict
         report["achieved_gflops_bare_p50"] = round(achieved, 2)
         report["fraction_of_peak"] = round(achieved / args.peak_gflops, 4)
 
-    report["servers"] = {}
-    for kind in [s for s in args.servers.split(",") if s]:
-        proc, log, target = start_server(kind, models_root, args, work / f"{name}-{kind}.log")
-        try:
-            with InspectionClient(target) as client:
-                client.wait_ready(30)
-                result = sequential(client, request, args.products, args.deadline_ms / 1000)
-                result["overhead_vs_bare_tf_p50_ms"] = round(result["latency"]["p50_ms"] - bare["p50_ms"], 3)
-                result["overhead_vs_server_inference_p50_ms"] = round(
-                    result["latency"]["p50_ms"] - result["server_inference"]["p50_ms"], 3
-                )
-            if args.sustained_minutes > 0:
-                result["sustained"] = sustained(target, request, args)
-            report["servers"][kind] = result
-        finally:
+    # Both servers run at once and the sequential products alternate between them (A, B, A, B, ...): the
+    # machine's drift over minutes (this VM's run-to-run spread is +-10-30 %) then hits both alike.
+    kinds = [s for s in args.servers.split(",") if s]
+    servers = {}
+    try:
+        for kind in kinds:
+            servers[kind] = start_server(kind, models_root, args, work / f"{name}-{kind}.log")
+        clients = {kind: InspectionClient(servers[kind][2]) for kind in kinds}
+        for client in clients.values():
+            client.wait_ready(30)
+        results = interleaved(clients, request, args.products, args.deadline_ms / 1000)
+        for client in clients.values():
+            client.close()
+        for result in results.values():
+            result["overhead_vs_bare_tf_p50_ms"] = round(result["latency"]["p50_ms"] - bare["p50_ms"], 3)
+            result["overhead_vs_server_inference_p50_ms"] = round(
+                result["latency"]["p50_ms"] - result["server_inference"]["p50_ms"], 3
+            )
+        if len(kinds) == 2:
+            a, b = (results[k]["latency"]["p50_ms"] for k in kinds)
+            report[f"p50_ratio_{kinds[0]}_over_{kinds[1]}"] = round(a / b, 4)
+        if args.sustained_minutes > 0:  # one server at a time: a station load is meant to use the machine
+            for kind in kinds:
+                results[kind]["sustained"] = sustained(servers[kind][2], request, args)
+        report["servers"] = results
+    finally:
+        for proc, log, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=30)
             log.close()
