@@ -211,9 +211,9 @@ def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_pat
 def interleaved(clients: dict, request, products: int, deadline_s: float) -> dict:
     """``products`` sequential Inspects per server, alternating between the servers one request at a time;
     client-side latency, server-reported inference, verdicts and errors per server."""
-    for _ in range(5):  # warm-up calls
+    for _ in range(5):  # warm-up calls (generous deadline: a first call may still build kernels)
         for client in clients.values():
-            client.inspect_request(request, timeout_s=deadline_s)
+            client.inspect_request(request, timeout_s=max(deadline_s, 60.0))
     data = {kind: {"latencies": [], "inference": [], "verdicts": {}, "errors": 0} for kind in clients}
     for i in range(products * len(clients)):
         kinds = list(clients)
@@ -419,8 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {
         "patches_per_product": args.patches,
         "machine": {**machine, "peak_gflops": args.peak_gflops},
-        "models": [measure_model(d, args, work) for d in model_dirs],
+        "models": [],
     }
+    for d in model_dirs:
+        report["models"].append(measure_model(d, args, work))
+        print(markdown_table(report["models"][-1:]), flush=True)  # each model's rows as soon as measured
     text = json.dumps(report, indent=2)
     print(text)
     print(markdown_table(report["models"]))
