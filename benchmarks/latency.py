@@ -78,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="servers' cycle budget: large, so that no product is cut short and the full latency is seen",
     )
     p.add_argument("--warmup-batch", type=int, default=0, help="servers' warm-up batch (0 = --patches)")
+    p.add_argument("--warmup-calls", type=int, default=5, help="untimed Inspects per server before timing")
     p.add_argument("--startup-timeout-s", type=float, default=120.0, help="wait this long for a server")
     p.add_argument(
         "--cc-flag",
@@ -208,10 +209,10 @@ def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_pat
     raise RuntimeError(f"{kind} server did not start:\n{log_path.read_text()}")
 
 
-def interleaved(clients: dict, request, products: int, deadline_s: float) -> dict:
+def interleaved(clients: dict, request, products: int, deadline_s: float, warmup_calls: int = 5) -> dict:
     """``products`` sequential Inspects per server, alternating between the servers one request at a time;
     client-side latency, server-reported inference, verdicts and errors per server."""
-    for _ in range(5):  # warm-up calls (generous deadline: a first call may still build kernels)
+    for _ in range(warmup_calls):  # warm-up calls (generous deadline: a first call may still build kernels)
         for client in clients.values():
             client.inspect_request(request, timeout_s=max(deadline_s, 60.0))
     data = {kind: {"latencies": [], "inference": [], "verdicts": {}, "errors": 0} for kind in clients}
@@ -359,7 +360,7 @@ def measure_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict
         clients = {kind: InspectionClient(servers[kind][2]) for kind in kinds}
         for client in clients.values():
             client.wait_ready(30)
-        results = interleaved(clients, request, args.products, args.deadline_ms / 1000)
+        results = interleaved(clients, request, args.products, args.deadline_ms / 1000, args.warmup_calls)
         for client in clients.values():
             client.close()
         for result in results.values():
