@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--warmup-batch", type=int, default=0, help="servers' warm-up batch (0 = --patches)")
     p.add_argument("--warmup-calls", type=int, default=5, help="untimed Inspects per server before timing")
+    p.add_argument(
+        "--build-eval-products", type=int, default=4, help="--build: calibration products (20 patches each)"
+    )
     p.add_argument("--startup-timeout-s", type=float, default=120.0, help="wait this long for a server")
     p.add_argument(
         "--cc-flag",
@@ -286,7 +289,7 @@ def sustained(target: str, request, args: argparse.Namespace) -> dict:
     }
 
 
-def build_model(spec: str, work: Path) -> Path:
+def build_model(spec: str, work: Path, eval_products: int = 4) -> Path:
     """Train ``family:preset`` for one step on generated vials, calibrate and export it; its version dir."""
     import yaml
 
@@ -296,7 +299,9 @@ def build_model(spec: str, work: Path) -> Path:
     family_name, _, preset = spec.partition(":")
     data = work / "vials"
     if not data.is_dir():
-        generate_synth_vials(str(data), n_products=2, n_runs=1, frames=1, n_eval_products=4, defect_rate=0.5)
+        generate_synth_vials(
+            str(data), n_products=2, n_runs=1, frames=1, n_eval_products=eval_products, defect_rate=0.5
+        )
     name = f"{family_name}-{preset}"
     config = {
         "name": name,
@@ -416,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     for d in model_dirs:
         if not (d / "tfad_manifest.json").is_file():
             raise SystemExit(f"{d}: not an exported version directory (no tfad_manifest.json)")
-    model_dirs += [build_model(spec, work) for spec in args.build]
+    model_dirs += [build_model(spec, work, args.build_eval_products) for spec in args.build]
     report: dict = {
         "patches_per_product": args.patches,
         "machine": {**machine, "peak_gflops": args.peak_gflops},
