@@ -1,8 +1,9 @@
 // A minimal firmware-style client of tfad.inspection.v1: one product per cycle, a hard deadline, and a
 // fail-safe reading of the answer (anything but an OK reply with VERDICT_ACCEPT rejects the product).
 //
-//   bazel-bin/cc/inspect_client_example --server=127.0.0.1:8500 --deadline_ms=450 \
+//   bazel-bin/cc/inspect_client_example --server=127.0.0.1:8500 --deadline_ms=450
 //       --regions=R0,R1,R2,R3 --frames=3 --vials=5 [--width=256 --height=256] [--products=5]
+//   (one command line)
 //
 // The patches here are synthetic gray images; real firmware copies its camera crops into Patch.data.
 #include <grpcpp/grpcpp.h>

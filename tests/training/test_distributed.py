@@ -4,10 +4,12 @@ The multi-worker tests start real ``tfad fit --strategy multi-worker`` processes
 ports). They run this module as a script (``python test_distributed.py worker ...``): a thin driver around
 ``tfad.cli.main`` that passes two test hooks through ``tfad.training.fit.fit``'s public arguments - every
 worker dumps its final in-memory weights to an .npz (``on_train_end``), and optionally sleeps after each
-step (``should_stop`` returning False) so that a kill lands mid-epoch. Every subprocess is killed in a
+step (``should_stop`` returning False), and one worker can SIGKILL itself right after a given step, so the
+kill lands at a known point mid-epoch whatever the machine's speed. Every subprocess is killed in a
 ``finally`` if a test fails.
 
-Tested recovery procedure (docs/cluster.md): SIGKILL worker 1 after the chief's first backup; the chief's
+Tested recovery procedure (docs/cluster.md): SIGKILL worker 1 after the chief's first backup (step 5), at
+step 7; the chief's
 next collective fails and it exits by itself with code 75 (no backup written after the failure); the whole
 job is restarted with the same command lines (same TF_CONFIG) and both workers resume from the chief's
 latest backup, logging the steps redone.
@@ -68,8 +70,17 @@ def write_config(path: Path, data_root: Path, output_dir: Path) -> Path:
 class Job:
     """A multi-worker ``tfad fit`` job: one subprocess per worker, logs in files, killed on exit."""
 
-    def __init__(self, config: Path, ports: list[int], work: Path, tag: str, sleep_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        config: Path,
+        ports: list[int],
+        work: Path,
+        tag: str,
+        sleep_s: float = 0.0,
+        kill_worker1_at: int = 0,
+    ) -> None:
         self.config, self.ports, self.work, self.tag, self.sleep_s = config, ports, work, tag, sleep_s
+        self.kill_worker1_at = kill_worker1_at  # worker 1 SIGKILLs itself after this step (0: never)
         self.procs: list[subprocess.Popen] = []
 
     def npz(self, index: int) -> Path:
@@ -85,8 +96,10 @@ class Job:
             tmp.mkdir(exist_ok=True)
             env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
             env.pop("TF_CONFIG", None)
+            die_at = self.kill_worker1_at if index == 1 else 0
             command = [
-                sys.executable, str(Path(__file__)), "worker", str(self.npz(index)), str(self.sleep_s), "--",
+                sys.executable, str(Path(__file__)), "worker", str(self.npz(index)), str(self.sleep_s),
+                str(die_at), "--",
                 "fit", str(self.config), "--strategy", "multi-worker", "--workers", workers,
                 "--task-index", str(index), "--no-progress",
             ]  # fmt: skip
@@ -208,31 +221,27 @@ def test_two_workers_finish_with_identical_weights_and_the_chief_exports(referen
 def test_killed_worker_job_restarts_from_the_last_backup_and_matches(
     reference_job, tiny_vials, tmp_path
 ) -> None:
-    """SIGKILL worker 1 after the first backup (step 5), mid-epoch; the chief exits by itself (75); the
-    restarted job resumes at the backup and ends with the uninterrupted reference run's weights."""
+    """Worker 1 SIGKILLs itself after step 7: after the first backup (step 5), mid-epoch 1. The chief exits by
+    itself (75); the restarted job resumes at the backup, redoes steps 6-7 and ends with the uninterrupted
+    reference run's weights."""
     reference, _, _ = reference_job
     config = write_config(tmp_path / "config.yaml", tiny_vials, tmp_path / "runs")
     run_dir = tmp_path / "runs" / "tiny"
     ports = free_ports(2)
-    first = Job(config, ports, tmp_path, "first", sleep_s=0.4)
+    first = Job(config, ports, tmp_path, "first", kill_worker1_at=7)
     with running(first):
-        deadline = time.monotonic() + JOB_TIMEOUT_S
-        while True:  # the first backup is on disk and the chief is past it
-            info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-            if (run_dir / "checkpoints" / "ckpt-5.index").exists() and info.get("progress_step", 0) > 5:
-                break
-            if time.monotonic() > deadline or any(p.poll() is not None for p in first.procs):
-                pytest.fail(f"no backup before the job ended or timed out:\n{first.tail()}")
-            time.sleep(0.1)
-        reached = info["progress_step"]
-        assert 5 < reached < 20, reached
-        os.kill(first.procs[1].pid, signal.SIGKILL)
-        chief_code = first.procs[0].wait(timeout=120)  # its next collective fails: it stops by itself
+        try:
+            worker_code = first.procs[1].wait(timeout=JOB_TIMEOUT_S)
+            chief_code = first.procs[0].wait(timeout=120)  # its next collective fails: it stops by itself
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the first job did not end:\n{first.tail()}")
+    assert worker_code == -signal.SIGKILL, first.tail()
     assert chief_code == 75, first.tail()
     assert "a worker of the multi-worker job was lost" in first.log(0).read_text()
     backup = json.loads((run_dir / "run.json").read_text())
-    assert backup["status"] == "failed" and backup["global_step"] >= reached
-    assert backup["backup_step"] in (5, 10), backup["backup_step"]  # mid-epoch 1 or the end of epoch 1
+    assert backup["status"] == "failed" and backup["backup_step"] == 5, backup
+    reached = backup["global_step"]
+    assert reached == 7, reached  # step 8 cannot complete without worker 1
 
     second = Job(config, ports, tmp_path, "second")
     with running(second):
@@ -479,8 +488,9 @@ def test_supervised_classes_from_packed_shards(tiny_vials, tmp_path) -> None:
 
 
 # ------------------------------------------------------------------------------- subprocess entry points
-def _worker_main(npz: str, sleep_s: float, cli_args: list[str]) -> int:
-    """``tfad <cli_args>`` with the test hooks: dump the final weights to ``npz``, sleep after each step."""
+def _worker_main(npz: str, sleep_s: float, die_at: int, cli_args: list[str]) -> int:
+    """``tfad <cli_args>`` with the test hooks: dump the final weights to ``npz``, sleep after each step,
+    SIGKILL this process right after step ``die_at`` (0: never)."""
     import tfad.training.fit as fit_module
 
     real_fit = fit_module.fit
@@ -489,14 +499,16 @@ def _worker_main(npz: str, sleep_s: float, cli_args: list[str]) -> int:
         parts = trainer.networks.checkpoint_parts()
         np.savez(npz, *[np.asarray(v.numpy()) for part in parts.values() for v in part.variables])
 
-    def slow(step: int) -> bool:
+    def after_step(step: int) -> bool:
+        if step == die_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # a worker lost at a known step, mid-epoch
         time.sleep(sleep_s)
         return False
 
     def fit_with_hooks(*args, **kwargs):
         kwargs["on_train_end"] = dump
-        if sleep_s:
-            kwargs["should_stop"] = slow
+        if sleep_s or die_at:
+            kwargs["should_stop"] = after_step
         return real_fit(*args, **kwargs)
 
     fit_module.fit = fit_with_hooks  # tfad.cli.fit imports it at call time
@@ -648,9 +660,9 @@ def _loss_scaling_main(out: str, data_root: str, work: str) -> int:
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))  # conftest helpers
     if sys.argv[1] == "worker":
-        npz_path, sleep, separator, *rest = sys.argv[2:]
+        npz_path, sleep, die_at, separator, *rest = sys.argv[2:]
         assert separator == "--"
-        sys.exit(_worker_main(npz_path, float(sleep), rest))
+        sys.exit(_worker_main(npz_path, float(sleep), int(die_at), rest))
     if sys.argv[1] == "loss-scaling":
         sys.exit(_loss_scaling_main(*sys.argv[2:5]))
     sys.exit(f"unknown entry point {sys.argv[1]!r}")

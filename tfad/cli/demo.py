@@ -137,5 +137,5 @@ def _demo(args: argparse.Namespace) -> int:
         (savedmodels / config["name"], "the exported SavedModel + tfad_manifest.json"),
     ):
         print(f"  {path}  - {what}")
-    print(f"Serve it: tfad serve --models {savedmodels}   (or the C++ server, README 'Serving')")
+    print(f"Serve it: tfad serve --models-root {savedmodels}   (or the C++ server, README 'Serving')")
     return 0

@@ -75,6 +75,40 @@ def load_sample_arrays(
     return image, mask, roi
 
 
+def chunk_samples(
+    outputs: list[tf.Tensor], shape: tuple[int, int, int], with_masks: bool, with_roi: bool
+) -> dict[str, tf.Tensor]:
+    """The decoded chunk of a ``tf.numpy_function`` - ``[image, label, index, (mask), (roi)]`` as uint8 /
+    int32 / int64 - as a dict with static shapes (``shape`` = H, W, C of the images)."""
+    height, width, channels = shape
+    image, label, index = outputs[:3]
+    image.set_shape((None, height, width, channels))
+    label.set_shape((None,))
+    index.set_shape((None,))
+    samples = {"image": image, "label": label, "index": index}
+    extra = iter(outputs[3:])
+    for key, wanted in (("mask", with_masks), ("roi", with_roi)):
+        if wanted:
+            tensor = next(extra)
+            tensor.set_shape((None, height, width, 1))
+            samples[key] = tensor
+    return samples
+
+
+def to_float(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """A finished uint8 batch as float32 (image / 255, masks 0/1): uint8 travels through the buffers (4x
+    smaller), float32 only at the end."""
+    out = {
+        "image": tf.cast(batch["image"], tf.float32) / 255.0,
+        "label": batch["label"],
+        "index": batch["index"],
+    }
+    for key in ("mask", "roi"):
+        if key in batch:
+            out[key] = tf.cast(batch[key], tf.float32)
+    return out
+
+
 def make_dataset(
     records: Sequence[ImageRecord],
     image_size: tuple[int, int],
@@ -158,30 +192,7 @@ def make_dataset(
 
     def load_tf(indices: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = tf.numpy_function(load_chunk, [indices], tout, name="decode_resize")
-        image, label, index = outputs[:3]
-        image.set_shape((None, height, width, channels))
-        label.set_shape((None,))
-        index.set_shape((None,))
-        samples = {"image": image, "label": label, "index": index}
-        extra = iter(outputs[3:])
-        for key, wanted in (("mask", with_masks), ("roi", with_roi)):
-            if wanted:
-                tensor = next(extra)
-                tensor.set_shape((None, height, width, 1))
-                samples[key] = tensor
-        return samples
-
-    def to_float(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        # uint8 through the buffers (4x smaller), float32 only for the finished batch.
-        out = {
-            "image": tf.cast(batch["image"], tf.float32) / 255.0,
-            "label": batch["label"],
-            "index": batch["index"],
-        }
-        for key in ("mask", "roi"):
-            if key in batch:
-                out[key] = tf.cast(batch[key], tf.float32)
-        return out
+        return chunk_samples(outputs, (height, width, channels), with_masks, with_roi)
 
     ds = tf.data.Dataset.range(len(records))
     if shuffle:

@@ -38,6 +38,7 @@ from tfad import __version__
 from tfad.data.corrupt import CorruptFileCounter
 from tfad.data.decode import decode_image_file, load_binary_mask, resize_image
 from tfad.data.errors import CorruptImageError, DataError
+from tfad.data.pipeline import DECODE_CHUNK, chunk_samples, to_float
 from tfad.data.records import ImageRecord, fingerprint
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 FORMAT = "tfad-shards/1"
 INDEX_NAME = "index.json"
 DEFAULT_SHARD_SIZE = 1024
-#: Serialized examples per ``tf.numpy_function`` call when reading (as ``pipeline.DECODE_CHUNK``).
-DECODE_CHUNK = 8
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<k>\d{5})-of-(?P<n>\d{5})\.tfrecord$")
 _TMP_SUFFIX = ".tfrecord.tmp"
@@ -1042,29 +1041,7 @@ def make_shard_dataset(
 
     def decode_tf(shard_ids: tf.Tensor, numbers: tf.Tensor, raws: tf.Tensor, ends: tf.Tensor) -> dict:
         outputs = tf.numpy_function(decode_chunk, [shard_ids, numbers, raws, ends], tout, name="decode_shard")
-        image, label, index_t = outputs[:3]
-        image.set_shape((None, height, width, channels))
-        label.set_shape((None,))
-        index_t.set_shape((None,))
-        samples = {"image": image, "label": label, "index": index_t}
-        extra = iter(outputs[3:])
-        for key, wanted in (("mask", with_masks), ("roi", with_roi)):
-            if wanted:
-                tensor = next(extra)
-                tensor.set_shape((None, height, width, 1))
-                samples[key] = tensor
-        return samples
-
-    def to_float(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        out = {
-            "image": tf.cast(batch["image"], tf.float32) / 255.0,
-            "label": batch["label"],
-            "index": batch["index"],
-        }
-        for key in ("mask", "roi"):
-            if key in batch:
-                out[key] = tf.cast(batch[key], tf.float32)
-        return out
+        return chunk_samples(outputs, (height, width, channels), with_masks, with_roi)
 
     ds = ds.batch(DECODE_CHUNK).map(decode_tf, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.unbatch().batch(batch_size, drop_remainder=drop_remainder)

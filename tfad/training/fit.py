@@ -535,25 +535,16 @@ def fit(
             )
         _check_same_distribution(info, distribution)
     else:
-        info = {
-            "format": RUN_FORMAT,
-            "name": config.name,
-            "model_family": config.model.family,
-            "preset": config.model.preset,
-            "architecture": arch.to_dict(),
-            "inference_gflops_per_patch": count_flops(networks.build_inference_model()) / 1e9,
-            "parameters": networks.parameter_counts(),
-            "network_build": model_family.build_record(networks),
-            "training_data": data.description,
-            "steps_per_epoch": steps_per_epoch,
+        info = new_run_info(
+            config,
+            arch.to_dict(),
+            data.description,
+            inference_gflops_per_patch=count_flops(networks.build_inference_model()) / 1e9,
+            parameters=networks.parameter_counts(),
+            network_build=model_family.build_record(networks),
+            steps_per_epoch=steps_per_epoch,
             **({"classes": config.supervised.classes} if model_family.supervised else {}),
-            "global_step": 0,
-            "epochs_done": 0,
-            "status": "running",
-            "tfad_version": __version__,
-            "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "history": [],
-        }
+        )
         if dist.distributed:
             info["distribution"] = distribution
     global_step = int(step_var.numpy())
@@ -944,6 +935,25 @@ def _early_stopping(info: dict, row: dict, patience: int) -> tuple[bool, bool]:
     return improved, state["stopped"]
 
 
+def new_run_info(config: Config, architecture_dict: dict, training_data: dict, **fields: Any) -> dict:
+    """A new run's run.json content (status "running", no history yet) with family-specific ``fields``."""
+    return {
+        "format": RUN_FORMAT,
+        "name": config.name,
+        "model_family": config.model.family,
+        "preset": config.model.preset,
+        "architecture": architecture_dict,
+        **fields,
+        "training_data": training_data,
+        "global_step": 0,
+        "epochs_done": 0,
+        "status": "running",
+        "tfad_version": __version__,
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "history": [],
+    }
+
+
 def _fit_without_training(
     config: Config,
     model_family,
@@ -957,27 +967,16 @@ def _fit_without_training(
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / CONFIG_FILE)
     started = time.perf_counter()
-    info = {
-        "format": RUN_FORMAT,
-        "name": config.name,
-        "model_family": config.model.family,
-        "preset": config.model.preset,
-        "architecture": architecture(config).to_dict(),
-        "inference_gflops_per_patch": None,
-        "training_data": {
-            "root": str(Path(config.data.root).resolve()),
-            "split": config.data.train_split,
-            "fingerprint": fingerprint(records),
-            "train_images": len(train_records),
-            "validation_images": len(val_records),
-        },
-        "global_step": 0,
-        "epochs_done": 0,
-        "status": "running",
-        "tfad_version": __version__,
-        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "history": [],
+    training_data = {
+        "root": str(Path(config.data.root).resolve()),
+        "split": config.data.train_split,
+        "fingerprint": fingerprint(records),
+        "train_images": len(train_records),
+        "validation_images": len(val_records),
     }
+    info = new_run_info(
+        config, architecture(config).to_dict(), training_data, inference_gflops_per_patch=None
+    )
     history = _History(run_dir, info)
     history.write_info()
     summary = model_family.fit_without_training(config, list(records), run_dir)

@@ -83,6 +83,21 @@ class SupervisedTrainer(keras.Model):
         gradients = replica_gradients(tape, loss, variables, self.gradient_scale)
         self.optimizer_.apply_gradients(zip(gradients, variables, strict=True))
 
+    def _loss_values(self, batch: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
+        """The step's logged values; ``"total_loss"`` is the one optimised."""
+        raise NotImplementedError
+
+    def train_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """One Adam step on ``total_loss``."""
+        with tf.GradientTape() as tape:
+            values = self._loss_values(batch, training=True)
+        self._apply(tape, values["total_loss"])
+        return self.update_trackers(**values)
+
+    def test_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Validation losses (inference mode)."""
+        return self.update_trackers(**self._loss_values(batch, training=False))
+
 
 class ClassifierTrainer(SupervisedTrainer):
     """Trains a backbone + softmax head on class-weighted cross-entropy."""
@@ -125,17 +140,6 @@ class ClassifierTrainer(SupervisedTrainer):
             "accuracy": tf.reduce_mean(tf.cast(predicted == labels, tf.float32)),
             "defect_recall": recall,
         }
-
-    def train_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """One Adam step on the class-weighted cross-entropy."""
-        with tf.GradientTape() as tape:
-            values = self._loss_values(batch, training=True)
-        self._apply(tape, values["total_loss"])
-        return self.update_trackers(**values)
-
-    def test_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Validation losses (inference mode)."""
-        return self.update_trackers(**self._loss_values(batch, training=False))
 
     def preview_panels(self, batch: dict[str, tf.Tensor], n: int) -> tuple[list, list[str]]:
         """Image and Grad-CAM of the most probable defect class, labelled true/predicted class."""
@@ -191,17 +195,6 @@ class SegmentationTrainer(SupervisedTrainer):
             "dice": 1.0 - dice_loss(probabilities, batch["mask"]),
             "score": tf.reduce_mean(smoothed_max_score(probabilities, self.filter_size)),
         }
-
-    def train_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """One Adam step on the segmentation loss."""
-        with tf.GradientTape() as tape:
-            values = self._loss_values(batch, training=True)
-        self._apply(tape, values["total_loss"])
-        return self.update_trackers(**values)
-
-    def test_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Validation losses (inference mode)."""
-        return self.update_trackers(**self._loss_values(batch, training=False))
 
     def preview_panels(self, batch: dict[str, tf.Tensor], n: int) -> tuple[list, list[str]]:
         """Image, true mask, predicted map, labelled with the image score."""
