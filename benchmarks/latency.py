@@ -143,7 +143,31 @@ def bare_tensorflow(model_dir: Path, images: np.ndarray, runs: int) -> dict:
 
 
 def model_flops(model_dir: Path, batch_shape: tuple[int, ...]) -> float | None:
-    """FLOPs of one batch from TensorFlow's profiler on the frozen, inlined graph (None if unavailable)."""
+    """FLOPs of one batch from TensorFlow's profiler on the frozen, inlined graph (None if unavailable).
+
+    Counted on a batch of one image and scaled by the batch size (every op of the serving graph works per
+    image), in a child process: freezing a large model's weights into graph constants takes many GB (15 GB
+    for the 260 M-parameter `thesis` preset) that would otherwise stay in this process or kill it.
+    """
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from latency import profile_flops; "
+        "print('FLOPS', profile_flops(sys.argv[2], tuple(int(v) for v in sys.argv[3:])))"
+    )
+    one = (1, *batch_shape[1:])
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), str(model_dir), *map(str, one)],
+        capture_output=True,
+        text=True,
+    )
+    found = re.search(r"^FLOPS (\S+)$", done.stdout, re.M)
+    if done.returncode != 0 or not found or found.group(1) == "None":
+        print(f"FLOPs unavailable (exit {done.returncode}): {done.stderr[-500:]}", file=sys.stderr)
+        return None
+    return float(found.group(1)) * batch_shape[0]
+
+
+def profile_flops(model_dir: str, batch_shape: tuple[int, ...]) -> float | None:
+    """The profiler's FLOP count of the serving signature on a ``batch_shape`` uint8 batch (this process)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -293,7 +317,6 @@ def build_model(spec: str, work: Path, eval_products: int = 4) -> Path:
     """Train ``family:preset`` for one step on generated vials, calibrate and export it; its version dir."""
     import yaml
 
-    from tfad.cli import main as tfad_main
     from tfad.data.synth_vials import generate_synth_vials
 
     family_name, _, preset = spec.partition(":")
@@ -319,9 +342,10 @@ def build_model(spec: str, work: Path, eval_products: int = 4) -> Path:
         ["calibrate", str(work / "runs" / name), "--data", str(data), "--split", "calib", "--no-progress"],
         ["export", str(work / "runs" / name), "--savedmodels", str(work / "built")],
     )
-    for argv in steps:
-        if tfad_main(argv) != 0:
-            raise RuntimeError(f"building {spec}: `tfad {' '.join(argv)}` failed")
+    for argv in steps:  # each in a child process: a large preset's training memory goes with it
+        done = subprocess.run([sys.executable, "-m", "tfad", *argv], cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"building {spec}: `tfad {' '.join(argv)}` failed:\n{done.stderr[-2000:]}")
     return work / "built" / name / "1"
 
 
