@@ -146,8 +146,9 @@ def model_flops(model_dir: Path, batch_shape: tuple[int, ...]) -> float | None:
     """FLOPs of one batch from TensorFlow's profiler on the frozen, inlined graph (None if unavailable).
 
     Counted on a batch of one image and scaled by the batch size (every op of the serving graph works per
-    image), in a child process: freezing a large model's weights into graph constants takes many GB (15 GB
-    for the 260 M-parameter `thesis` preset) that would otherwise stay in this process or kill it.
+    image), in a child process: freezing a large model's weights into graph constants takes many GB that
+    would otherwise stay in this process (the 260 M-parameter `thesis` preset's 60-patch run still ran out of
+    24 GB with this child beside the benchmark's loaded model).
     """
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); from latency import profile_flops; "

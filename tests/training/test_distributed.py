@@ -3,9 +3,9 @@
 The multi-worker tests start real ``tfad fit --strategy multi-worker`` processes (CUDA hidden, free loopback
 ports). They run this module as a script (``python test_distributed.py worker ...``): a thin driver around
 ``tfad.cli.main`` that passes two test hooks through ``tfad.training.fit.fit``'s public arguments - every
-worker dumps its final in-memory weights to an .npz (``on_train_end``), and optionally sleeps after each
-step (``should_stop`` returning False), and one worker can SIGKILL itself right after a given step, so the
-kill lands at a known point mid-epoch whatever the machine's speed. Every subprocess is killed in a
+worker dumps its final in-memory weights to an .npz (``on_train_end``), and one worker can SIGKILL itself
+right after a given step (``should_stop``), so the kill lands at a known point mid-epoch whatever the
+machine's speed. Every subprocess is killed in a
 ``finally`` if a test fails.
 
 Tested recovery procedure (docs/cluster.md): SIGKILL worker 1 after the chief's first backup (step 5), at
@@ -76,10 +76,9 @@ class Job:
         ports: list[int],
         work: Path,
         tag: str,
-        sleep_s: float = 0.0,
         kill_worker1_at: int = 0,
     ) -> None:
-        self.config, self.ports, self.work, self.tag, self.sleep_s = config, ports, work, tag, sleep_s
+        self.config, self.ports, self.work, self.tag = config, ports, work, tag
         self.kill_worker1_at = kill_worker1_at  # worker 1 SIGKILLs itself after this step (0: never)
         self.procs: list[subprocess.Popen] = []
 
@@ -98,8 +97,7 @@ class Job:
             env.pop("TF_CONFIG", None)
             die_at = self.kill_worker1_at if index == 1 else 0
             command = [
-                sys.executable, str(Path(__file__)), "worker", str(self.npz(index)), str(self.sleep_s),
-                str(die_at), "--",
+                sys.executable, str(Path(__file__)), "worker", str(self.npz(index)), str(die_at), "--",
                 "fit", str(self.config), "--strategy", "multi-worker", "--workers", workers,
                 "--task-index", str(index), "--no-progress",
             ]  # fmt: skip
@@ -488,9 +486,9 @@ def test_supervised_classes_from_packed_shards(tiny_vials, tmp_path) -> None:
 
 
 # ------------------------------------------------------------------------------- subprocess entry points
-def _worker_main(npz: str, sleep_s: float, die_at: int, cli_args: list[str]) -> int:
-    """``tfad <cli_args>`` with the test hooks: dump the final weights to ``npz``, sleep after each step,
-    SIGKILL this process right after step ``die_at`` (0: never)."""
+def _worker_main(npz: str, die_at: int, cli_args: list[str]) -> int:
+    """``tfad <cli_args>`` with the test hooks: dump the final weights to ``npz``; SIGKILL this process right
+    after step ``die_at`` (0: never)."""
     import tfad.training.fit as fit_module
 
     real_fit = fit_module.fit
@@ -499,16 +497,15 @@ def _worker_main(npz: str, sleep_s: float, die_at: int, cli_args: list[str]) -> 
         parts = trainer.networks.checkpoint_parts()
         np.savez(npz, *[np.asarray(v.numpy()) for part in parts.values() for v in part.variables])
 
-    def after_step(step: int) -> bool:
+    def die_after(step: int) -> bool:
         if step == die_at:
             os.kill(os.getpid(), signal.SIGKILL)  # a worker lost at a known step, mid-epoch
-        time.sleep(sleep_s)
         return False
 
     def fit_with_hooks(*args, **kwargs):
         kwargs["on_train_end"] = dump
-        if sleep_s or die_at:
-            kwargs["should_stop"] = after_step
+        if die_at:
+            kwargs["should_stop"] = die_after
         return real_fit(*args, **kwargs)
 
     fit_module.fit = fit_with_hooks  # tfad.cli.fit imports it at call time
@@ -660,9 +657,9 @@ def _loss_scaling_main(out: str, data_root: str, work: str) -> int:
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))  # conftest helpers
     if sys.argv[1] == "worker":
-        npz_path, sleep, die_at, separator, *rest = sys.argv[2:]
+        npz_path, die_at, separator, *rest = sys.argv[2:]
         assert separator == "--"
-        sys.exit(_worker_main(npz_path, float(sleep), int(die_at), rest))
+        sys.exit(_worker_main(npz_path, int(die_at), rest))
     if sys.argv[1] == "loss-scaling":
         sys.exit(_loss_scaling_main(*sys.argv[2:5]))
     sys.exit(f"unknown entry point {sys.argv[1]!r}")
