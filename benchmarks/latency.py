@@ -1,7 +1,8 @@
 """End-to-end Inspect latency of the C++ and Python inspection servers, for one or several SavedModels.
 
 Measures, in one run, for each model, on the same products:
-- bare TensorFlow run time of one product batch (the loaded SavedModel called in this process),
+- bare TensorFlow run time of one product batch (the loaded SavedModel called in a child process) and
+  its peak memory, and each server's peak memory,
 - Inspect latency (client-side, loopback) of the C++ server and the Python server: p50/p99 over
   --products sequential products per server, both servers running and the products alternating between
   them (ABBA order), and the server overhead = latency - bare TensorFlow time,
@@ -82,6 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--build-eval-products", type=int, default=4, help="--build: calibration products (20 patches each)"
     )
+    p.add_argument(
+        "--one-server-at-a-time",
+        action="store_true",
+        help="measure the servers one after the other (models too large for two servers' memory at once)",
+    )
     p.add_argument("--startup-timeout-s", type=float, default=120.0, help="wait this long for a server")
     p.add_argument(
         "--cc-flag",
@@ -127,10 +133,45 @@ def product_request(manifest: dict, n: int, seed: int):
     )
 
 
-def bare_tensorflow(model_dir: Path, images: np.ndarray, runs: int) -> dict:
+def bare_tensorflow(model_dir: Path, batch_shape: tuple[int, ...], runs: int) -> dict:
+    """Run time of one product batch through the loaded SavedModel, and the peak memory it took.
+
+    In a child process, so that the activations' memory (TensorFlow's CPU allocator keeps its peak) is
+    given back before the servers start: the `thesis` preset's 60-patch product needs many GB per process.
+    """
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]); from latency import time_bare_tensorflow; "
+        "print('BARE', json.dumps(time_bare_tensorflow(sys.argv[2], int(sys.argv[3]), "
+        "tuple(int(v) for v in sys.argv[4:]))))"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(Path(__file__).parent),
+            str(model_dir),
+            str(runs),
+            *map(str, batch_shape),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    found = re.search(r"^BARE (.+)$", done.stdout, re.M)
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"bare TensorFlow run failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(found.group(1))
+
+
+def time_bare_tensorflow(model_dir: str, runs: int, batch_shape: tuple[int, ...]) -> dict:
+    """Timed runs of the serving signature on the benchmark's product images (this process)."""
+    import resource
+
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(model_dir))
+    manifest = json.loads((Path(model_dir) / "tfad_manifest.json").read_text())
+    images, _ = product_request(manifest, batch_shape[0], seed=1)
+    loaded = tf.saved_model.load(model_dir)
     sig = loaded.signatures["serving_default"]
     x = tf.constant(images)
     sig(images=x)  # warm-up
@@ -139,7 +180,8 @@ def bare_tensorflow(model_dir: Path, images: np.ndarray, runs: int) -> dict:
         t = time.perf_counter()
         sig(images=x)["score"].numpy()
         times.append((time.perf_counter() - t) * 1000)
-    return percentiles(times)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return {**percentiles(times), "peak_rss_mb": round(peak_mb, 1)}
 
 
 def model_flops(model_dir: Path, batch_shape: tuple[int, ...]) -> float | None:
@@ -350,10 +392,46 @@ def build_model(spec: str, work: Path, eval_products: int = 4) -> Path:
     return work / "built" / name / "1"
 
 
-def measure_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict:
-    """Bare TensorFlow, FLOPs and both servers' latency for one exported version directory."""
+def peak_rss_mb(pid: int) -> float | None:
+    """A live process's peak resident memory (VmHWM), in MB; None where /proc does not say."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return round(int(found.group(1)) / 1024, 1) if found else None
+
+
+def serve_and_measure(kinds: list[str], models_root: Path, request, args: argparse.Namespace, log_stem: Path):
+    """Start the ``kinds`` servers together, time them interleaved (then the sustained load, one server at a
+    time), record each server's peak memory, stop them."""
     from tfad.serving.client import InspectionClient
 
+    servers = {}
+    try:
+        for kind in kinds:
+            servers[kind] = start_server(kind, models_root, args, Path(f"{log_stem}-{kind}.log"))
+        clients = {kind: InspectionClient(servers[kind][2]) for kind in kinds}
+        for client in clients.values():
+            client.wait_ready(30)
+        results = interleaved(clients, request, args.products, args.deadline_ms / 1000, args.warmup_calls)
+        for client in clients.values():
+            client.close()
+        if args.sustained_minutes > 0:  # one server at a time: a station load is meant to use the machine
+            for kind in kinds:
+                results[kind]["sustained"] = sustained(servers[kind][2], request, args)
+        for kind in kinds:
+            results[kind]["peak_rss_mb"] = peak_rss_mb(servers[kind][0].pid)
+        return results
+    finally:
+        for proc, log, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+            log.close()
+
+
+def measure_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict:
+    """Bare TensorFlow, FLOPs and both servers' latency for one exported version directory."""
     manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
     name, version = manifest["name"], int(manifest["version"])
     models_root = work / f"models-{name}"
@@ -371,7 +449,7 @@ def measure_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict
             "input": manifest["input"],
         },
     }
-    bare = bare_tensorflow(model_dir, images, args.bare_runs)
+    bare = bare_tensorflow(model_dir, images.shape, args.bare_runs)
     report["bare_tensorflow"] = bare
     flops = model_flops(model_dir, images.shape)
     report["flops_per_product"] = flops
@@ -381,35 +459,23 @@ def measure_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict
         report["fraction_of_peak"] = round(achieved / args.peak_gflops, 4)
 
     # Both servers run at once and the sequential products alternate between them (A, B, A, B, ...): the
-    # machine's drift over minutes (this VM's run-to-run spread is +-10-30 %) then hits both alike.
+    # machine's drift over minutes (this VM's run-to-run spread is +-10-30 %) then hits both alike. A model
+    # whose product needs more memory than two servers can hold at once runs them one after the other
+    # (--one-server-at-a-time), at the price of that drift compensation.
     kinds = [s for s in args.servers.split(",") if s]
-    servers = {}
-    try:
-        for kind in kinds:
-            servers[kind] = start_server(kind, models_root, args, work / f"{name}-{kind}.log")
-        clients = {kind: InspectionClient(servers[kind][2]) for kind in kinds}
-        for client in clients.values():
-            client.wait_ready(30)
-        results = interleaved(clients, request, args.products, args.deadline_ms / 1000, args.warmup_calls)
-        for client in clients.values():
-            client.close()
-        for result in results.values():
-            result["overhead_vs_bare_tf_p50_ms"] = round(result["latency"]["p50_ms"] - bare["p50_ms"], 3)
-            result["overhead_vs_server_inference_p50_ms"] = round(
-                result["latency"]["p50_ms"] - result["server_inference"]["p50_ms"], 3
-            )
-        if len(kinds) == 2:
-            a, b = (results[k]["latency"]["p50_ms"] for k in kinds)
-            report[f"p50_ratio_{kinds[0]}_over_{kinds[1]}"] = round(a / b, 4)
-        if args.sustained_minutes > 0:  # one server at a time: a station load is meant to use the machine
-            for kind in kinds:
-                results[kind]["sustained"] = sustained(servers[kind][2], request, args)
-        report["servers"] = results
-    finally:
-        for proc, log, _ in servers.values():
-            proc.terminate()
-            proc.wait(timeout=30)
-            log.close()
+    groups = [[k] for k in kinds] if args.one_server_at_a_time else [kinds]
+    results: dict = {}
+    for group in groups:
+        results.update(serve_and_measure(group, models_root, request, args, work / name))
+    for result in results.values():
+        result["overhead_vs_bare_tf_p50_ms"] = round(result["latency"]["p50_ms"] - bare["p50_ms"], 3)
+        result["overhead_vs_server_inference_p50_ms"] = round(
+            result["latency"]["p50_ms"] - result["server_inference"]["p50_ms"], 3
+        )
+    if len(kinds) == 2:
+        a, b = (results[k]["latency"]["p50_ms"] for k in kinds)
+        report[f"p50_ratio_{kinds[0]}_over_{kinds[1]}"] = round(a / b, 4)
+    report["servers"] = results
     return report
 
 
@@ -417,8 +483,8 @@ def markdown_table(models: list[dict]) -> str:
     """Sequential latency per model and server, one row each."""
     lines = [
         "| model | server | products | p50 ms | p90 ms | p99 ms | max ms | server inference p50 ms "
-        "| bare TF p50 ms | GFLOP/product |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| bare TF p50 ms | GFLOP/product | server peak MB | bare TF peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in models:
         label = f"{m['model']['family']}:{m['model']['preset']}"
@@ -428,7 +494,8 @@ def markdown_table(models: list[dict]) -> str:
             lines.append(
                 f"| {label} | {kind} | {lat['n']} | {lat['p50_ms']:.1f} | {lat['p90_ms']:.1f} | "
                 f"{lat['p99_ms']:.1f} | {lat['max_ms']:.1f} | {r['server_inference']['p50_ms']:.1f} | "
-                f"{m['bare_tensorflow']['p50_ms']:.1f} | {gflop} |"
+                f"{m['bare_tensorflow']['p50_ms']:.1f} | {gflop} | {r.get('peak_rss_mb') or 'n/a'} | "
+                f"{m['bare_tensorflow'].get('peak_rss_mb', 'n/a')} |"
             )
     return "\n".join(lines)
 
