@@ -39,4 +39,9 @@ bool InferencePool::TrySubmit(std::function<void()> task) {
   return true;
 }
 
+size_t InferencePool::queued() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.size();
+}
+
 }  // namespace tfad

@@ -20,6 +20,8 @@ class InferencePool {
   // Queues `task`; false when max_queue tasks are already waiting.
   bool TrySubmit(std::function<void()> task);
   int threads() const { return static_cast<int>(workers_.size()); }
+  // Tasks waiting for a thread (not those running).
+  size_t queued();
 
  private:
   const size_t max_queue_;

@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <thread>
+#include <vector>
+
 #include "cc/tests/fake_model.h"
 #include "cc/tests/test_util.h"
 
@@ -120,19 +124,34 @@ TEST_F(InspectionServiceTest, NanScoresAreRejectIncomplete) {
 }
 
 TEST_F(InspectionServiceTest, FullQueueIsRejectIncompleteOverloaded) {
-  loader_.model->sleep_ms = 200;
-  // One running + two queued fill the pool (1 thread, max_queue 2); the fourth is refused.
+  loader_.model->sleep_ms = 500;
+  // One running + two queued fill the pool (1 thread, max_queue 2); the fourth is refused. Each step waits
+  // for the pool's state rather than for a fixed time: a request submitted before the thread has taken the
+  // first one would itself be refused (seen once in CI with a 50 ms sleep).
+  auto wait_until = [](const std::function<bool()>& done) {
+    const auto give_up = Clock::now() + std::chrono::seconds(10);
+    while (!done() && Clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return done();
+  };
   std::vector<std::thread> threads;
-  for (int i = 0; i < 3; ++i) {
+  auto send = [this, &threads] {
     threads.emplace_back([this] {
       pb::InspectReply reply;
-      Inspect(Product(0, 0), &reply, 2000);
+      Inspect(Product(0, 0), &reply, 20000);
     });
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  };
+  const int runs_before = loader_.model->runs;  // the warm-up at load ran the model once
+  send();
+  const bool running = wait_until([&] { return loader_.model->runs == runs_before + 1; });
+  send();
+  send();
+  const bool queued = running && wait_until([this] { return pool_->queued() == 2; });
   pb::InspectReply reply;
-  ASSERT_TRUE(Inspect(Product(0, 0), &reply, 2000).ok());
-  for (auto& t : threads) t.join();
+  const grpc::Status status = Inspect(Product(0, 0), &reply, 20000);
+  for (auto& t : threads) t.join();  // before any ASSERT returns: a joinable thread would abort the binary
+  ASSERT_TRUE(running) << "the pool's thread never took the first request";
+  ASSERT_TRUE(queued) << "two requests were not queued behind the running one";
+  ASSERT_TRUE(status.ok());
   EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
   EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_OVERLOADED);
 }
