@@ -133,37 +133,36 @@ def product_request(manifest: dict, n: int, seed: int):
     )
 
 
-def bare_tensorflow(model_dir: Path, batch_shape: tuple[int, ...], runs: int) -> dict:
-    """Run time of one product batch through the loaded SavedModel, and the peak memory it took.
+def call_in_child(function: str, *args) -> object:
+    """``function(*args)`` of this module in a fresh Python process; its JSON-encoded result.
 
-    In a child process, so that the activations' memory (TensorFlow's CPU allocator keeps its peak) is
-    given back before the servers start: the `thesis` preset's 60-patch product needs many GB per process.
+    The bare TensorFlow run and the FLOP count run apart from the benchmark: TensorFlow's CPU allocator keeps
+    its peak, and the `thesis` preset's 60-patch product needs ~11 GB per process, so the servers started
+    next would otherwise share the machine's memory with that peak (the first attempts were OOM-killed).
     """
     code = (
-        "import sys, json; sys.path.insert(0, sys.argv[1]); from latency import time_bare_tensorflow; "
-        "print('BARE', json.dumps(time_bare_tensorflow(sys.argv[2], int(sys.argv[3]), "
-        "tuple(int(v) for v in sys.argv[4:]))))"
+        "import sys, json; sys.path.insert(0, sys.argv[1]); import latency; "
+        "print('RESULT', json.dumps(getattr(latency, sys.argv[2])(*json.loads(sys.argv[3]))))"
     )
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            code,
-            str(Path(__file__).parent),
-            str(model_dir),
-            str(runs),
-            *map(str, batch_shape),
-        ],
+        [sys.executable, "-c", code, str(Path(__file__).parent), function, json.dumps(args)],
         capture_output=True,
         text=True,
     )
-    found = re.search(r"^BARE (.+)$", done.stdout, re.M)
+    found = re.search(r"^RESULT (.+)$", done.stdout, re.M)
     if done.returncode != 0 or not found:
-        raise RuntimeError(f"bare TensorFlow run failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{function} failed in a child process (exit {done.returncode}): {done.stderr[-2000:]}"
+        )
     return json.loads(found.group(1))
 
 
-def time_bare_tensorflow(model_dir: str, runs: int, batch_shape: tuple[int, ...]) -> dict:
+def bare_tensorflow(model_dir: Path, batch_shape: tuple[int, ...], runs: int) -> dict:
+    """Run time of one product batch through the loaded SavedModel and the peak memory it took (child)."""
+    return call_in_child("time_bare_tensorflow", str(model_dir), runs, list(batch_shape))
+
+
+def time_bare_tensorflow(model_dir: str, runs: int, batch_shape: list[int]) -> dict:
     """Timed runs of the serving signature on the benchmark's product images (this process)."""
     import resource
 
@@ -188,28 +187,17 @@ def model_flops(model_dir: Path, batch_shape: tuple[int, ...]) -> float | None:
     """FLOPs of one batch from TensorFlow's profiler on the frozen, inlined graph (None if unavailable).
 
     Counted on a batch of one image and scaled by the batch size (every op of the serving graph works per
-    image), in a child process: freezing a large model's weights into graph constants takes many GB that
-    would otherwise stay in this process (the 260 M-parameter `thesis` preset's 60-patch run still ran out of
-    24 GB with this child beside the benchmark's loaded model).
+    image), in a child process: freezing a large model's weights into graph constants takes many GB.
     """
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from latency import profile_flops; "
-        "print('FLOPS', profile_flops(sys.argv[2], tuple(int(v) for v in sys.argv[3:])))"
-    )
-    one = (1, *batch_shape[1:])
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(Path(__file__).parent), str(model_dir), *map(str, one)],
-        capture_output=True,
-        text=True,
-    )
-    found = re.search(r"^FLOPS (\S+)$", done.stdout, re.M)
-    if done.returncode != 0 or not found or found.group(1) == "None":
-        print(f"FLOPs unavailable (exit {done.returncode}): {done.stderr[-500:]}", file=sys.stderr)
+    try:
+        per_image = call_in_child("profile_flops", str(model_dir), [1, *batch_shape[1:]])
+    except RuntimeError as err:
+        print(f"FLOPs unavailable: {err}", file=sys.stderr)
         return None
-    return float(found.group(1)) * batch_shape[0]
+    return None if per_image is None else float(per_image) * batch_shape[0]
 
 
-def profile_flops(model_dir: str, batch_shape: tuple[int, ...]) -> float | None:
+def profile_flops(model_dir: str, batch_shape: list[int]) -> float | None:
     """The profiler's FLOP count of the serving signature on a ``batch_shape`` uint8 batch (this process)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
