@@ -70,8 +70,16 @@ def acquisition_records(tmp_path: Path) -> list[ImageRecord]:
                 label = 1
             records.append(
                 ImageRecord(
-                    str(path), label, "particle" if label else "good", mask_path, None,
-                    "R0", "P1", "r0", frame, vial,
+                    str(path),
+                    label,
+                    "particle" if label else "good",
+                    mask_path,
+                    None,
+                    "R0",
+                    "P1",
+                    "r0",
+                    frame,
+                    vial,
                 )
             )
     return records

@@ -15,9 +15,7 @@ from tfad.data.records import ImageRecord, fingerprint
 
 def test_record_is_frozen_with_the_documented_fields() -> None:
     names = [f.name for f in dataclasses.fields(ImageRecord)]
-    assert names == (
-        "path label defect_type mask_path roi_path region product_id run_id frame vial".split()
-    )
+    assert names == ("path label defect_type mask_path roi_path region product_id run_id frame vial".split())
     record = ImageRecord("a.png", 0, "good")
     assert (record.region, record.frame, record.vial, record.mask_path) == ("all", 0, 0, None)
     with pytest.raises(dataclasses.FrozenInstanceError):

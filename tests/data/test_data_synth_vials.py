@@ -62,8 +62,11 @@ def test_masks_match_labels_and_defects_persist_across_runs(small_line: Path) ->
         for product in {r.product_id for r in defective}:
             places = {(r.vial, r.region) for r in defective if r.product_id == product}
             for vial, region in places:
-                hits = {(r.run_id, r.frame) for r in defective if (r.product_id, r.vial, r.region) ==
-                        (product, vial, region)}
+                hits = {
+                    (r.run_id, r.frame)
+                    for r in defective
+                    if (r.product_id, r.vial, r.region) == (product, vial, region)
+                }
                 assert hits == {("r00", 0), ("r00", 1), ("r01", 0), ("r01", 1)}
 
 

@@ -8,8 +8,16 @@ import pytest
 from tfad.models.flops import count_flops
 from tfad.models.resganad import PRESETS, ResGANADNetworks, preset
 
-TINY = dict(image_size=32, stem_stride=2, stages=2, base_width=4, stem_filters=4, latent_dim=8,
-            critic_base_width=4, critic_stages=2)
+TINY = dict(
+    image_size=32,
+    stem_stride=2,
+    stages=2,
+    base_width=4,
+    stem_filters=4,
+    latent_dim=8,
+    critic_base_width=4,
+    critic_stages=2,
+)
 
 
 def test_thesis_preset_is_the_documented_architecture() -> None:

@@ -9,43 +9,73 @@ import pytest
 from tfad.config import Config, from_dict
 
 # ResGANAD small enough to train in seconds on 32x32 patches (same code paths as line-cpu).
-TINY_ARCH = dict(stem_stride=2, stages=2, base_width=8, stem_filters=8, latent_dim=16, critic_base_width=8,
-                 critic_stages=2)
+TINY_ARCH = dict(
+    stem_stride=2, stages=2, base_width=8, stem_filters=8, latent_dim=16, critic_base_width=8, critic_stages=2
+)
 
 
 def tiny_config(root: Path, output_dir: Path, name: str = "tiny", **training) -> Config:
     """A complete, valid config training TINY_ARCH on ``root``."""
-    return from_dict({
-        "name": name,
-        "output_dir": str(output_dir),
-        "model": {"family": "resganad", "preset": "line-cpu", "overrides": TINY_ARCH},
-        "data": {"root": str(root), "image_size": 32, "validation_fraction": 0.34},
-        "training": {"epochs": 3, "batch_size": 8, "steps_per_epoch": 20, "checkpoint_every_steps": 5,
-                     "validation_steps": 2, "learning_rate": 2e-3, "restart_epochs": 3.0,
-                     **training},
-        "calibration": {"run_k": 1, "run_n": 2},
-    })
+    return from_dict(
+        {
+            "name": name,
+            "output_dir": str(output_dir),
+            "model": {"family": "resganad", "preset": "line-cpu", "overrides": TINY_ARCH},
+            "data": {"root": str(root), "image_size": 32, "validation_fraction": 0.34},
+            "training": {
+                "epochs": 3,
+                "batch_size": 8,
+                "steps_per_epoch": 20,
+                "checkpoint_every_steps": 5,
+                "validation_steps": 2,
+                "learning_rate": 2e-3,
+                "restart_epochs": 3.0,
+                **training,
+            },
+            "calibration": {"run_k": 1, "run_n": 2},
+        }
+    )
 
 
 # GRD-Net at the same scale: both bottleneck kinds use these knobs.
-TINY_GRDNET_ARCH = dict(stem_stride=2, stages=2, base_width=8, stem_filters=8, code_channels=8, dense_dim=64,
-                        unet_stem_stride=2, unet_base_width=8, unet_depth=3, critic_base_width=8,
-                        critic_stages=2)
+TINY_GRDNET_ARCH = dict(
+    stem_stride=2,
+    stages=2,
+    base_width=8,
+    stem_filters=8,
+    code_channels=8,
+    dense_dim=64,
+    unet_stem_stride=2,
+    unet_base_width=8,
+    unet_depth=3,
+    critic_base_width=8,
+    critic_stages=2,
+)
 
 
-def tiny_grdnet_config(root: Path, output_dir: Path, name: str = "tiny-grd", grdnet: dict | None = None,
-                       **training) -> Config:
+def tiny_grdnet_config(
+    root: Path, output_dir: Path, name: str = "tiny-grd", grdnet: dict | None = None, **training
+) -> Config:
     """A complete, valid GRD-Net config training TINY_GRDNET_ARCH on ``root``."""
-    return from_dict({
-        "name": name,
-        "output_dir": str(output_dir),
-        "model": {"family": "grdnet", "preset": "crae", "overrides": TINY_GRDNET_ARCH},
-        "data": {"root": str(root), "image_size": 32, "validation_fraction": 0.34},
-        "training": {"epochs": 3, "batch_size": 8, "steps_per_epoch": 20, "checkpoint_every_steps": 5,
-                     "validation_steps": 2, "learning_rate": 2e-3, **training},
-        "grdnet": {"score_filter_size": 5, **(grdnet or {})},
-        "calibration": {"run_k": 1, "run_n": 2},
-    })
+    return from_dict(
+        {
+            "name": name,
+            "output_dir": str(output_dir),
+            "model": {"family": "grdnet", "preset": "crae", "overrides": TINY_GRDNET_ARCH},
+            "data": {"root": str(root), "image_size": 32, "validation_fraction": 0.34},
+            "training": {
+                "epochs": 3,
+                "batch_size": 8,
+                "steps_per_epoch": 20,
+                "checkpoint_every_steps": 5,
+                "validation_steps": 2,
+                "learning_rate": 2e-3,
+                **training,
+            },
+            "grdnet": {"score_filter_size": 5, **(grdnet or {})},
+            "calibration": {"run_k": 1, "run_n": 2},
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +84,17 @@ def tiny_vials(tmp_path_factory) -> Path:
     from tfad.data.synth_vials import generate_synth_vials
 
     root = tmp_path_factory.mktemp("tiny_vials") / "data"
-    generate_synth_vials(str(root), n_products=3, n_runs=2, frames=1, vials=2, image_size=64,
-                         n_eval_products=6, defect_rate=0.5, seed=2)
+    generate_synth_vials(
+        str(root),
+        n_products=3,
+        n_runs=2,
+        frames=1,
+        vials=2,
+        image_size=64,
+        n_eval_products=6,
+        defect_rate=0.5,
+        seed=2,
+    )
     return root
 
 

@@ -59,7 +59,11 @@ class CorruptFileCounter:
         if skipped:
             log.warning(
                 "%s: pass %d over %d records skipped %d corrupt sample(s); %s",
-                self.name, pass_number, self.records_per_pass, skipped, self._describe_paths(),
+                self.name,
+                pass_number,
+                self.records_per_pass,
+                skipped,
+                self._describe_paths(),
             )
 
     @property

@@ -430,8 +430,10 @@ def _warn_incomplete(records: list[ImageRecord], config: dict, split_dir: str) -
     """Warn (not fail: a line can lose a frame) when an acquisition lacks patches layout.yaml promises."""
     if not all(k in config for k in ("regions", "frames", "vials")):
         return
-    expected = len(config["regions"]) * len(_allowed_indices(config["frames"]) or ()) * len(
-        _allowed_indices(config["vials"]) or ()
+    expected = (
+        len(config["regions"])
+        * len(_allowed_indices(config["frames"]) or ())
+        * len(_allowed_indices(config["vials"]) or ())
     )
     per_acquisition = Counter((r.run_id, r.product_id) for r in records)
     short = sorted(k for k, n in per_acquisition.items() if n != expected)
@@ -439,7 +441,12 @@ def _warn_incomplete(records: list[ImageRecord], config: dict, split_dir: str) -
         log.warning(
             "%s: %d acquisition(s) do not have the %d patches layout.yaml describes, "
             "e.g. run %r product %r (%d)",
-            split_dir, len(short), expected, short[0][0], short[0][1], per_acquisition[short[0]],
+            split_dir,
+            len(short),
+            expected,
+            short[0][0],
+            short[0][1],
+            per_acquisition[short[0]],
         )
 
 

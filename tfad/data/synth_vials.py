@@ -119,8 +119,18 @@ def _half_width(y: np.ndarray, g: VialGeometry) -> np.ndarray:
             y < _BOTTOM_END,
             y < _STUB_END,
         ],
-        [0.0, flag, taper, np.full_like(y, g.neck_half_width), head, collar, shoulder,
-         np.full_like(y, g.body_half_width), bottom, np.full_like(y, 0.3 * g.body_half_width)],
+        [
+            0.0,
+            flag,
+            taper,
+            np.full_like(y, g.neck_half_width),
+            head,
+            collar,
+            shoulder,
+            np.full_like(y, g.body_half_width),
+            bottom,
+            np.full_like(y, 0.3 * g.body_half_width),
+        ],
         0.0,
     )
 
@@ -493,7 +503,12 @@ def generate_synth_vials(
                     rng = _rng(seed, product.index, run, frame, vial)
                     vial_defects = [d for d in product.defects if d.vial == vial]
                     image, mask, kinds = _render_frame(
-                        product.geometry[vial], states[vial], canvases[vial], vial_defects, frame, image_size,
+                        product.geometry[vial],
+                        states[vial],
+                        canvases[vial],
+                        vial_defects,
+                        frame,
+                        image_size,
                         rng,
                     )
                     for k, region in enumerate(REGIONS):
