@@ -14,27 +14,38 @@ TINY_ARCH = dict(
 )
 
 
-def tiny_config(root: Path, output_dir: Path, name: str = "tiny", **training) -> Config:
-    """A complete, valid config training TINY_ARCH on ``root``."""
+# Training knobs shared by every tiny run: a few seconds per epoch on 2 cores.
+TINY_TRAINING = dict(
+    epochs=3,
+    batch_size=8,
+    steps_per_epoch=20,
+    checkpoint_every_steps=5,
+    validation_steps=2,
+    learning_rate=2e-3,
+)
+
+
+def tiny_run_config(
+    root: Path, output_dir: Path, name: str, model: dict, training: dict, **sections
+) -> Config:
+    """A complete, valid config of ``model`` on ``root`` at the tiny scale (32x32 patches)."""
     return from_dict(
         {
             "name": name,
             "output_dir": str(output_dir),
-            "model": {"family": "resganad", "preset": "line-cpu", "overrides": TINY_ARCH},
+            "model": model,
             "data": {"root": str(root), "image_size": 32, "validation_fraction": 0.34},
-            "training": {
-                "epochs": 3,
-                "batch_size": 8,
-                "steps_per_epoch": 20,
-                "checkpoint_every_steps": 5,
-                "validation_steps": 2,
-                "learning_rate": 2e-3,
-                "restart_epochs": 3.0,
-                **training,
-            },
+            "training": {**TINY_TRAINING, **training},
             "calibration": {"run_k": 1, "run_n": 2},
+            **sections,
         }
     )
+
+
+def tiny_config(root: Path, output_dir: Path, name: str = "tiny", **training) -> Config:
+    """A complete, valid config training TINY_ARCH on ``root``."""
+    model = {"family": "resganad", "preset": "line-cpu", "overrides": TINY_ARCH}
+    return tiny_run_config(root, output_dir, name, model, {"restart_epochs": 3.0, **training})
 
 
 # GRD-Net at the same scale: both bottleneck kinds use these knobs.
@@ -57,25 +68,9 @@ def tiny_grdnet_config(
     root: Path, output_dir: Path, name: str = "tiny-grd", grdnet: dict | None = None, **training
 ) -> Config:
     """A complete, valid GRD-Net config training TINY_GRDNET_ARCH on ``root``."""
-    return from_dict(
-        {
-            "name": name,
-            "output_dir": str(output_dir),
-            "model": {"family": "grdnet", "preset": "crae", "overrides": TINY_GRDNET_ARCH},
-            "data": {"root": str(root), "image_size": 32, "validation_fraction": 0.34},
-            "training": {
-                "epochs": 3,
-                "batch_size": 8,
-                "steps_per_epoch": 20,
-                "checkpoint_every_steps": 5,
-                "validation_steps": 2,
-                "learning_rate": 2e-3,
-                **training,
-            },
-            "grdnet": {"score_filter_size": 5, **(grdnet or {})},
-            "calibration": {"run_k": 1, "run_n": 2},
-        }
-    )
+    model = {"family": "grdnet", "preset": "crae", "overrides": TINY_GRDNET_ARCH}
+    grdnet_section = {"score_filter_size": 5, **(grdnet or {})}
+    return tiny_run_config(root, output_dir, name, model, training, grdnet=grdnet_section)
 
 
 @pytest.fixture(scope="session")
