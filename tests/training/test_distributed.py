@@ -5,8 +5,7 @@ ports). They run this module as a script (``python test_distributed.py worker ..
 ``tfad.cli.main`` that passes two test hooks through ``tfad.training.fit.fit``'s public arguments - every
 worker dumps its final in-memory weights to an .npz (``on_train_end``), and one worker can SIGKILL itself
 right after a given step (``should_stop``), so the kill lands at a known point mid-epoch whatever the
-machine's speed. Every subprocess is killed in a
-``finally`` if a test fails.
+machine's speed. Every subprocess is killed in a ``finally`` if a test fails.
 
 Tested recovery procedure (docs/cluster.md): SIGKILL worker 1 after the chief's first backup (step 5), at
 step 7; the chief's

@@ -1,4 +1,4 @@
-"""``tfad demo``: the whole workflow on the embedded synthetic vial line, in 5-15 minutes on 2 cores.
+"""``tfad demo``: the whole workflow on the embedded synthetic vial line, in about 5 minutes on 2 cores.
 
 Each step runs the real ``tfad`` command (printed before it runs, so the demo doubles as a tutorial):
 generate data -> fit line-cpu -> calibrate per-region thresholds -> export a SavedModel -> evaluate the
