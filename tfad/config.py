@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     """Which network to train and its size."""
 
-    family: str = "resganad"  # resganad | grdnet | classifier | segmentation | blob (tfad.families)
+    family: str = "resganad"  # resganad | grdnet | classifier | segmentation | blob | embedding
     preset: str | None = None  # None: the family's default (ResGANAD line-cpu, GRD-Net crae, ...)
     overrides: dict[str, Any] = field(default_factory=dict)  # any architecture field of the family
 
@@ -183,7 +183,7 @@ class Config:
         return Path(self.output_dir) / self.name
 
 
-FAMILIES = ("resganad", "grdnet", "classifier", "segmentation", "blob")  # one entry each in tfad.families
+FAMILIES = ("resganad", "grdnet", "classifier", "segmentation", "blob", "embedding")  # one entry each in tfad.families
 POLICIES = ("max-accuracy", "max-balanced-accuracy", "no-defect-accepted", "false-reject-budget")
 
 
@@ -279,9 +279,12 @@ def validate(config: Config) -> Config:
             "data.validation_fraction: 0 and pack the validation products separately as "
             f"data.validation_shards (got validation_fraction {config.data.validation_fraction})",
         )
+    from tfad.families import family
+
     require(
-        config.data.shards is None or config.model.family != "blob",
-        "data.shards: the blob family fits from image folders (data.root), not from packed shards",
+        config.data.shards is None or family(config.model.family).trainable,
+        f"data.shards: the {config.model.family} family fits from image folders (data.root), not from "
+        "packed shards",
     )
     require(
         config.data.validation_shards is None or config.data.shards is not None,

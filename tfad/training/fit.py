@@ -961,8 +961,8 @@ def _fit_without_training(
     train_records: Sequence[ImageRecord],
     val_records: Sequence[ImageRecord],
 ) -> FitResult:
-    """``tfad fit`` of a family without gradient training (blob analysis): the family fits its analyzer on
-    the training images (e.g. a reference image) into the run directory."""
+    """``tfad fit`` of a family without gradient training (blob analysis, the embedding family): the family
+    fits on the training images (one streaming pass) into the run directory."""
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / CONFIG_FILE)
@@ -979,10 +979,17 @@ def _fit_without_training(
     )
     history = _History(run_dir, info)
     history.write_info()
-    summary = model_family.fit_without_training(config, list(records), run_dir)
+    try:
+        summary = model_family.fit_without_training(
+            config, list(records), list(train_records), list(val_records), run_dir
+        )
+    except BaseException:
+        history.write_info(status="failed")
+        raise
+    top_level = {k: summary.pop(k) for k in ("network_build", "inference_gflops_per_patch") if k in summary}
     row = {"epoch": 1, "step": 0, "seconds": round(time.perf_counter() - started, 1)}
     history.add_epoch(row)
-    history.write_info(status="finished", epochs_done=1, analyzer=summary)
+    history.write_info(status="finished", epochs_done=1, analyzer=summary, **top_level)
     log.info("fitted %s (%s) in %.1f s: %s", config.name, model_family.title, row["seconds"], summary)
     return FitResult(run_dir, 0, 1, "finished", info["history"])
 

@@ -11,7 +11,6 @@ from tfad.config import Config, architecture, load_config
 from tfad.training.fit import BEST_DIR, CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE, RUN_FORMAT
 
 THRESHOLDS_FILE = "thresholds.json"
-BLOB_DIR = "blob"  # the fitted blob analyzer of a blob-analysis run (tfad.models.blob)
 
 
 class RunNotFoundError(FileNotFoundError):
@@ -26,7 +25,7 @@ class TrainedRun:
     config: Config
     info: dict[str, Any]
     inference_model: Any  # keras.Model: the family's inference path (e.g. E1 -> decoder); blob: the analyzer
-    checkpoint: str  # the checkpoint restored (blob: the analyzer's folder)
+    checkpoint: str  # the checkpoint restored (fitted families: the run directory)
 
     @property
     def name(self) -> str:
@@ -47,7 +46,7 @@ def is_run_dir(path: str | Path) -> bool:
 
 def load_run(run_dir: str | Path) -> TrainedRun:
     """Rebuild the networks of a run and restore their weights from its latest checkpoint (the best epoch's
-    when early stopping was on); a blob-analysis run loads its fitted analyzer.
+    when early stopping was on); a fitted family's run loads what its fit saved.
 
     Raises:
         RunNotFoundError: no run.json/config.yaml, or no checkpoint yet.
@@ -63,13 +62,13 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     config = load_config(run_dir / CONFIG_FILE)
     model_family = family(config.model.family)
     if not model_family.trainable:
-        from tfad.models.blob import BlobAnalyzer
-
-        if info.get("status") != "finished" or not (run_dir / BLOB_DIR).is_dir():
-            raise RunNotFoundError(2, "the run was not fitted yet (run tfad fit)", str(run_dir / BLOB_DIR))
-        return TrainedRun(
-            run_dir, config, info, BlobAnalyzer.load(run_dir / BLOB_DIR), str(run_dir / BLOB_DIR)
-        )
+        if info.get("status") != "finished":
+            raise RunNotFoundError(2, "the run was not fitted yet (run tfad fit)", str(run_dir / RUN_FILE))
+        try:
+            model = model_family.load_fitted(run_dir, config, info)
+        except FileNotFoundError as err:
+            raise RunNotFoundError(2, f"the run's fitted model is missing: {err}", str(run_dir)) from err
+        return TrainedRun(run_dir, config, info, model, str(run_dir))
 
     import tensorflow as tf
 

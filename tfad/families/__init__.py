@@ -18,61 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-
-class ModelFamily:
-    """Base of a family entry. Heavy imports happen inside the methods (the CLI starts fast)."""
-
-    name: str = ""
-    title: str = ""
-    default_preset: str = ""
-    default_learning_rate: float = 1e-4
-    default_adam_beta_1: float = 0.5  # GANomaly's choice for the GAN families
-    default_early_stopping_patience: int = 0  # off
-    supervised: bool = False  # trains on labelled images (good + defects) instead of good images + P_q
-    trainable: bool = True  # False: fitted without gradient training (fit_without_training)
-    tensorflow: bool = True  # scored by a TensorFlow graph (exported as a SavedModel)
-    outputs: tuple[str, ...] = ("score", "heatmap", "reconstruction")  # the serving signature's outputs
-
-    def data_knobs(self, config: Any) -> dict[str, Any]:
-        """Architecture fields that come from the data/config rather than the preset (input size...)."""
-        return {"image_size": config.data.image_size, "channels": config.data.channels}
-
-    def presets(self) -> dict[str, Any]:
-        """Preset name -> architecture."""
-        raise NotImplementedError
-
-    def preset(self, name: str, **overrides: Any) -> Any:
-        """The validated architecture of preset ``name`` with ``overrides``; ValueError naming the problem."""
-        raise NotImplementedError
-
-    def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:
-        """All networks of the family (``checkpoint_parts``, ``inference_parts``, ``build_inference_model``,
-        ``parameter_counts``). ``config`` is given when building for training (e.g. pretrained weights);
-        runs restored from a checkpoint are built without it, from the :meth:`build_record` in their
-        run.json (``build``)."""
-        raise NotImplementedError
-
-    def build_record(self, networks: Any) -> dict[str, Any]:
-        """What rebuilding the trained networks needs beyond the architecture (stored in run.json)."""
-        return {}
-
-    def trainer(self, networks: Any, config: Any, steps_per_epoch: int, records: Any) -> Any:
-        """The compiled training wrapper (a ``keras.Model`` with ``train_step``/``test_step``);
-        ``records`` are the training records (e.g. for class weights)."""
-        raise NotImplementedError
-
-    def manifest_extras(self, config: Any) -> dict[str, Any]:
-        """Family-specific blocks of the exported manifest (e.g. the classifier's class names)."""
-        return {}
-
-    def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:
-        """uint8 images -> ``{"score", "heatmap", "reconstruction"}``: the function Python scoring runs and
-        the SavedModel signature traces."""
-        raise NotImplementedError
-
-    def score_description(self, config: Any) -> dict[str, Any]:
-        """The manifest's ``score`` block."""
-        raise NotImplementedError
+from tfad.families.base import ModelFamily
+from tfad.families.embedding import EmbeddingFamily
 
 
 class ResGANADFamily(ModelFamily):
@@ -323,6 +270,9 @@ class SegmentationFamily(ModelFamily):
         }
 
 
+BLOB_DIR = "blob"  # the fitted blob analyzer of a blob-analysis run (tfad.models.blob)
+
+
 class BlobFamily(ModelFamily):
     """The classic blob-analysis baseline (003 s. 4.2), scikit-image, no TensorFlow (docs/blob.md)."""
 
@@ -341,9 +291,11 @@ class BlobFamily(ModelFamily):
 
         return select_preset(self.presets(), name, "blob", overrides)
 
-    def fit_without_training(self, config: Any, records: list, run_dir: Any) -> dict[str, Any]:
-        """Fit the analyzer (the reference image of ``background: reference``) on the good training
-        images, streamed; saved under ``run_dir/blob``. Returns a summary for run.json."""
+    def fit_without_training(  # noqa: D102
+        self, config: Any, records: list, train: list, validation: list, run_dir: Any
+    ) -> dict[str, Any]:
+        # The analyzer (the reference image of ``background: reference``) is fitted on every good image of
+        # the training split (no validation is needed), streamed; saved under ``run_dir/blob``.
         import numpy as np
 
         from tfad.data.pipeline import make_dataset
@@ -358,13 +310,18 @@ class BlobFamily(ModelFamily):
             )
             batches = (np.round(b["image"].numpy() * 255).astype(np.uint8) for b in dataset)
             analyzer.fit(batches, max_reference_images=config.blob.max_reference_images)
-        from tfad.training.runs import BLOB_DIR
-
         analyzer.save(run_dir / BLOB_DIR)
         return {
             "parameters": analyzer.params.to_dict(),
             **dict(getattr(analyzer, "reference_stats", {}) or {}),
         }
+
+    def load_fitted(self, run_dir: Any, config: Any, info: dict[str, Any]) -> Any:  # noqa: D102
+        from tfad.models.blob import BlobAnalyzer
+
+        if info.get("status") != "finished" or not (run_dir / BLOB_DIR).is_dir():
+            raise FileNotFoundError(2, "the run was not fitted yet (run tfad fit)", str(run_dir / BLOB_DIR))
+        return BlobAnalyzer.load(run_dir / BLOB_DIR)
 
     def new_analyzer(self, config: Any) -> Any:
         """An unfitted :class:`tfad.models.blob.BlobAnalyzer` from the config (ROI resized to the input)."""
@@ -415,7 +372,14 @@ class BlobArchitecture:
 
 _FAMILIES: dict[str, ModelFamily] = {
     f.name: f
-    for f in (ResGANADFamily(), GRDNetFamily(), ClassifierFamily(), SegmentationFamily(), BlobFamily())
+    for f in (
+        ResGANADFamily(),
+        GRDNetFamily(),
+        ClassifierFamily(),
+        SegmentationFamily(),
+        BlobFamily(),
+        EmbeddingFamily(),
+    )
 }
 
 

@@ -1,0 +1,83 @@
+"""The contract between a model family and the drivers (fit, calibrate, eval, export, serving).
+
+A family is either *trained* (gradient steps: ``networks`` + ``trainer``; checkpoints, resume, tf.distribute
+come from ``tfad fit``) or *fitted* (``trainable = False``: one streaming pass over the good images in
+``fit_without_training``, the result saved in the run and reloaded by ``load_fitted``). The drivers only call
+these methods; nothing outside a family tests a family's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class ModelFamily:
+    """Base of a family entry. Heavy imports happen inside the methods (the CLI starts fast)."""
+
+    name: str = ""
+    title: str = ""
+    default_preset: str = ""
+    default_learning_rate: float = 1e-4
+    default_adam_beta_1: float = 0.5  # GANomaly's choice for the GAN families
+    default_early_stopping_patience: int = 0  # off
+    supervised: bool = False  # trains on labelled images (good + defects) instead of good images + P_q
+    trainable: bool = True  # False: fitted without gradient training (fit_without_training)
+    tensorflow: bool = True  # scored by a TensorFlow graph (exported as a SavedModel)
+    outputs: tuple[str, ...] = ("score", "heatmap", "reconstruction")  # the serving signature's outputs
+
+    def data_knobs(self, config: Any) -> dict[str, Any]:
+        """Architecture fields that come from the data/config rather than the preset (input size...)."""
+        return {"image_size": config.data.image_size, "channels": config.data.channels}
+
+    def presets(self) -> dict[str, Any]:
+        """Preset name -> architecture."""
+        raise NotImplementedError
+
+    def preset(self, name: str, **overrides: Any) -> Any:
+        """The validated architecture of preset ``name`` with ``overrides``; ValueError naming the problem."""
+        raise NotImplementedError
+
+    def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:
+        """All networks of the family (``checkpoint_parts``, ``inference_parts``, ``build_inference_model``,
+        ``parameter_counts``). ``config`` is given when building for training (e.g. pretrained weights);
+        runs restored from a checkpoint are built without it, from the :meth:`build_record` in their
+        run.json (``build``)."""
+        raise NotImplementedError
+
+    def build_record(self, networks: Any) -> dict[str, Any]:
+        """What rebuilding the trained networks needs beyond the architecture (stored in run.json)."""
+        return {}
+
+    def trainer(self, networks: Any, config: Any, steps_per_epoch: int, records: Any) -> Any:
+        """The compiled training wrapper (a ``keras.Model`` with ``train_step``/``test_step``);
+        ``records`` are the training records (e.g. for class weights)."""
+        raise NotImplementedError
+
+    def manifest_extras(self, config: Any) -> dict[str, Any]:
+        """Family-specific blocks of the exported manifest (e.g. the classifier's class names)."""
+        return {}
+
+    def fit_without_training(
+        self, config: Any, records: list, train: list, validation: list, run_dir: Path
+    ) -> dict[str, Any]:
+        """Fitted families: fit on the training images (``records`` = every usable image of the training
+        split, ``train``/``validation`` = its split by product) and save the result under ``run_dir``.
+        Returns the run.json summary; its optional keys ``network_build`` and ``inference_gflops_per_patch``
+        are stored at the top level of run.json."""
+        raise NotImplementedError
+
+    def load_fitted(self, run_dir: Path, config: Any, info: dict[str, Any]) -> Any:
+        """Fitted families: the inference model saved by :meth:`fit_without_training`; FileNotFoundError
+        naming what is missing."""
+        raise NotImplementedError
+
+    def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:
+        """uint8 images -> ``{"score", "heatmap", "reconstruction"}``: the function Python scoring runs and
+        the SavedModel signature traces."""
+        raise NotImplementedError
+
+    def score_description(self, config: Any) -> dict[str, Any]:
+        """The manifest's ``score`` block."""
+        raise NotImplementedError

@@ -1,0 +1,201 @@
+"""The embedding family's inference network: pretrained features -> distance to the normal model -> map.
+
+``EmbeddingModel`` maps images in [0, 1] ``[N, H, W, C]`` to ``{"anomaly_map": [N, H, W, 1]}`` (a distance,
+higher = more anomalous, Gaussian-blurred at image size) and ``{"heatmap": [N, H, W, 1]}`` (the same map on
+a fixed [0, 1] scale fitted on normal images). The fitted statistics are non-trainable weights of the normal
+model layer, so a run's ``.weights.h5`` and the exported SavedModel carry them: the C++ server serves the
+family like any other, with no file beside the graph.
+
+Normal models (one layer each; ``features`` are ``[N, P, D]``, P grid cells, D channels):
+
+- :class:`GaussianModel` (PaDiM, 002 Eq. 5.6): per-cell mean and whitening matrix ``W = L^-1`` with
+  ``L L^T = Sigma + eps I``; distance ``||W (x - mu)||`` is the Mahalanobis distance. The diagonal variant
+  keeps ``1 / sigma`` per channel. MhBC-PatchCore shares the whitening and adds a centroid bank in the
+  whitened space (003 s. 8.3.5).
+- :class:`BankModel` (PatchCore): 1-NN Euclidean distance to a coreset memory bank, optionally product-
+  quantised with exact re-ranking of the top-K candidates (002 s. 6.3).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfad.families.embedding.presets import EmbeddingArchitecture
+from tfad.families.embedding.product_quantization import exact_nearest_distance, pq_nearest_distance
+
+
+def _weight(layer: keras.layers.Layer, name: str, shape: tuple[int, ...], dtype: str = "float32"):
+    return layer.add_weight(name=name, shape=shape, dtype=dtype, initializer="zeros", trainable=False)
+
+
+class GaussianModel(keras.layers.Layer):
+    """Per-cell Gaussian (PaDiM), full or diagonal, optionally with MhBC centroids in the whitened space."""
+
+    def __init__(self, cells: int, dim: int, diagonal: bool = False, centroids: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.cells, self.dim, self.diagonal, self.n_centroids = cells, dim, diagonal, centroids
+        self.mean = _weight(self, "mean", (cells, dim))
+        if diagonal:
+            self.inverse_std = _weight(self, "inverse_std", (cells, dim))
+        else:
+            self.whitening = _weight(self, "whitening", (cells, dim, dim))
+        if centroids:
+            self.centroids = _weight(self, "centroids", (centroids, dim))
+
+    def whiten(self, features: tf.Tensor) -> tf.Tensor:
+        """``[N, P, D]`` -> whitened ``[N, P, D]`` (``W (x - mu)`` per cell)."""
+        centred = features - self.mean[None]
+        if self.diagonal:
+            return centred * self.inverse_std[None]
+        return tf.einsum("pde,npe->npd", self.whitening, centred)
+
+    def call(self, features: tf.Tensor) -> tf.Tensor:
+        """``[N, P, D]`` -> distances ``[N, P]``."""
+        z = self.whiten(features)
+        if not self.n_centroids:
+            return tf.sqrt(tf.reduce_sum(tf.square(z), axis=-1))
+        n, p = tf.shape(z)[0], tf.shape(z)[1]
+        flat = tf.reshape(z, [-1, self.dim])
+        return tf.reshape(exact_nearest_distance(flat, self.centroids), [n, p])
+
+    def assign(self, state: dict[str, np.ndarray]) -> None:
+        """Set the fitted statistics (:func:`tfad.families.embedding.fitter` output)."""
+        self.mean.assign(state["mean"])
+        if self.diagonal:
+            self.inverse_std.assign(state["inverse_std"])
+        else:
+            self.whitening.assign(state["whitening"])
+        if self.n_centroids:
+            self.centroids.assign(state["centroids"])
+
+
+class BankModel(keras.layers.Layer):
+    """PatchCore's memory bank: 1-NN distance, exact or product-quantised with exact re-ranking."""
+
+    def __init__(self, size: int, dim: int, pq_subspaces: int = 0, pq_centroids: int = 256, top_k: int = 16,
+                 **kwargs: Any):  # fmt: skip
+        super().__init__(**kwargs)
+        self.size, self.dim, self.pq_subspaces, self.top_k = size, dim, pq_subspaces, top_k
+        self.bank = _weight(self, "bank", (size, dim))
+        if pq_subspaces:
+            self.codebooks = _weight(self, "codebooks", (pq_subspaces, pq_centroids, dim // pq_subspaces))
+            self.codes = _weight(self, "codes", (size, pq_subspaces), dtype="int32")
+
+    def call(self, features: tf.Tensor) -> tf.Tensor:
+        """``[N, P, D]`` -> distances ``[N, P]``."""
+        n, p = tf.shape(features)[0], tf.shape(features)[1]
+        flat = tf.reshape(features, [-1, self.dim])
+        if self.pq_subspaces:
+            distances = pq_nearest_distance(flat, self.codebooks, self.codes, self.bank, self.top_k)
+        else:
+            distances = exact_nearest_distance(flat, self.bank)
+        return tf.reshape(distances, [n, p])
+
+    def assign(self, state: dict[str, np.ndarray]) -> None:
+        """Set the fitted bank (and quantiser)."""
+        self.bank.assign(state["bank"])
+        if self.pq_subspaces:
+            self.codebooks.assign(state["codebooks"])
+            self.codes.assign(state["codes"].astype(np.int32))
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian of radius ``ceil(4 sigma)``."""
+    radius = max(1, math.ceil(4 * sigma))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def gaussian_blur(maps: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Separable Gaussian blur of ``[N, H, W, 1]`` maps, reflecting at the border (no dark frame)."""
+    if sigma <= 0:
+        return maps
+    kernel = gaussian_kernel(sigma)
+    radius = len(kernel) // 2
+    padded = tf.pad(maps, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    rows = tf.nn.conv2d(padded, tf.constant(kernel[:, None, None, None]), 1, "VALID")
+    return tf.nn.conv2d(rows, tf.constant(kernel[None, :, None, None]), 1, "VALID")
+
+
+def patch_features(
+    images: tf.Tensor, arch: EmbeddingArchitecture, extractor: keras.Model, channel_index: np.ndarray | None
+) -> tf.Tensor:
+    """Images in [0, 1] ``[N, H, W, C]`` -> aggregated patch features ``[N, P, D]``: the backbone's tapped
+    stages upsampled to the finest grid and concatenated, the channel subset, the local k x k mean, the
+    border cells dropped (P = ``arch.grid_size ** 2``)."""
+    size = arch.backbone_input_size
+    if images.shape[1] != size or images.shape[2] != size:
+        images = tf.image.resize(images, [size, size], method="bilinear", antialias=True)
+    maps = extractor(images, training=False)
+    maps = maps if isinstance(maps, list | tuple) else [maps]
+    grid = size // arch.finest_stride
+    upsampled = [
+        m if m.shape[1] == grid else tf.image.resize(m, [grid, grid], method="bilinear") for m in maps
+    ]
+    features = tf.concat(upsampled, axis=-1)
+    if channel_index is not None:
+        features = tf.gather(features, tf.constant(np.asarray(channel_index, np.int32)), axis=-1)
+    if arch.local_average > 1:
+        # SAME average pooling divides by the cells inside the grid: border cells are not darkened
+        features = tf.nn.avg_pool2d(features, arch.local_average, 1, "SAME")
+    b = arch.border_cells
+    if b:
+        features = features[:, b:-b, b:-b, :]
+    inner = grid - 2 * b
+    return tf.reshape(features, [-1, inner * inner, features.shape[-1]])
+
+
+class EmbeddingModel(keras.Model):
+    """Images in [0, 1] -> ``{"anomaly_map", "heatmap"}`` ``[N, H, W, 1]``; see the module docstring."""
+
+    def __init__(self, arch: EmbeddingArchitecture, extractor: keras.Model, normal_model: keras.layers.Layer,
+                 channel_index: np.ndarray | None, **kwargs: Any):  # fmt: skip
+        super().__init__(**kwargs)
+        self.arch = arch
+        self.extractor = extractor
+        self.normal_model = normal_model
+        self.channel_index = None if channel_index is None else np.asarray(channel_index, np.int32)
+        # heatmap = clip((map - low) / (high - low), 0, 1), fitted on normal images (fitter.heatmap_scale)
+        self.heatmap_range = self.add_weight(
+            name="heatmap_range", shape=(2,), initializer="zeros", trainable=False
+        )
+
+    def features(self, images: tf.Tensor) -> tf.Tensor:
+        """Images in [0, 1] ``[N, H, W, C]`` -> aggregated patch features ``[N, P, D]`` (P = grid cells)."""
+        return patch_features(images, self.arch, self.extractor, self.channel_index)
+
+    def distance_grid(self, images: tf.Tensor) -> tf.Tensor:
+        """Distances on the feature grid ``[N, g, g, 1]`` (border cells restored by edge replication)."""
+        distances = self.normal_model(self.features(images))
+        inner = self.arch.grid_size
+        grid = tf.reshape(distances, [-1, inner, inner, 1])
+        b = self.arch.border_cells
+        if b:
+            grid = tf.pad(grid, [[0, 0], [b, b], [b, b], [0, 0]], mode="SYMMETRIC")
+        return grid
+
+    def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:  # noqa: D102
+        grid = self.distance_grid(images)
+        size = self.arch.image_size
+        anomaly_map = gaussian_blur(
+            tf.image.resize(grid, [size, size], method="bilinear"), self.arch.blur_sigma
+        )
+        low, high = self.heatmap_range[0], self.heatmap_range[1]
+        heatmap = tf.clip_by_value((anomaly_map - low) / tf.maximum(high - low, 1e-12), 0.0, 1.0)
+        return {"anomaly_map": anomaly_map, "heatmap": heatmap}
+
+
+def score_images(model: EmbeddingModel, images: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The serving contract on uint8 ``images`` ``[N, H, W, C]``: ``score`` [N] = max of the blurred
+    distance map, ``heatmap`` [N, H, W] on the fitted [0, 1] scale."""
+    outputs = model(tf.cast(images, tf.float32) / 255.0, training=False)
+    return {
+        "score": tf.reduce_max(outputs["anomaly_map"], axis=[1, 2, 3]),
+        "heatmap": outputs["heatmap"][..., 0],
+    }
