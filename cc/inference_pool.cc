@@ -1,6 +1,23 @@
 #include "cc/inference_pool.h"
 
+#include <exception>
+#include <string>
+
+#include "cc/structured_log.h"
+
 namespace tfad {
+namespace {
+
+// The last line of defence of a worker thread: an exception escaping a task would call std::terminate and
+// take the server down. Tasks handle their own failures (RunJob answers REJECT_INCOMPLETE); this logs.
+void LogTaskException(const char* what) noexcept {
+  try {
+    LogEvent(LogLevel::kError, "inference_pool_task_exception", {{"error", what}});
+  } catch (...) {
+  }
+}
+
+}  // namespace
 
 InferencePool::InferencePool(int threads, int max_queue) : max_queue_(static_cast<size_t>(max_queue < 1 ? 1 : max_queue)) {
   for (int i = 0; i < (threads < 1 ? 1 : threads); ++i) {
@@ -14,7 +31,13 @@ InferencePool::InferencePool(int threads, int max_queue) : max_queue_(static_cas
           task = std::move(queue_.front());
           queue_.pop_front();
         }
-        task();
+        try {
+          task();
+        } catch (const std::exception& e) {
+          LogTaskException(e.what());
+        } catch (...) {
+          LogTaskException("a non-standard exception");
+        }
       }
     });
   }

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <new>
 
 #include "cc/png_codec.h"
 #include "cc/structured_log.h"
@@ -35,19 +36,49 @@ struct InferenceJob {
   Clock::time_point started, finished;
 };
 
+// An exception out of the model (std::bad_alloc from the TensorFlow client, anything else) ends the job as an
+// inference error: logged, and answered REJECT_INCOMPLETE by the RPC thread. Nothing here may throw again.
+void FailJob(const InferenceJob& job, const char* what, std::string* error) noexcept {
+  try {
+    *error = std::string("inference threw an exception: ") + what;
+  } catch (...) {
+    error->clear();  // out of memory even for the message: the reply still says INFERENCE_ERROR
+  }
+  try {
+    LogEvent(LogLevel::kError, "inference_exception",
+             {{"model", job.servable->name}, {"version", std::to_string(job.servable->version)}, {"error", *error}});
+  } catch (...) {
+  }
+}
+
 void RunJob(const std::shared_ptr<InferenceJob>& job) {
   const Clock::time_point started = Clock::now();
-  RunCode code;
+  RunCode code = RunCode::kError;
   std::string error;
   std::vector<float> scores, heatmaps;
-  if (started >= job->deadline) {
-    code = RunCode::kDeadlineExceeded;  // expired while queued: do not spend TensorFlow time on it
-    error = "deadline passed while queued";
-  } else {
-    const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(job->deadline - started).count();
-    const DecodedBatch& b = job->batch;
-    code = job->servable->model->Run(b.pixels.data(), b.n, b.height, b.width, b.channels, std::max<int64_t>(1, remaining + 1),
-                                     &scores, job->want_heatmaps ? &heatmaps : nullptr, &error);
+  try {
+    if (started >= job->deadline) {
+      code = RunCode::kDeadlineExceeded;  // expired while queued: do not spend TensorFlow time on it
+      error = "deadline passed while queued";
+    } else {
+      const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(job->deadline - started).count();
+      const DecodedBatch& b = job->batch;
+      code = job->servable->model->Run(b.pixels.data(), b.n, b.height, b.width, b.channels, std::max<int64_t>(1, remaining + 1),
+                                       &scores, job->want_heatmaps ? &heatmaps : nullptr, &error);
+    }
+  } catch (const std::bad_alloc&) {
+    code = RunCode::kError;
+    FailJob(*job, "std::bad_alloc (out of memory)", &error);
+  } catch (const std::exception& e) {
+    code = RunCode::kError;
+    FailJob(*job, e.what(), &error);
+  } catch (...) {
+    code = RunCode::kError;
+    FailJob(*job, "a non-standard exception", &error);
+  }
+  if (code != RunCode::kOk) {
+    scores.clear();
+    heatmaps.clear();
   }
   std::lock_guard<std::mutex> lock(job->mu);
   job->code = code;
@@ -105,6 +136,16 @@ grpc::Status InspectionServiceImpl::Inspect(grpc::ServerContext* context, const 
     reply->set_incomplete_reason(pb::INCOMPLETE_REASON_INFERENCE_ERROR);
     reply->set_incomplete_detail(std::string("internal error: ") + e.what());
     LogEvent(LogLevel::kError, "inspect_internal_error", {{"product_id", request->product_id()}, {"error", e.what()}});
+    return grpc::Status::OK;
+  } catch (...) {
+    reply->Clear();
+    reply->set_product_id(request->product_id());
+    reply->set_run_id(request->run_id());
+    reply->set_verdict(pb::VERDICT_REJECT_INCOMPLETE);
+    reply->set_incomplete_reason(pb::INCOMPLETE_REASON_INFERENCE_ERROR);
+    reply->set_incomplete_detail("internal error: a non-standard exception");
+    LogEvent(LogLevel::kError, "inspect_internal_error",
+             {{"product_id", request->product_id()}, {"error", "a non-standard exception"}});
     return grpc::Status::OK;
   }
 }

@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <new>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -14,18 +16,28 @@
 
 namespace tfad::testing {
 
+// What FakeModel::Run throws (as the TensorFlow client may: std::bad_alloc from a tensor allocation).
+enum class FakeThrow { kNone, kBadAlloc, kRuntimeError, kNonStd };
+
 // score = mean pixel / 255 of each image; behaviour switches for fail-safe tests.
 class FakeModel : public InferenceModel {
  public:
   std::atomic<int> sleep_ms{0};
   std::atomic<bool> fail{false};
   std::atomic<bool> nan_scores{false};
+  std::atomic<FakeThrow> throws{FakeThrow::kNone};
   std::atomic<int> runs{0};
 
   RunCode Run(const uint8_t* images, int n, int h, int w, int c, int64_t /*timeout_ms*/, std::vector<float>* scores,
               std::vector<float>* heatmaps, std::string* error) override {
     ++runs;
     if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms.load()));
+    switch (throws.load()) {
+      case FakeThrow::kNone: break;
+      case FakeThrow::kBadAlloc: throw std::bad_alloc();
+      case FakeThrow::kRuntimeError: throw std::runtime_error("fake runtime error");
+      case FakeThrow::kNonStd: throw 42;  // not a std::exception
+    }
     if (fail) {
       *error = "fake failure";
       return RunCode::kError;

@@ -115,6 +115,47 @@ TEST_F(InspectionServiceTest, InferenceErrorIsRejectIncomplete) {
   EXPECT_NE(reply.incomplete_detail().find("fake failure"), std::string::npos);
 }
 
+// An exception thrown on the inference thread (std::bad_alloc from the TensorFlow client, anything else)
+// ends the job in a REJECT_INCOMPLETE reply, never ACCEPT, and the pool's one thread serves the next request.
+class InferenceExceptionTest : public InspectionServiceTest,
+                               public ::testing::WithParamInterface<testing::FakeThrow> {};
+
+TEST_P(InferenceExceptionTest, IsRejectIncompleteAndThePoolKeepsServing) {
+  loader_.model->throws = GetParam();
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the same (only) pool thread throws twice
+    pb::InspectReply reply;
+    const auto start = Clock::now();
+    ASSERT_TRUE(Inspect(Product(102, 51), &reply, 5000).ok());  // would ACCEPT if inference succeeded
+    const double waited = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+    EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_INFERENCE_ERROR);
+    EXPECT_NE(reply.incomplete_detail().find("inference threw"), std::string::npos) << reply.incomplete_detail();
+    EXPECT_EQ(reply.patches_size(), 0);
+    EXPECT_LT(waited, 2500.0);  // answered when the job failed, not at the deadline
+  }
+  loader_.model->throws = testing::FakeThrow::kNone;
+  pb::InspectReply next;
+  ASSERT_TRUE(Inspect(Product(102, 51), &next, 5000).ok());
+  EXPECT_EQ(next.verdict(), pb::VERDICT_ACCEPT);
+  pb::GetModelStatusRequest request;
+  pb::GetModelStatusReply status;
+  ASSERT_TRUE(service_->GetModelStatus(nullptr, &request, &status).ok());
+  EXPECT_EQ(status.models(0).stats().rejected_incomplete(), 2u);
+  EXPECT_EQ(status.models(0).stats().accepted(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Throws, InferenceExceptionTest,
+                         ::testing::Values(testing::FakeThrow::kBadAlloc, testing::FakeThrow::kRuntimeError,
+                                           testing::FakeThrow::kNonStd),
+                         [](const ::testing::TestParamInfo<testing::FakeThrow>& info) {
+                           switch (info.param) {
+                             case testing::FakeThrow::kBadAlloc: return std::string("BadAlloc");
+                             case testing::FakeThrow::kRuntimeError: return std::string("RuntimeError");
+                             case testing::FakeThrow::kNonStd: return std::string("NonStdException");
+                             default: return std::string("None");
+                           }
+                         });
+
 TEST_F(InspectionServiceTest, NanScoresAreRejectIncomplete) {
   loader_.model->nan_scores = true;
   pb::InspectReply reply;

@@ -1,6 +1,13 @@
-// Flags, logging format and latency statistics.
+// Flags, logging format, latency statistics and the inference pool.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <new>
+#include <stdexcept>
+
+#include "cc/inference_pool.h"
 #include "cc/latency_stats.h"
 #include "cc/server_flags.h"
 #include "cc/structured_log.h"
@@ -64,6 +71,22 @@ TEST(LatencyStatsTest, PercentilesAndCounts) {
   EXPECT_EQ(s.invalid, 1u);
   EXPECT_EQ(s.latency_p50_ms, 30.0);
   EXPECT_EQ(s.latency_max_ms, 40.0);
+}
+
+// A task that throws (whatever it throws) must not take its worker thread, or the server, down with it.
+TEST(InferencePoolTest, ThrowingTasksDoNotStopTheWorker) {
+  InferencePool pool(1, 8);  // one thread: every task below runs on the thread the throwing ones used
+  std::atomic<int> ran{0};
+  ASSERT_TRUE(pool.TrySubmit([&ran] { ++ran; throw std::bad_alloc(); }));
+  ASSERT_TRUE(pool.TrySubmit([&ran] { ++ran; throw std::runtime_error("task failed"); }));
+  ASSERT_TRUE(pool.TrySubmit([&ran] { ++ran; throw 7; }));
+  std::promise<void> done;
+  ASSERT_TRUE(pool.TrySubmit([&ran, &done] { ++ran; done.set_value(); }));
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(ran.load(), 4);
+  std::promise<void> again;
+  ASSERT_TRUE(pool.TrySubmit([&again] { again.set_value(); }));
+  EXPECT_EQ(again.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
 }
 
 }  // namespace

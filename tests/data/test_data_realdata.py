@@ -1,4 +1,4 @@
-"""Real data: the magnetic-tile set in the MVTec layout (skipped when ../shared is absent)."""
+"""Real data: the magnetic-tile set in the MVTec layout (../shared absent: skipped; failed if CI=true)."""
 
 from __future__ import annotations
 

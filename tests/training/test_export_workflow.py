@@ -107,6 +107,83 @@ def test_versions_are_immutable_and_numbered(calibrated, tmp_path) -> None:
     assert not list(version_dir.parent.glob(".*.tmp"))
 
 
+class _ShiftedScores:
+    """A loaded run whose score function adds ``shift`` to every score: an artefact that fails the check."""
+
+    def __init__(self, run, shift: float = 0.5) -> None:
+        self._run, self._shift = run, shift
+
+    def __getattr__(self, name):
+        return getattr(self._run, name)
+
+    def score_function(self):
+        function = self._run.score_function()
+
+        def shifted(images):
+            outputs = dict(function(images))
+            outputs["score"] = outputs["score"] + self._shift
+            return outputs
+
+        return shifted
+
+
+@pytest.fixture
+def shifted_writer(monkeypatch):
+    """Make export write a SavedModel whose scores are the run's + 0.5 (the run itself is untouched)."""
+    from tfad.export import savedmodel
+
+    write = savedmodel._write_savedmodel
+
+    def write_shifted(run, target):
+        write(_ShiftedScores(run), target)
+
+    monkeypatch.setattr(savedmodel, "_write_savedmodel", write_shifted)
+
+
+def test_export_that_fails_the_check_publishes_nothing(calibrated, shifted_writer, tmp_path, capsys) -> None:
+    run_dir, _ = calibrated
+    models = tmp_path / "models"
+    with pytest.raises(ExportError, match=r"scores differ from the run's \(max \|d score\| 5\.00e-01"):
+        export_run(run_dir, models)
+    assert not (models / "tiny").exists() or not list((models / "tiny").iterdir())  # no version, no tmp
+    # the CLI: exit 2, the difference named, still nothing a polling server could pick up
+    assert main(["export", str(run_dir), "--savedmodels", str(models)]) == 2
+    err = capsys.readouterr().err
+    assert "max |d score| 5.00e-01" in err and "nothing was published" in err
+    assert not (models / "tiny").exists() or not list((models / "tiny").iterdir())
+
+
+def test_no_check_publishes_without_reloading(calibrated, shifted_writer, tmp_path) -> None:
+    run_dir, _ = calibrated
+    target = export_run(run_dir, tmp_path / "models", check=False)  # what --no-check does
+    assert target == tmp_path / "models" / "tiny" / "1" and (target / "saved_model.pb").is_file()
+
+
+def test_export_checks_then_publishes(calibrated, tmp_path, monkeypatch) -> None:
+    from tfad.export import savedmodel
+
+    run_dir, _ = calibrated
+    models = tmp_path / "models"
+    seen = []
+    check = savedmodel.check_export
+
+    def spy(run, folder):
+        seen.append((folder, sorted(p.name for p in models.joinpath("tiny").iterdir())))
+        result = check(run, folder)
+        seen.append(result)
+        return result
+
+    monkeypatch.setattr(savedmodel, "check_export", spy)
+    target = export_run(run_dir, models)
+    assert target == models / "tiny" / "1" and (target / "saved_model.pb").is_file()
+    assert (target / "tfad_manifest.json").is_file()
+    # checked in the temporary folder while no version folder existed yet, then published
+    assert seen[0] == (models / "tiny" / ".1.tmp", [".1.tmp"])
+    assert seen[1].max_score_diff <= savedmodel.CHECK_SCORE_ATOL
+    assert seen[1].max_heatmap_diff <= savedmodel.CHECK_HEATMAP_ATOL
+    assert sorted(p.name for p in target.parent.iterdir()) == ["1"]
+
+
 def test_uncalibrated_run_is_refused(tiny_run, tmp_path) -> None:
     from tfad.serving.contract import ManifestError, load_manifest
 

@@ -248,6 +248,30 @@ def test_blob_fit_learns_the_reference_and_exports_without_a_savedmodel(blob_exp
     assert not (version / "saved_model.pb").exists() and (version / "blob" / "blob.json").is_file()
 
 
+def test_blob_export_is_checked_before_it_is_published(blob_export, tmp_path, monkeypatch) -> None:
+    """The blob family exports parameters, not a SavedModel: the check reloads those from the temporary
+    folder too, and an artefact that scores differently from the run is never published."""
+    from tfad.export.savedmodel import ExportError, export_run
+    from tfad.models.blob import REFERENCE_FILE, BlobAnalyzer
+
+    run_dir, _ = blob_export
+    target = export_run(run_dir, tmp_path / "good")  # a faithful export passes the check and is published
+    assert target.name == "1" and (target / "blob" / "blob.json").is_file()
+
+    save = BlobAnalyzer.save
+
+    def save_corrupted(self, directory):  # e.g. a reference image written wrong
+        save(self, directory)
+        reference = Path(directory) / REFERENCE_FILE
+        np.save(reference, 1.0 - np.load(reference))
+
+    monkeypatch.setattr(BlobAnalyzer, "save", save_corrupted)
+    models = tmp_path / "bad"
+    with pytest.raises(ExportError, match=r"differ from the run's \(max \|d score\| .*nothing was published"):
+        export_run(run_dir, models)
+    assert not (models / "blob").exists() or not list((models / "blob").iterdir())
+
+
 def test_blob_eval_and_predict(blob_export, tiny_vials, tmp_path) -> None:
     _, version = blob_export
     out = tmp_path / "eval"

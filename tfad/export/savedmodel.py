@@ -9,13 +9,17 @@ runs. Beside it, ``tfad_manifest.json`` (docs/architecture.md, "SavedModel
 contract") carries everything a server needs to decide: input size, preprocessing, region thresholds and
 their policy, run acceptance k-of-n, and the provenance (family, preset, training-data fingerprint, tfad
 version). The version folder appears atomically (written under a temporary name, then renamed), so a
-polling server never sees half a model.
+polling server never sees half a model; and, unless ``check=False``, only after the model written in the
+temporary folder has been reloaded there and its scores compared with the run's, so a polling server never
+sees a model that fails that check either.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,13 @@ from tfad.families import family
 MANIFEST_FILE = "tfad_manifest.json"
 MANIFEST_FORMAT = "tfad-manifest/1"
 
+# Export check: the reloaded artefact against the run on random patches. Stated tolerance: the SavedModel
+# runs the same graph as the Keras model; differences come only from op scheduling/fusion.
+CHECK_SCORE_ATOL, CHECK_HEATMAP_ATOL = 1e-4, 1e-3
+CHECK_IMAGES, CHECK_SEED = 4, 0
+
+log = logging.getLogger(__name__)
+
 
 class ExportError(RuntimeError):
     """The run cannot be exported as asked (uncalibrated, version exists, ...)."""
@@ -35,6 +46,69 @@ def next_version(model_dir: Path) -> int:
     """One more than the highest numbered version folder under ``model_dir`` (1 for none)."""
     versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
     return max(versions, default=0) + 1
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """The export check's result: the largest differences between the reloaded artefact and the run."""
+
+    max_score_diff: float
+    max_heatmap_diff: float
+    images: int
+
+    def describe(self) -> str:
+        return (
+            f"exported model reloaded, scores equal the run's on {self.images} random patches "
+            f"(max |d score| {self.max_score_diff:.1e}, max |d heatmap| {self.max_heatmap_diff:.1e})"
+        )
+
+
+def _max_abs_diff(a, b) -> float:
+    """max |a - b|; inf when the shapes differ or a value is not finite (never passes the check)."""
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    diff = np.abs(a - b)
+    return float(diff.max()) if np.isfinite(diff).all() else float("inf")
+
+
+def check_export(run, folder: Path) -> ExportCheck:
+    """Reload the artefact written in ``folder`` (SavedModel or blob parameters, with its manifest) and
+    compare its scores and heatmaps with the loaded ``run``'s on random patches.
+
+    Raises:
+        ExportError: the artefact cannot be reloaded or scored, or its outputs differ from the run's beyond
+            the stated tolerance (the message names both differences).
+    """
+    import numpy as np
+
+    from tfad.scoring.scorer import load_scorer, scorer_from_run
+
+    reference = scorer_from_run(run)
+    rng = np.random.default_rng(CHECK_SEED)
+    shape = (CHECK_IMAGES, reference.image_size, reference.image_size, reference.channels)
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    expected = reference(images)
+    try:
+        got = load_scorer(folder)(images)
+    except Exception as err:  # anything that keeps the artefact from scoring fails the check
+        raise ExportError(
+            f"exported model could not be reloaded and scored ({type(err).__name__}: {err}); "
+            "nothing was published"
+        ) from err
+    diff = _max_abs_diff(expected["score"], got["score"])
+    heat = _max_abs_diff(expected["heatmap"], got["heatmap"])
+    if not (diff <= CHECK_SCORE_ATOL and heat <= CHECK_HEATMAP_ATOL):
+        raise ExportError(
+            f"exported model's scores differ from the run's (max |d score| {diff:.2e}, tolerance "
+            f"{CHECK_SCORE_ATOL:.0e}; max |d heatmap| {heat:.2e}, tolerance {CHECK_HEATMAP_ATOL:.0e}) on "
+            f"{CHECK_IMAGES} random patches; nothing was published"
+        )
+    return ExportCheck(diff, heat, CHECK_IMAGES)
 
 
 def _write_savedmodel(run, target: Path) -> None:
@@ -102,6 +176,7 @@ def export_run(
     savedmodels_dir: str | Path = "savedmodels",
     version: int | None = None,
     allow_uncalibrated: bool = False,
+    check: bool = True,
 ) -> Path:
     """Export the run's inference graph and manifest; returns the version folder.
 
@@ -109,9 +184,12 @@ def export_run(
         version: the version number (default: next free one). An existing version is never overwritten.
         allow_uncalibrated: export without ``thresholds.json`` (manifest ``"thresholds": null``; the servers
             refuse to serve such a model, but it can be scored and calibrated later).
+        check: reload the artefact in the temporary folder and compare its scores with the run's
+            (:func:`check_export`) before publishing it; on a difference nothing is published.
 
     Raises:
-        ExportError: uncalibrated run (without ``allow_uncalibrated``) or existing version.
+        ExportError: uncalibrated run (without ``allow_uncalibrated``), existing version, or (with
+            ``check``) an artefact whose scores differ from the run's.
     """
     from tfad.training.runs import THRESHOLDS_FILE, load_run
 
@@ -145,6 +223,9 @@ def export_run(
             run.inference_model.save(tmp / "blob")
         manifest = build_manifest(run, version, thresholds, calibration)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if check:  # verified where no server looks; published (atomic rename) only when it passes
+            result = check_export(run, tmp)
+            log.info("export check: %s", result.describe())
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

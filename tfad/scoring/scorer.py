@@ -66,12 +66,19 @@ class Scorer:
 
 
 def _run_scorer(path: Path) -> Scorer:
+    from tfad.training.runs import load_run
+
+    return scorer_from_run(load_run(path))
+
+
+def scorer_from_run(run) -> Scorer:
+    """A :class:`Scorer` of an already loaded run (a :class:`tfad.training.runs.TrainedRun`)."""
     import tensorflow as tf
 
     from tfad.families import family
-    from tfad.training.runs import THRESHOLDS_FILE, load_run
+    from tfad.training.runs import THRESHOLDS_FILE
 
-    run = load_run(path)
+    path = run.run_dir
     size, channels = run.config.data.image_size, run.config.data.channels
     function = run.score_function()
     if family(run.config.model.family).tensorflow:
