@@ -183,7 +183,8 @@ class Config:
         return Path(self.output_dir) / self.name
 
 
-FAMILIES = ("resganad", "grdnet", "classifier", "segmentation", "blob", "embedding")  # one entry each in tfad.families
+# one entry each in tfad.families
+FAMILIES = ("resganad", "grdnet", "classifier", "segmentation", "blob", "embedding")
 POLICIES = ("max-accuracy", "max-balanced-accuracy", "no-defect-accepted", "false-reject-budget")
 
 

@@ -74,26 +74,6 @@ def tiny_grdnet_config(
 
 
 @pytest.fixture(scope="session")
-def tiny_vials(tmp_path_factory) -> Path:
-    """3 good training products, 6 calib and 6 test products (some defective), 2 runs, 64x64 patches."""
-    from tfad.data.synth_vials import generate_synth_vials
-
-    root = tmp_path_factory.mktemp("tiny_vials") / "data"
-    generate_synth_vials(
-        str(root),
-        n_products=3,
-        n_runs=2,
-        frames=1,
-        vials=2,
-        image_size=64,
-        n_eval_products=6,
-        defect_rate=0.5,
-        seed=2,
-    )
-    return root
-
-
-@pytest.fixture(scope="session")
 def tiny_run(tiny_vials, tmp_path_factory):
     """A finished 3-epoch run of tiny_config: (config, FitResult)."""
     from tfad.training.fit import fit

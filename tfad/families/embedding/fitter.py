@@ -81,10 +81,13 @@ def build_model(
     return model
 
 
-def _whitening(covariance_cholesky: np.ndarray) -> np.ndarray:
-    # W = L^-1 per cell: the Mahalanobis distance is ||W (x - mu)|| and W is a plain matmul when scoring.
-    eye = np.eye(covariance_cholesky.shape[-1])
-    return np.linalg.solve(covariance_cholesky.astype(np.float64), eye[None]).astype(np.float32)
+def _whitening(moments: StreamingCovariance, eps: float) -> np.ndarray:
+    # W = L^-1 per cell (L L^T = Sigma + eps I, in float64): the Mahalanobis distance is ||W (x - mu)|| and
+    # scoring is then a plain batched matmul.
+    covariance = moments.covariance() + eps * np.eye(moments.dim)[None]
+    cholesky = np.linalg.cholesky(covariance)
+    eye = np.broadcast_to(np.eye(moments.dim), cholesky.shape)
+    return np.linalg.solve(cholesky, eye).astype(np.float32)
 
 
 def _bar(total: int, what: str, progress: bool) -> tqdm:
@@ -109,38 +112,36 @@ def fit_state(
     features_fn = tf.function(lambda x: patch_features(x, arch, extractor, subset), reduce_retracing=True)
     cells, dim = arch.grid_size**2, feature_dim(arch)
 
-    def gaussian_pass(what: str) -> tuple[np.ndarray, np.ndarray, int]:
+    def moments_pass(what: str) -> StreamingCovariance:
         moments = StreamingCovariance(cells, dim)
         for features in _feature_batches(features_fn, batches, total_images, what, progress):
             moments.update(features.numpy())
-        mean, cholesky = moments.finalize(arch.covariance_eps)
-        return mean, cholesky, moments.count
+        return moments
 
     if arch.method == "padim-diagonal":
-        moments = StreamingCovariance(cells, dim)
-        for features in _feature_batches(
-            features_fn, batches, total_images, "fit PaDiM (diagonal)", progress
-        ):
-            moments.update(features.numpy())
-        mean, _ = moments.finalize(arch.covariance_eps)
+        moments = moments_pass("fit PaDiM (diagonal)")
         variance = np.diagonal(moments.covariance(), axis1=1, axis2=2) + arch.covariance_eps
-        return {"mean": mean, "inverse_std": (1.0 / np.sqrt(variance)).astype(np.float32)}, {
+        inverse_std = (1.0 / np.sqrt(variance)).astype(np.float32)
+        return {"mean": moments.mean().astype(np.float32), "inverse_std": inverse_std}, {
             "images": moments.count
         }
     if arch.method == "padim":
-        mean, cholesky, count = gaussian_pass("fit PaDiM")
-        return {"mean": mean, "whitening": _whitening(cholesky)}, {"images": count}
+        moments = moments_pass("fit PaDiM")
+        state = {
+            "mean": moments.mean().astype(np.float32),
+            "whitening": _whitening(moments, arch.covariance_eps),
+        }
+        return state, {"images": moments.count}
     if arch.method == "mhbc-patchcore":
-        mean, cholesky, count = gaussian_pass("MhBC pass 1/2: covariance")
-        whitening = _whitening(cholesky)
+        moments = moments_pass("MhBC pass 1/2: covariance")
+        mean, whitening = moments.mean().astype(np.float32), _whitening(moments, arch.covariance_eps)
         kmeans = CumulativeKMeans(arch.mhbc_centroids, dim, seed=arch.seed)
-        for features in _feature_batches(
-            features_fn, batches, total_images, "MhBC pass 2/2: k-means", progress
-        ):
+        what = "MhBC pass 2/2: k-means"
+        for features in _feature_batches(features_fn, batches, total_images, what, progress):
             z = tf.einsum("pde,npe->npd", whitening, features - mean[None])
             kmeans.update(tf.reshape(z, [-1, dim]).numpy())
         state = {"mean": mean, "whitening": whitening, "centroids": kmeans.centroids}
-        return state, {"images": count, "centroids": int(kmeans.centroids.shape[0])}
+        return state, {"images": moments.count, "centroids": int(kmeans.centroids.shape[0])}
     # PatchCore: collect, cap, coreset
     cap = arch.max_bank_features or total_images * cells
     rng = np.random.default_rng(arch.seed)
