@@ -4,12 +4,14 @@
     .venv/bin/python benchmarks/train_magnetic_tile.py --presets line-cpu --steps 400
     .venv/bin/python benchmarks/train_magnetic_tile.py --presets line-cpu,grdnet:crae,grdnet:crae+roi
 
-A preset is ``[family:]preset[+roi]`` (family ``resganad`` when omitted), e.g. ``grdnet:crae``,
-``classifier:mobilenetv3-small``, ``segmentation:unet``, ``blob:standard``. The supervised families
-(classifier, segmentation) cannot use magnetic_tile's labelled defects - they are all in ``test/``, which is
-never trained on - so they learn from ``train/good`` with synthetic defects (P_q, a share
-``--synthetic-probability`` of the good images) as their defect class. The blob baseline uses its documented
-default parameters (docs/blob.md), not tuned on the test set; its thresholds are calibrated like every
+A preset is ``[family:]preset[+roi][@knob=value...]`` (family ``resganad`` when omitted), e.g.
+``grdnet:crae``, ``classifier:mobilenetv3-small``, ``segmentation:unet``, ``blob:standard``,
+``embedding:padim@feature_channels=0`` (``@`` sets an architecture knob, as ``model.overrides`` would).
+The supervised families (classifier, segmentation) cannot use magnetic_tile's labelled defects - they are
+all in ``test/``, which is never trained on - so they learn from ``train/good`` with synthetic defects
+(P_q, a share ``--synthetic-probability`` of the good images) as their defect class. The blob baseline
+uses its documented default parameters (docs/blob.md), not tuned on the test set; its thresholds are
+calibrated like every
 model's. ``+roi`` trains and scores with a
 region of interest: every image's central area without a border of ``--roi-border`` (a fraction of each
 side; default 1/16, i.e. 16 px at 256x256, where the tiles' machined edges, glare and background slivers
@@ -37,6 +39,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
 
@@ -78,21 +81,70 @@ def roi_dataset(data: Path, out: Path, border: float) -> tuple[Path, Path, int]:
     return mirror, model_roi, outside
 
 
-def run_preset(spec: str, args: argparse.Namespace) -> dict:
+def contaminated_dataset(data: Path, out: Path, share: float, seed: int) -> tuple[Path, int, float]:
+    """A mirror of ``data`` (symlinks) whose train/good also holds ``share`` x |train/good| defective test
+    images (seeded, stratified by nothing: a uniform draw), which leave the mirror's test split (seed 002's
+    contamination study). Returns (mirror root, images moved, their mean anomalous-pixel fraction)."""
+    import cv2
+
+    from tfad.data.layouts import read_dataset
+    from tfad.data.records import LABEL_DEFECTIVE
+
+    train = read_dataset(str(data), "train", "mvtec")
+    defects = [r for r in read_dataset(str(data), "test", "mvtec") if r.label == LABEL_DEFECTIVE]
+    count = min(len(defects), round(share * len(train)))
+    rng = np.random.default_rng(seed)
+    moved = {defects[i].path for i in rng.choice(len(defects), count, replace=False)}
+    mirror = out / f"magnetic_tile_contaminated_{round(100 * share)}"
+    if mirror.exists():
+        import shutil
+
+        shutil.rmtree(mirror)
+    fractions = []
+    for split in ("train", "test"):
+        for record in read_dataset(str(data), split, "mvtec"):
+            source = Path(record.path)
+            if record.path in moved:  # a defect presented as good training data
+                target = mirror / "train" / "good" / f"contaminated_{source.parent.name}_{source.name}"
+                mask = cv2.imread(record.mask_path, cv2.IMREAD_GRAYSCALE) if record.mask_path else None
+                fractions.append(float((mask > 0).mean()) if mask is not None else 0.0)
+            else:
+                target = mirror / split / source.parent.name / source.name
+                if record.mask_path:
+                    mask_target = mirror / "ground_truth" / source.parent.name / Path(record.mask_path).name
+                    mask_target.parent.mkdir(parents=True, exist_ok=True)
+                    mask_target.symlink_to(Path(record.mask_path).resolve())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source.resolve())
+    return mirror, count, float(np.mean(fractions)) if fractions else 0.0
+
+
+def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) -> dict:
     from tfad.config import from_dict
     from tfad.data.layouts import read_dataset
+    from tfad.data.records import LABEL_GOOD
     from tfad.evaluation.report import write_report
     from tfad.scoring.metrics import f1_max, image_auroc
     from tfad.scoring.scorer import load_scorer, score_records
     from tfad.scoring.thresholds import calibrate_table
     from tfad.training.fit import fit
 
-    family_name, _, preset = spec.rpartition(":")
+    spec_preset, *knobs = spec.split("@")
+    knobs = [k for k in knobs if not k.startswith("contamination=")]
+    family_name, _, preset = spec_preset.rpartition(":")
     family_name = family_name or "resganad"
     preset, _, roi_flag = preset.partition("+")
+    overrides = {}
+    for knob in knobs:  # "@key=value": an architecture override (model.overrides), YAML-typed
+        key, _, value = knob.partition("=")
+        overrides[key] = yaml.safe_load(value)
     if roi_flag not in ("", "roi"):
         raise SystemExit(f"preset {spec!r}: the only suffix is '+roi'")
     data_root, extra, defects_outside_roi = args.data, {}, None
+    moved, moved_pixels = 0, None
+    if contamination:
+        data_root, moved, moved_pixels = contaminated_dataset(args.data, args.out, contamination, args.seed)
+        spec = f"{spec}@contamination={contamination:g}"
     if roi_flag:
         if family_name != "grdnet":
             raise SystemExit(f"preset {spec!r}: '+roi' needs the grdnet family (ResGANAD has no ROI)")
@@ -105,9 +157,15 @@ def run_preset(spec: str, args: argparse.Namespace) -> dict:
     epochs = 4
     config = from_dict(
         {
-            "name": "mt-" + spec.replace(":", "-").replace("+", "-"),
+            "name": "mt-"
+            + spec.replace(":", "-")
+            .replace("+", "-")
+            .replace("@", "-")
+            .replace("=", "")
+            .replace(",", "_")
+            .replace(".", "p"),
             "output_dir": str(args.out),
-            "model": {"family": family_name, "preset": preset},
+            "model": {"family": family_name, "preset": preset, "overrides": overrides},
             "data": {
                 "root": str(data_root),
                 "layout": "mvtec",
@@ -162,8 +220,16 @@ def run_preset(spec: str, args: argparse.Namespace) -> dict:
     full_pixel = write_report(table, thresholds, str(run_dir / "bench_eval_full"), k=1, n=1, plots=False)
     decisions = report["at_thresholds"]["patch"]
     f1, _ = f1_max(table.labels, table.scores)
+    good = table.labels == LABEL_GOOD
+    by_defect = {}
+    for defect in sorted(set(table.defect_types[~good].tolist())):
+        rows = good | (table.defect_types == defect)
+        by_defect[defect] = image_auroc(table.labels[rows], table.scores[rows])
     return {
         "preset": spec,
+        "contamination": contamination,
+        "defects_moved_to_train": moved,
+        "moved_anomalous_pixel_fraction": moved_pixels,
         "defects_outside_roi": defects_outside_roi,
         "gflops_per_patch": info["inference_gflops_per_patch"],
         "params_inference": (info.get("parameters") or {}).get("inference"),
@@ -174,6 +240,7 @@ def run_preset(spec: str, args: argparse.Namespace) -> dict:
         "pixel_auroc": full_pixel["pixel_level"]["pixel_auroc"],
         "aupro_0.3": full_pixel["pixel_level"]["aupro"],
         "f1_max": f1,
+        "auroc_by_defect": " ".join(f"{k} {v:.3f}" for k, v in by_defect.items()),
         "heldout_accuracy": decisions.get("accuracy"),
         "heldout_true_accept_rate": decisions.get("true_accept_rate"),
         "heldout_true_reject_rate": decisions.get("true_reject_rate"),
@@ -186,6 +253,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="magnetic_tile in the MVTec layout")
     parser.add_argument("--presets", default="line-cpu,line-cpu-wide")
+    parser.add_argument(
+        "--preset", action="append", default=[], help="one more preset (its knobs may hold commas)"
+    )
     parser.add_argument("--steps", type=int, default=800, help="training steps per preset (the budget)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -197,6 +267,12 @@ def main() -> None:
         default=0.5,
         help="classifier/segmentation: share of good training images made synthetic defects",
     )
+    parser.add_argument(
+        "--contamination",
+        default="",
+        help="comma-separated shares p of |train| (e.g. 0.05,0.1,0.2): each preset is also fitted with p x "
+        "|train| defective test images moved into train/good (seeded) and out of the evaluated set",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench_out/magnetic_tile"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
@@ -204,7 +280,9 @@ def main() -> None:
     if not args.data.is_dir():
         raise SystemExit(f"magnetic_tile not found at {args.data} (pass --data)")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [run_preset(p.strip(), args) for p in args.presets.split(",") if p.strip()]
+    specs = [p.strip() for p in args.presets.split(",") if p.strip()] if not args.preset else []
+    shares = [0.0] + [float(p) for p in args.contamination.split(",") if p.strip()]
+    rows = [run_preset(spec, args, share) for spec in specs + args.preset for share in shares]
     (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
 
     def fmt(v) -> str:
@@ -212,6 +290,7 @@ def main() -> None:
 
     columns = [
         "preset",
+        "defects_moved_to_train",
         "defects_outside_roi",
         "gflops_per_patch",
         "steps",
@@ -220,6 +299,7 @@ def main() -> None:
         "pixel_auroc",
         "aupro_0.3",
         "f1_max",
+        "auroc_by_defect",
         "heldout_accuracy",
         "heldout_true_accept_rate",
         "heldout_true_reject_rate",

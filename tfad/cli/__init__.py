@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from tfad import __version__
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # TensorFlow's C++ INFO lines (CPU feature guard, oneDNN notice, tf.data sharding) and its Python
+        # INFO lines say nothing a user can act on; warnings and errors still show. Set before TF loads.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        for noisy in ("tensorflow", "absl"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

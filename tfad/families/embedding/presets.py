@@ -44,7 +44,6 @@ class EmbeddingArchitecture:
     max_bank_features: int = 0  # PatchCore: cap the bank (0: no cap) before the coreset fraction
     pq_subspaces: int = 0  # PatchCore: product-quantised bank with this many sub-spaces (0: exact bank)
     pq_top_k: int = 16  # PatchCore + PQ: exact re-ranking of the K nearest quantised candidates
-    reweight_neighbours: int = 0  # PatchCore: image score re-weighting over b neighbours (0: plain max)
     mhbc_centroids: int = 1024  # MhBC-PatchCore: cumulative k-means centroids in the whitened space
     blur_sigma: float = 4.0  # Gaussian blur of the map at image size (pixels); 0 = off
     seed: int = 0  # channel subset, coreset start, k-means
@@ -78,7 +77,7 @@ class EmbeddingArchitecture:
                 f"backbone_input_size must be a multiple of {deepest} (the deepest tap's stride)"
             )
         grid = self.backbone_input_size // finest
-        for name in ("feature_channels", "border_cells", "pq_subspaces", "reweight_neighbours", "seed"):
+        for name in ("feature_channels", "border_cells", "pq_subspaces", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
