@@ -26,9 +26,7 @@ from typing import Any
 
 from tfad import __version__
 from tfad.families import family
-
-MANIFEST_FILE = "tfad_manifest.json"
-MANIFEST_FORMAT = "tfad-manifest/1"
+from tfad.rundir import MANIFEST_FILE, MANIFEST_FORMAT, THRESHOLDS_FILE
 
 # Export check: the reloaded artefact against the run on random patches. Stated tolerance: the SavedModel
 # runs the same graph as the Keras model; differences come only from op scheduling/fusion.
@@ -191,7 +189,7 @@ def export_run(
         ExportError: uncalibrated run (without ``allow_uncalibrated``), existing version, or (with
             ``check``) an artefact whose scores differ from the run's.
     """
-    from tfad.training.runs import THRESHOLDS_FILE, load_run
+    from tfad.training.runs import load_run
 
     run = load_run(run_dir)
     thresholds_path = run.run_dir / THRESHOLDS_FILE

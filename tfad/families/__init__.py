@@ -20,6 +20,7 @@ from typing import Any
 
 from tfad.families.base import ModelFamily
 from tfad.families.embedding import EmbeddingFamily
+from tfad.schema import Config, ConfigError, require
 
 
 class ResGANADFamily(ModelFamily):
@@ -103,6 +104,22 @@ class GRDNetFamily(ModelFamily):
 
         return preset(name, **overrides)
 
+    def validate_config(self, config: Config) -> None:  # noqa: D102
+        from tfad.losses.discriminative import ROI_LOSS_VARIANTS
+
+        g = config.grdnet
+        require(
+            g.roi_loss in ROI_LOSS_VARIANTS,
+            f"grdnet.roi_loss: one of {ROI_LOSS_VARIANTS}, got {g.roi_loss!r}",
+        )
+        require(g.focal_gamma >= 0, f"grdnet.focal_gamma must be >= 0, got {g.focal_gamma}")
+        require(g.plateau_patience_epochs >= 1, "grdnet.plateau_patience_epochs must be >= 1")
+        require(0 < g.plateau_factor <= 1, f"grdnet.plateau_factor must be in (0, 1], got {g.plateau_factor}")
+        require(
+            g.score_filter_size >= 1 and g.score_filter_size % 2 == 1,
+            f"grdnet.score_filter_size must be a positive odd integer, got {g.score_filter_size}",
+        )
+
     def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:  # noqa: D102
         from tfad.models.grdnet import GRDNetNetworks
 
@@ -131,6 +148,33 @@ class GRDNetFamily(ModelFamily):
             + (" times the inference ROI" if config.grdnet.inference_roi else ""),
             "inference_roi": config.grdnet.inference_roi,
         }
+
+
+def check_supervised_section(config: Config) -> None:
+    """ConfigError naming a bad value of the ``supervised`` section (read by both supervised families)."""
+    sv = config.supervised
+    require(
+        0.0 <= sv.synthetic_probability <= 1.0,
+        f"supervised.synthetic_probability must be in [0, 1], got {sv.synthetic_probability}",
+    )
+    require(
+        sv.class_weighting in ("balanced", "none"),
+        f"supervised.class_weighting: balanced or none, got {sv.class_weighting!r}",
+    )
+    require(
+        sv.segmentation_loss in ("dice+bce", "dice+focal"),
+        f"supervised.segmentation_loss: dice+bce or dice+focal, got {sv.segmentation_loss!r}",
+    )
+    require(sv.focal_gamma >= 0, f"supervised.focal_gamma must be >= 0, got {sv.focal_gamma}")
+    require(
+        sv.score_filter_size >= 1 and sv.score_filter_size % 2 == 1,
+        f"supervised.score_filter_size must be a positive odd integer, got {sv.score_filter_size}",
+    )
+    if sv.classes is not None:
+        require(
+            len(sv.classes) >= 2 and sv.classes[0] == "good" and len(set(sv.classes)) == len(sv.classes),
+            f"supervised.classes: at least two distinct names, 'good' first, got {sv.classes}",
+        )
 
 
 def inference_roi(config: Any):
@@ -162,6 +206,9 @@ class ClassifierFamily(ModelFamily):
     default_early_stopping_patience = 5
     supervised = True
     outputs = ("score", "heatmap", "probabilities", "predicted_class")
+
+    def validate_config(self, config: Config) -> None:  # noqa: D102
+        check_supervised_section(config)
 
     def data_knobs(self, config: Any) -> dict[str, Any]:  # noqa: D102
         classes = config.supervised.classes
@@ -232,6 +279,9 @@ class SegmentationFamily(ModelFamily):
     supervised = True
     outputs = ("score", "heatmap")
 
+    def validate_config(self, config: Config) -> None:  # noqa: D102
+        check_supervised_section(config)
+
     def presets(self) -> dict[str, Any]:  # noqa: D102
         from tfad.models.segmentation import PRESETS
 
@@ -282,6 +332,19 @@ class BlobFamily(ModelFamily):
     trainable = False
     tensorflow = False
     outputs = ("score", "heatmap")
+
+    def validate_config(self, config: Config) -> None:  # noqa: D102
+        require(
+            config.blob.max_reference_images >= 1,
+            f"blob.max_reference_images must be >= 1, got {config.blob.max_reference_images}",
+        )
+        if config.model.family == self.name:
+            from tfad.models.blob import BlobParameters
+
+            try:
+                BlobParameters.from_dict(config.blob.parameters)
+            except ValueError as err:
+                raise ConfigError(f"blob.parameters: {err}") from err
 
     def presets(self) -> dict[str, Any]:  # noqa: D102
         return {"standard": BlobArchitecture()}
@@ -381,6 +444,11 @@ _FAMILIES: dict[str, ModelFamily] = {
         EmbeddingFamily(),
     )
 }
+
+
+def names() -> tuple[str, ...]:
+    """Every ``model.family`` name, in the registry's order."""
+    return tuple(_FAMILIES)
 
 
 def family(name: str) -> ModelFamily:

@@ -8,9 +8,12 @@ these methods; nothing outside a family tests a family's name.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tfad.schema import Config
 
 
 class ModelFamily:
@@ -26,6 +29,35 @@ class ModelFamily:
     trainable: bool = True  # False: fitted without gradient training (fit_without_training)
     tensorflow: bool = True  # scored by a TensorFlow graph (exported as a SavedModel)
     outputs: tuple[str, ...] = ("score", "heatmap", "reconstruction")  # the serving signature's outputs
+
+    def with_defaults(self, config: Config) -> Config:
+        """``config`` with this family's defaults filled in where it leaves them to the family (``None``):
+        ``model.preset``, ``training.learning_rate``, ``adam_beta_1``, ``early_stopping_patience``."""
+        model, training = config.model, config.training
+        if model.preset is None:
+            model = dataclasses.replace(model, preset=self.default_preset)
+        defaults = {
+            "learning_rate": self.default_learning_rate,
+            "adam_beta_1": self.default_adam_beta_1,
+            "early_stopping_patience": self.default_early_stopping_patience,
+        }
+        training = dataclasses.replace(
+            training, **{k: v for k, v in defaults.items() if getattr(training, k) is None}
+        )
+        return dataclasses.replace(config, model=model, training=training)
+
+    def validate_config(self, config: Config) -> None:
+        """ConfigError naming a bad value of a config section this family reads (e.g. ``grdnet.*``).
+
+        ``tfad.config`` calls it for every registered family, whichever family the config trains (a bad
+        value in a section the run does not use is an error too); a check that only matters when this
+        family is the one configured tests ``config.model.family == self.name``. The architecture is
+        checked separately (:meth:`architecture`)."""
+
+    def architecture(self, config: Config) -> Any:
+        """The validated architecture of ``config``'s model: its preset with ``model.overrides`` and the
+        :meth:`data_knobs`; ValueError naming the bad preset or knob."""
+        return self.preset(config.model.preset, **{**config.model.overrides, **self.data_knobs(config)})
 
     def data_knobs(self, config: Any) -> dict[str, Any]:
         """Architecture fields that come from the data/config rather than the preset (input size...)."""

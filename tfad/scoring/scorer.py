@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 
 from tfad.data.records import LABEL_GOOD, ImageRecord
+from tfad.rundir import MANIFEST_FILE, THRESHOLDS_FILE
 from tfad.scoring.table import ScoreTable, open_heatmap_store
 from tfad.scoring.thresholds import ThresholdTable
 
 log = logging.getLogger(__name__)
-
-MANIFEST_FILE = "tfad_manifest.json"
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -76,7 +75,6 @@ def scorer_from_run(run) -> Scorer:
     import tensorflow as tf
 
     from tfad.families import family
-    from tfad.training.runs import THRESHOLDS_FILE
 
     path = run.run_dir
     size, channels = run.config.data.image_size, run.config.data.channels

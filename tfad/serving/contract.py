@@ -14,9 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tfad.rundir import MANIFEST_FILE
 from tfad.serving.protos import pb
-
-MANIFEST_FILE = "tfad_manifest.json"
 
 
 class ManifestError(ValueError):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfad.rundir import MANIFEST_FILE
 from tfad.serving.contract import Manifest, load_manifest
 
 log = logging.getLogger("tfad.serving")
@@ -51,7 +52,7 @@ def scan_versions(base_path: str | Path) -> list[VersionDir]:
             parts = [
                 p,
                 p / "saved_model.pb",
-                p / "tfad_manifest.json",
+                p / MANIFEST_FILE,
                 p / "variables",
                 p / "variables/variables.index",
             ]

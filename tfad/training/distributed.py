@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfad.config import ConfigError
+from tfad.schema import ConfigError
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 #: Task types of TF_CONFIG that train (MultiWorkerMirroredStrategy): an optional "chief" plus "worker"s.

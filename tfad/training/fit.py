@@ -41,15 +41,19 @@ from tfad import __version__
 from tfad.config import Config, ConfigError, architecture, dump_config, load_config
 from tfad.data.layouts import read_dataset
 from tfad.data.records import LABEL_DEFECTIVE, LABEL_GOOD, ImageRecord, fingerprint
+from tfad.rundir import (
+    BEST_DIR,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    PLOTS_DIR,
+    RUN_FILE,
+    RUN_FORMAT,
+    TENSORBOARD_DIR,
+)
 
 log = logging.getLogger(__name__)
 
-RUN_FORMAT = "tfad-run/1"
-RUN_FILE = "run.json"
-CONFIG_FILE = "config.yaml"
-HISTORY_FILE = "history.csv"
-CHECKPOINT_DIR = "checkpoints"
-BEST_DIR = "best"  # under CHECKPOINT_DIR: the best epoch's checkpoint when early stopping is on
 SUMMARY_EVERY_STEPS = 50
 # The chief notes the step reached in run.json at most this often (besides every checkpoint), so that a
 # run resumed after a crash can log how many steps since the last backup it redoes.
@@ -647,7 +651,7 @@ def fit(
             return test_fn_(batch), stop
 
     writer = (
-        tf.summary.create_file_writer(str(run_dir / "tensorboard"))
+        tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR))
         if chief
         else tf.summary.create_noop_writer()
     )
@@ -1032,7 +1036,7 @@ def _write_plots(run_dir: Path, history: list[dict], trainer, dataset) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots = run_dir / "plots"
+    plots = run_dir / PLOTS_DIR
     plots.mkdir(exist_ok=True)
     epochs = [h["epoch"] for h in history]
     panels = trainer.plot_panels

@@ -20,10 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfad.config import GRDNetConfig
 from tfad.losses import reconstruction as losses
 from tfad.losses.discriminative import roi_focal_loss
 from tfad.models.grdnet import GRDNetNetworks
+from tfad.schema import GRDNetConfig
 from tfad.scoring.discriminative import smoothed_max_score
 from tfad.training.adversarial import AdversarialTrainer, replica_gradients
 

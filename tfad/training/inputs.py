@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfad.config import Config
 from tfad.data.pipeline import CorruptFileCounter, make_dataset
 from tfad.data.records import ImageRecord
+from tfad.schema import Config
 from tfad.synthesis.anomalies import AnomalySynthesisConfig, AnomalySynthesizer
 from tfad.training.augment import random_rotate_flip
 

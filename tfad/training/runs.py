@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tfad.config import Config, architecture, load_config
-from tfad.training.fit import BEST_DIR, CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE, RUN_FORMAT
-
-THRESHOLDS_FILE = "thresholds.json"
+from tfad.rundir import BEST_DIR, CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE, RUN_FORMAT
 
 
 class RunNotFoundError(FileNotFoundError):

@@ -45,12 +45,11 @@ class EmbeddingFamily(ModelFamily):
     def fit_without_training(  # noqa: D102
         self, config: Any, records: list, train: list, validation: list, run_dir: Path
     ) -> dict[str, Any]:
-        from tfad.config import architecture
         from tfad.data.pipeline import make_dataset
         from tfad.families.embedding.fitter import build_model, fit_state, heatmap_range
         from tfad.models.flops import count_flops
 
-        arch = architecture(config)
+        arch = self.architecture(config)
         size = (config.data.image_size, config.data.image_size)
 
         def batches(records_: list):
@@ -86,13 +85,12 @@ class EmbeddingFamily(ModelFamily):
         }
 
     def load_fitted(self, run_dir: Path, config: Any, info: dict[str, Any]) -> Any:  # noqa: D102
-        from tfad.config import architecture
         from tfad.families.embedding.fitter import build_model
 
         path = run_dir / FITTED_DIR / WEIGHTS_FILE
         if not path.is_file():
             raise FileNotFoundError(2, "fitted embedding model not found", str(path))
-        model = build_model(architecture(config), info.get("network_build"), weights=None)
+        model = build_model(self.architecture(config), info.get("network_build"), weights=None)
         model.load_weights(str(path))
         return model
 
@@ -102,9 +100,7 @@ class EmbeddingFamily(ModelFamily):
         return lambda images: score_images(inference_model, images)
 
     def score_description(self, config: Any) -> dict[str, Any]:  # noqa: D102
-        from tfad.config import architecture
-
-        arch = architecture(config)
+        arch = self.architecture(config)
         return {
             "name": f"max of the Gaussian-blurred (sigma {arch.blur_sigma}) {arch.method} distance map",
             "higher_is_anomalous": True,
