@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tfad.backbones import build_feature_extractor
+from tfad.backbones import build_feature_extractor, flops_per_image
 from tfad.families.embedding.coreset import greedy_coreset
 from tfad.families.embedding.mhbc import CumulativeKMeans, StreamingCovariance
 from tfad.families.embedding.model import BankModel, EmbeddingModel, GaussianModel, patch_features
@@ -50,6 +50,36 @@ def feature_dim(arch: EmbeddingArchitecture) -> int:
     """Channels of the aggregated patch features."""
     subset = channel_subset(arch)
     return len(subset) if subset is not None else sum(TAP_CHANNELS[t] for t in arch.tap_list())
+
+
+def inference_cost(arch: EmbeddingArchitecture, bank_size: int | None = None) -> dict[str, float]:
+    """Analytic cost of scoring one patch (multiply-add = 2 FLOP): the backbone up to its deepest tap, the
+    distance to the normal model, and the normal model's bytes (float32). ``bank_size``: PatchCore's
+    coreset rows (PQ re-ranking is counted as the table look-ups plus ``pq_top_k`` exact distances)."""
+    cells, dim = arch.grid_size**2, feature_dim(arch)
+    backbone = flops_per_image(arch.backbone_input_size, tuple(arch.tap_list()))
+    if arch.method == "padim":
+        distance, stored = 2.0 * cells * dim * dim, cells * dim * (dim + 1)
+    elif arch.method == "padim-diagonal":
+        distance, stored = 2.0 * cells * dim, 2 * cells * dim
+    elif arch.method == "mhbc-patchcore":
+        distance = 2.0 * cells * dim * (dim + arch.mhbc_centroids)
+        stored = cells * dim * (dim + 1) + arch.mhbc_centroids * dim
+    else:
+        rows = bank_size or 0
+        if arch.pq_subspaces:  # distance tables, one look-up per sub-space per row, exact top-K re-ranking
+            distance = cells * (
+                2.0 * PQ_CENTROIDS * dim + rows * arch.pq_subspaces + 2.0 * arch.pq_top_k * dim
+            )
+            stored = rows * dim + rows * arch.pq_subspaces + PQ_CENTROIDS * dim
+        else:
+            distance, stored = 2.0 * cells * rows * dim, rows * dim
+    return {
+        "backbone_gflops": backbone / 1e9,
+        "distance_gflops": distance / 1e9,
+        "gflops": (backbone + distance) / 1e9,
+        "normal_model_mb": 4.0 * stored / 2**20,
+    }
 
 
 def build_model(
