@@ -33,7 +33,7 @@ def measure(spec: str, patches: int, repeats: int) -> dict:
 
     from tfad.config import architecture, from_dict
     from tfad.families import family
-    from tfad.models.flops import count_flops
+    from tfad.networks.flops import count_flops
 
     family_name, _, preset_name = spec.rpartition(":")
     config = from_dict({"model": {"family": family_name or "resganad", "preset": preset_name}})

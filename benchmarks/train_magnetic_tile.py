@@ -124,8 +124,8 @@ def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) 
     from tfad.data.layouts import read_dataset
     from tfad.data.records import LABEL_GOOD
     from tfad.evaluation.report import write_report
+    from tfad.evaluation.scorer import load_scorer, score_records
     from tfad.scoring.metrics import f1_max, image_auroc
-    from tfad.scoring.scorer import load_scorer, score_records
     from tfad.scoring.thresholds import calibrate_table
     from tfad.training.fit import fit
 

@@ -26,7 +26,7 @@ from tfad.backbones import (
     write_legacy_state_dict,
 )
 from tfad.backbones.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION
-from tfad.models.flops import count_flops
+from tfad.networks.flops import count_flops
 
 # Keras reading .weights.h5 files with this numpy warns once per variable
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -89,7 +89,7 @@ def tiny_fit_scores(case: str, data: Path, work: Path) -> list[float]:
     from tfad.cli import main
     from tfad.data.decode import load_images
     from tfad.data.layouts import read_dataset
-    from tfad.scoring.scorer import load_scorer
+    from tfad.evaluation.scorer import load_scorer
 
     spec = CASES[case]
     config = {

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tfad.models.blob import (
+from tfad.families.blob.analyzer import (
     BLOB_FORMAT,
     Blob,
     BlobAnalyzer,
@@ -551,7 +551,8 @@ def test_parameters_dict_round_trip_and_unknown_keys() -> None:
 
 def test_module_does_not_import_tensorflow() -> None:
     code = (
-        "import sys, tfad.models.blob; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+        "import sys, tfad.families.blob.analyzer; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

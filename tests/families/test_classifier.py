@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfad.models.classifier import (
+from tfad.families.classifier.networks import (
     BACKBONES,
     PRESETS,
     ClassifierArchitecture,
@@ -16,7 +16,7 @@ from tfad.models.classifier import (
     build_resnet18,
     preset,
 )
-from tfad.models.flops import count_flops
+from tfad.networks.flops import count_flops
 
 # Keras reading .weights.h5 files with this numpy warns once per variable
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -87,8 +87,8 @@ def test_defective_patches_score_higher_than_good_ones(padim_run, tiny_vials) ->
     """Pretrained features separate the synthetic vials' defects (AUROC well above chance, even at 32x32)."""
     from tfad.data.decode import load_images
     from tfad.data.layouts import read_dataset
+    from tfad.evaluation.scorer import load_scorer
     from tfad.scoring.metrics import image_auroc
-    from tfad.scoring.scorer import load_scorer
 
     _, result = padim_run
     records = read_dataset(str(tiny_vials), "test")
@@ -132,7 +132,7 @@ def test_export_is_served_by_both_servers_like_python_scoring(padim_run, tiny_vi
 def test_every_method_fits_exports_and_scores_like_the_run(preset, overrides, tiny_vials, tmp_path) -> None:
     from tfad.data.decode import load_images
     from tfad.data.layouts import read_dataset
-    from tfad.scoring.scorer import load_scorer
+    from tfad.evaluation.scorer import load_scorer
     from tfad.training.fit import fit
 
     config = embedding_config(tiny_vials, tmp_path / "runs", preset, **overrides)

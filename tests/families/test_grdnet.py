@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfad.models.flops import count_flops
-from tfad.models.grdnet import GRDNetNetworks, preset
+from tfad.families.grdnet.networks import GRDNetNetworks, preset
+from tfad.networks.flops import count_flops
 
 TINY = dict(
     image_size=32,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfad.models.flops import count_flops
-from tfad.models.resganad import PRESETS, ResGANADNetworks, preset
+from tfad.families.resganad.networks import PRESETS, ResGANADNetworks, preset
+from tfad.networks.flops import count_flops
 
 TINY = dict(
     image_size=32,

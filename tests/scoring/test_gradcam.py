@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfad.scoring.gradcam import grad_cam, score_classifier
+from tfad.families.classifier.gradcam import grad_cam, score_classifier
 
 SIZE = 32
 THRESHOLD = 0.25  # the hand-built backbone's ReLU offset
@@ -294,7 +294,7 @@ def test_graph_mode_and_exported_savedmodel(tmp_path) -> None:
 
 def test_real_backbone_per_image_independence_in_graph_mode() -> None:
     # inference-mode BatchNorm: one batched gradient gives each image its own Grad-CAM
-    from tfad.models.classifier import ClassifierNetworks, preset
+    from tfad.families.classifier.networks import ClassifierNetworks, preset
 
     keras.utils.set_random_seed(0)
     networks = ClassifierNetworks(preset("resnet18-small", image_size=64, num_classes=3))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfad.scoring.reconstruction import minmax_heatmap, score_images, ssim_score
+from tfad.families.resganad.scoring import score_images
+from tfad.scoring.reconstruction import minmax_heatmap, ssim_score
 
 
 def test_score_zero_for_perfect_reconstruction_and_grows_with_damage() -> None:

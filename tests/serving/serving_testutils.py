@@ -107,7 +107,7 @@ def assert_servers_score_like_python(
 ) -> None:
     """Serve the exported model ``version_dir`` (``<models>/<name>/<version>``) with each server kind and
     check, for one product of ``images`` (uint8 ``[N, H, W, C]``), that scores, patch decisions, the verdict
-    and every heatmap equal the Python scoring of the same SavedModel (``tfad.scoring.scorer``).
+    and every heatmap equal the Python scoring of the same SavedModel (``tfad.evaluation.scorer``).
 
     Heatmaps travel as 8-bit PNGs: equal to the reference within half a grey level (+ the score tolerance).
     ``cycle_budget_ms``: the servers' budget (raise it for products far larger than a line's).
@@ -115,7 +115,7 @@ def assert_servers_score_like_python(
     import cv2
     import numpy as np
 
-    from tfad.scoring.scorer import load_scorer
+    from tfad.evaluation.scorer import load_scorer
     from tfad.serving.client import InspectionClient, build_request
 
     scorer = load_scorer(version_dir)

@@ -71,7 +71,7 @@ def test_classifier_export_has_gradcam_and_is_served_like_python(
     from tests.serving.serving_testutils import assert_servers_score_like_python
     from tfad.data.decode import load_images
     from tfad.data.layouts import read_dataset
-    from tfad.scoring.scorer import load_scorer
+    from tfad.evaluation.scorer import load_scorer
 
     _, result = classifier_run
     assert main(["calibrate", str(result.run_dir), "--data", str(tiny_vials), "--no-progress"]) == 0
@@ -100,7 +100,7 @@ def test_pretrained_3_channel_weights_from_a_file_train_a_grey_classifier(tiny_v
     replicated to 3 channels); the trained run restores and scores without the weights file."""
     from tfad.config import architecture
     from tfad.families import family
-    from tfad.models.classifier import ClassifierNetworks
+    from tfad.families.classifier.networks import ClassifierNetworks
     from tfad.training.fit import fit
     from tfad.training.runs import load_run
 

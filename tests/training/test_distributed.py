@@ -462,9 +462,10 @@ def test_supervised_classes_from_packed_shards(tiny_vials, tmp_path) -> None:
     the same classes, per stored index, as from the folders."""
     from tfad.config import from_dict
     from tfad.data.layouts import read_dataset
+    from tfad.data.records import class_indices
     from tfad.data.shards import pack_dataset
     from tfad.training.fit import with_class_names
-    from tfad.training.inputs import class_indices, class_table, packed_records, supervised_dataset
+    from tfad.training.inputs import class_table, packed_records, supervised_dataset
 
     records = read_dataset(str(tiny_vials), "calib")
     pack_dataset(records, tmp_path / "calib", None, shard_size=16, progress=False, split="calib",

@@ -178,7 +178,7 @@ def test_zipper_defects_outside_the_roi_never_reject(tmp_path) -> None:
     like a good image while the same kind of defect on the zipper band scores higher."""
     from tfad.config import from_dict
     from tfad.data.layouts import read_dataset
-    from tfad.scoring.scorer import load_scorer, score_records
+    from tfad.evaluation.scorer import load_scorer, score_records
     from tfad.training.fit import fit
 
     data = tmp_path / "zipper"

@@ -126,8 +126,9 @@ def test_only_good_images_without_synthetic_defects_is_a_clear_error(tiny_vials,
 
 
 def test_class_counts_weights_and_stratified_split() -> None:
-    from tfad.training.fit import class_counts, split_by_product, with_class_names
-    from tfad.training.supervised import balanced_class_weights
+    from tfad.families.classifier.trainer import class_counts
+    from tfad.trainers.supervised import balanced_class_weights
+    from tfad.training.fit import split_by_product, with_class_names
 
     records = [ImageRecord(f"g{i}.png", 0, "good") for i in range(12)]
     records += [ImageRecord(f"c{i}.png", 1, "crack") for i in range(4)]
@@ -228,7 +229,7 @@ def blob_export(tiny_vials, tmp_path_factory):
 def test_blob_fit_learns_the_reference_and_exports_without_a_savedmodel(blob_export, tiny_vials) -> None:
     from tfad.data.decode import load_images
     from tfad.data.layouts import read_dataset
-    from tfad.models.blob import BlobAnalyzer
+    from tfad.families.blob.analyzer import BlobAnalyzer
 
     run_dir, version = blob_export
     info = json.loads((run_dir / "run.json").read_text())
@@ -252,7 +253,7 @@ def test_blob_export_is_checked_before_it_is_published(blob_export, tmp_path, mo
     """The blob family exports parameters, not a SavedModel: the check reloads those from the temporary
     folder too, and an artefact that scores differently from the run is never published."""
     from tfad.export.savedmodel import ExportError, export_run
-    from tfad.models.blob import REFERENCE_FILE, BlobAnalyzer
+    from tfad.families.blob.analyzer import REFERENCE_FILE, BlobAnalyzer
 
     run_dir, _ = blob_export
     target = export_run(run_dir, tmp_path / "good")  # a faithful export passes the check and is published

@@ -61,8 +61,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     from tfad.data.errors import DataError
     from tfad.data.layouts import read_dataset
     from tfad.data.records import fingerprint
+    from tfad.evaluation.scorer import load_scorer, save_table, score_records
     from tfad.rundir import THRESHOLDS_FILE
-    from tfad.scoring.scorer import load_scorer, save_table, score_records
     from tfad.scoring.thresholds import calibrate_table
     from tfad.training.runs import is_run_dir
 

@@ -46,7 +46,7 @@ def _eval(args: argparse.Namespace) -> int:
     from tfad.data.errors import DataError
     from tfad.data.layouts import read_dataset
     from tfad.evaluation.report import format_summary, write_report
-    from tfad.scoring.scorer import load_scorer, save_table, score_records
+    from tfad.evaluation.scorer import load_scorer, save_table, score_records
 
     scorer = load_scorer(args.model)
     if scorer.thresholds is None:

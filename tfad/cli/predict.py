@@ -31,7 +31,7 @@ def _predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tfad.cli import CLIError
-    from tfad.scoring.scorer import load_scorer, records_from_paths, score_records
+    from tfad.evaluation.scorer import load_scorer, records_from_paths, score_records
 
     scorer = load_scorer(args.model)
     records = records_from_paths(args.inputs)

@@ -1,4 +1,4 @@
-"""The sample record shared by every part of the package, and the training-data fingerprint."""
+"""The sample record shared by every part of the package, its class index, the training-data fingerprint."""
 
 from __future__ import annotations
 
@@ -100,3 +100,23 @@ def fingerprint(
         digest.update(json.dumps(row, separators=(",", ":")).encode())
         digest.update(b"\n")
     return "sha256:" + digest.hexdigest()
+
+
+def class_indices(records: Sequence[ImageRecord], class_names: Sequence[str]) -> list[int]:
+    """Each record's class: 0 (``class_names[0]``, "good") for good images, else its defect type's index.
+
+    Raises ValueError naming a defect type that is not one of ``class_names``.
+    """
+    lookup = {name: i for i, name in enumerate(class_names)}
+    out = []
+    for record in records:
+        if record.label == LABEL_GOOD:
+            out.append(0)
+        elif record.defect_type in lookup and lookup[record.defect_type] != 0:
+            out.append(lookup[record.defect_type])
+        else:
+            raise ValueError(
+                f"{record.path}: defect type {record.defect_type!r} is not one of the classes "
+                f"{list(class_names)} (supervised.classes)"
+            )
+    return out

@@ -114,8 +114,8 @@ def _savedmodel_scorer(path: Path) -> Scorer:
     if size != width:
         raise ModelNotFoundError(2, "non-square model input is not supported", str(path / MANIFEST_FILE))
     loaded = None
-    if manifest.get("model_family") == "blob":  # no SavedModel: the analyzer's parameters (tfad.models.blob)
-        from tfad.models.blob import BlobAnalyzer
+    if manifest.get("model_family") == "blob":  # no SavedModel: the analyzer's parameters
+        from tfad.families.blob.analyzer import BlobAnalyzer
 
         function = BlobAnalyzer.load(path / "blob")
     else:

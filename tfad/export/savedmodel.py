@@ -84,7 +84,7 @@ def check_export(run, folder: Path) -> ExportCheck:
     """
     import numpy as np
 
-    from tfad.scoring.scorer import load_scorer, scorer_from_run
+    from tfad.evaluation.scorer import load_scorer, scorer_from_run
 
     reference = scorer_from_run(run)
     rng = np.random.default_rng(CHECK_SEED)

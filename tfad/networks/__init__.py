@@ -1,0 +1,1 @@
+"""Network building blocks shared by the families: residual blocks, U-Net, preset selection, FLOP counts."""

@@ -1,6 +1,6 @@
-"""Scores and heatmaps of reconstruction models (ResGANAD Eq. 8.14-8.16).
-
-These run inside the exported SavedModel graph as well as in Python evaluation: one definition.
+"""Score and heatmap primitives of reconstruction models (ResGANAD Eq. 8.14-8.16): 1-SSIM and the
+min-max normalised difference. ResGANAD's score function (``tfad.families.resganad.scoring``) is built on
+them; they run inside the exported SavedModel graph as well as in Python evaluation: one definition.
 """
 
 from __future__ import annotations
@@ -34,18 +34,3 @@ def minmax_heatmap(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
     low = tf.reduce_min(diff, axis=[1, 2], keepdims=True)
     high = tf.reduce_max(diff, axis=[1, 2], keepdims=True)
     return (diff - low) / tf.maximum(high - low, _EPS)
-
-
-def score_images(reconstructor, images: tf.Tensor) -> dict[str, tf.Tensor]:
-    """The serving contract of reconstruction models, on uint8 ``images`` ``[N, H, W, C]``.
-
-    Returns ``score`` [N] (1-SSIM), ``heatmap`` [N, H, W] (min-max |X - X_hat|) and ``reconstruction``
-    [N, H, W, C] in [0, 1]. The exported SavedModel and Python scoring both run exactly this function.
-    """
-    x = tf.cast(images, tf.float32) / 255.0
-    reconstruction = reconstructor(x, training=False)
-    return {
-        "score": ssim_score(x, reconstruction),
-        "heatmap": minmax_heatmap(x, reconstruction),
-        "reconstruction": reconstruction,
-    }

@@ -142,7 +142,7 @@ def load_servable(name: str, version_dir: VersionDir, warmup_batch: int) -> tupl
             f'manifest says model "{manifest.name}" but it is in the directory of model "{name}"'
         )
     if manifest.runtime == "python-blob":
-        from tfad.models.blob import BlobAnalyzer
+        from tfad.families.blob.analyzer import BlobAnalyzer
 
         try:
             runner = BlobAnalyzer.load(version_dir.path / "blob")

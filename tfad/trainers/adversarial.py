@@ -1,8 +1,8 @@
 """What every GAN trainer here shares: the GANomaly-style networks, loss trackers and the critic update.
 
-The family trainers (`tfad.training.resganad`, `tfad.training.grdnet`) subclass :class:`AdversarialTrainer`
-and add their generator losses, optimizers and schedules (keras.io GAN style: custom ``train_step``,
-one optimizer per network, metric trackers).
+The family trainers (`tfad.families.resganad.trainer`, `tfad.families.grdnet.trainer`) subclass
+:class:`AdversarialTrainer` and add their generator losses, optimizers and schedules (keras.io GAN style:
+custom ``train_step``, one optimizer per network, metric trackers).
 """
 
 from __future__ import annotations

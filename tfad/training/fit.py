@@ -177,20 +177,6 @@ def with_class_names(config: Config, records: Sequence[ImageRecord]) -> Config:
     return dataclasses.replace(config, supervised=dataclasses.replace(sv, classes=list(names)))
 
 
-def class_counts(config: Config, records: Sequence[ImageRecord]) -> list[float]:
-    """Expected samples per class in one pass over ``records`` (synthetic defects taken from the good
-    images at ``supervised.synthetic_probability``), for class weighting."""
-    from tfad.training.inputs import class_indices
-
-    names = config.supervised.classes
-    counts = np.bincount(class_indices(records, names), minlength=len(names)).astype(np.float64)
-    p = config.supervised.synthetic_probability
-    if p > 0:
-        counts[-1] += p * counts[0]
-        counts[0] *= 1 - p
-    return counts.tolist()
-
-
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     out = {}
     for key, value in d.items():
@@ -453,7 +439,7 @@ def fit(
     import tensorflow as tf
     from tqdm import tqdm
 
-    from tfad.models.flops import count_flops
+    from tfad.networks.flops import count_flops
     from tfad.training.distributed import (
         all_workers_mean,
         distributed_step,

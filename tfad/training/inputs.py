@@ -19,10 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfad.data.pipeline import CorruptFileCounter, make_dataset
-from tfad.data.records import ImageRecord
+from tfad.data.records import ImageRecord, class_indices
 from tfad.schema import Config
 from tfad.synthesis.anomalies import AnomalySynthesisConfig, AnomalySynthesizer
-from tfad.training.augment import random_rotate_flip
+from tfad.trainers.augment import random_rotate_flip
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -160,28 +160,6 @@ def training_dataset(
 
     ds = images.enumerate(start=start_sample).map(perturb, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-
-def class_indices(records: Sequence[ImageRecord], class_names: Sequence[str]) -> list[int]:
-    """Each record's class: 0 (``class_names[0]``, "good") for good images, else its defect type's index.
-
-    Raises ValueError naming a defect type that is not one of ``class_names``.
-    """
-    from tfad.data.records import LABEL_GOOD
-
-    lookup = {name: i for i, name in enumerate(class_names)}
-    out = []
-    for record in records:
-        if record.label == LABEL_GOOD:
-            out.append(0)
-        elif record.defect_type in lookup and lookup[record.defect_type] != 0:
-            out.append(lookup[record.defect_type])
-        else:
-            raise ValueError(
-                f"{record.path}: defect type {record.defect_type!r} is not one of the classes "
-                f"{list(class_names)} (supervised.classes)"
-            )
-    return out
 
 
 def packed_records(out_dir: str) -> dict[int, ImageRecord]:

@@ -1,7 +1,7 @@
 """Grad-CAM (003 appendix A, Eq. A.1-A.3; Selvaraju et al. 2017) and the serving contract of classifiers.
 
 For a classifier split at its last conv feature map A (``backbone``: image -> A ``[h, w, k]``; ``head``:
-A -> logits, see `tfad.models.classifier`) and a class c:
+A -> logits, see `tfad.families.classifier.networks`) and a class c:
 
     alpha_k = 1 / (h w) sum_ij d y_c / d A^k_ij          (y_c: the pre-softmax logit of class c)
     L       = ReLU(sum_k alpha_k A^k)                     ([h, w]; only evidence *for* c survives)
@@ -75,15 +75,15 @@ def score_classifier(networks, images: tf.Tensor, good_class: int = 0) -> dict[s
     heatmap [N, H, W] = Grad-CAM of the most probable non-good class of each image,
     probabilities [N, K], predicted_class [N] int32 (argmax over all classes).
 
-    ``networks`` has ``.backbone`` and ``.head`` (``tfad.models.classifier.ClassifierNetworks``), or is the
-    model of ``ClassifierNetworks.build_inference_model()`` (its nested models ``backbone`` and ``head`` are
-    used). One backbone pass per batch: the class for the heatmap is chosen from the logits inside the
-    Grad-CAM tape.
+    ``networks`` has ``.backbone`` and ``.head`` (``tfad.families.classifier.networks.ClassifierNetworks``),
+    or is the model of ``ClassifierNetworks.build_inference_model()`` (its nested models ``backbone`` and
+    ``head`` are used). One backbone pass per batch: the class for the heatmap is chosen from the logits
+    inside the Grad-CAM tape.
     """
     if hasattr(networks, "backbone") and hasattr(networks, "head"):
         backbone, head = networks.backbone, networks.head
     else:
-        # tfad.models.classifier.BACKBONE_NAME / HEAD_NAME
+        # tfad.families.classifier.networks.BACKBONE_NAME / HEAD_NAME
         backbone, head = networks.get_layer("backbone"), networks.get_layer("head")
     x = tf.cast(images, tf.float32) / 255.0
 

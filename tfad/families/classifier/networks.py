@@ -1,7 +1,7 @@
 """Supervised classifier networks (003 ch. 7, appendix A): a CNN backbone plus a softmax head over classes.
 
 Framework-level builders only; training lives in `tfad.training`, Grad-CAM and the serving contract in
-`tfad.scoring.gradcam`. The classifier is split at the Grad-CAM layer:
+`tfad.families.classifier.gradcam`. The classifier is split at the Grad-CAM layer:
 
     A = backbone(X)          X [H, W, C] in [0, 1] -> the last conv feature map A [h, w, k] (h = H / 32)
     logits = head(A)         GlobalAveragePooling2D -> Dropout -> Dense(num_classes) (no softmax)
@@ -26,7 +26,7 @@ backbone trained here) is loaded into the 1-channel network as is. The structure
 ``ClassifierNetworks.replicates_grey``; rebuild with ``replicate_grey=True`` to restore a checkpoint of a
 replicating backbone without the original weights file.
 
-Presets (GFLOP per 256x256x1 patch, from scratch, ``tfad.models.flops.count_flops`` of the inference model):
+Presets (GFLOP per 256x256x1 patch, from scratch, ``tfad.networks.flops.count_flops`` of the inference model):
 ``resnet18`` 4.53 (the thesis backbone, base_width 64, GPU-sized), ``resnet18-small`` 0.30 (base_width 16,
 for the 2-core line PC), ``mobilenetv3-small`` 0.134, ``mobilenetv3-large`` 0.549, ``resnet50v2`` 8.89.
 """
@@ -41,7 +41,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from tfad.models.presets import require_positive_ints, select_preset
+from tfad.networks.presets import require_positive_ints, select_preset
 
 BACKBONES = ("resnet18", "mobilenetv3-small", "mobilenetv3-large", "resnet50v2")
 OUTPUT_STRIDE = 32  # every backbone halves the resolution five times: the feature map is H/32 x W/32
@@ -245,7 +245,7 @@ def _build_structure(arch: ClassifierArchitecture, source: str | None, replicate
             # ResNet50V2 expects [-1, 1] (keras.applications.resnet_v2.preprocess_input, mode "tf")
             x = layers.Rescaling(2.0, offset=-1.0, name="input_to_pm1")(x)
             model = keras.applications.ResNet50V2(input_tensor=x, **common)
-        # The package's BatchNorm momentum (0.9, tfad.models.blocks) instead of the applications' 0.999
+        # The package's BatchNorm momentum (0.9, tfad.networks.blocks) instead of the applications' 0.999
         # (MobileNetV3) / 0.99 (ResNet50V2): with those the moving statistics that inference uses lag the
         # training ones by hundreds to thousands of steps, far longer than a line's training budget.
         for layer in model.layers:

@@ -38,7 +38,7 @@ class EmbeddingFamily(ModelFamily):
         return PRESETS
 
     def preset(self, name: str, **overrides: Any) -> Any:  # noqa: D102
-        from tfad.models.presets import select_preset
+        from tfad.networks.presets import select_preset
 
         return select_preset(self.presets(), name, "embedding", overrides)
 
@@ -46,8 +46,7 @@ class EmbeddingFamily(ModelFamily):
         self, config: Any, records: list, train: list, validation: list, run_dir: Path
     ) -> dict[str, Any]:
         from tfad.data.pipeline import make_dataset
-        from tfad.families.embedding.fitter import build_model, fit_state, heatmap_range
-        from tfad.models.flops import count_flops
+        from tfad.families.embedding.fitter import build_model, fit_state, heatmap_range, inference_cost
 
         arch = self.architecture(config)
         size = (config.data.image_size, config.data.image_size)
@@ -74,6 +73,7 @@ class EmbeddingFamily(ModelFamily):
         folder.mkdir(parents=True, exist_ok=True)
         fitted.save_weights(str(folder / WEIGHTS_FILE))
         bank_bytes = sum(int(v.numpy().nbytes) for v in fitted.normal_model.weights)
+        cost = inference_cost(arch, build.get("bank_size"))
         return {
             "method": arch.method,
             **{k: v for k, v in build.items()},
@@ -81,7 +81,8 @@ class EmbeddingFamily(ModelFamily):
             "heatmap_range": [low, high],
             "heatmap_range_from": "validation" if validation else "train",
             "network_build": build,
-            "inference_gflops_per_patch": count_flops(fitted.extractor) / 1e9,
+            "cost_per_patch": cost,
+            "inference_gflops_per_patch": cost["gflops"],
         }
 
     def load_fitted(self, run_dir: Path, config: Any, info: dict[str, Any]) -> Any:  # noqa: D102

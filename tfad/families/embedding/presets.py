@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tfad.models.presets import require_positive_ints
+from tfad.networks.presets import require_positive_ints
 
 METHODS = ("padim", "padim-diagonal", "patchcore", "mhbc-patchcore")
 BACKBONES = ("efficientnet-lite0",)

@@ -1,6 +1,6 @@
 """GRD-Net networks (003 s. 8.2.2.4, ch. 9): a residual GANomaly generator plus a discriminative U-Net.
 
-Framework-level builders only; the training step lives in `tfad.training.grdnet`.
+Framework-level builders only; the training step lives in `tfad.families.grdnet.trainer`.
 
     z = E1(X*)  ->  X_hat = Dec(z)  ->  z_hat = E2(X_hat)          (reconstructive GAN, with a critic)
     A = U(concat(X_hat, X*))                                         (discriminative U-Net, anomaly map)
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import keras
 from keras import layers
 
-from tfad.models.blocks import (
+from tfad.networks.blocks import (
     final_bn_relu,
     image_head,
     image_stem,
@@ -26,7 +26,7 @@ from tfad.models.blocks import (
     residual_stage,
     unet,
 )
-from tfad.models.presets import require_positive_ints, select_preset
+from tfad.networks.presets import require_positive_ints, select_preset
 
 BOTTLENECKS = ("conv", "dense")
 ANOMALY_PRIOR = 0.01  # initial anomaly probability of every pixel of the U-Net's map

@@ -20,12 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfad.families.grdnet.networks import GRDNetNetworks
 from tfad.losses import reconstruction as losses
 from tfad.losses.discriminative import roi_focal_loss
-from tfad.models.grdnet import GRDNetNetworks
 from tfad.schema import GRDNetConfig
 from tfad.scoring.discriminative import smoothed_max_score
-from tfad.training.adversarial import AdversarialTrainer, replica_gradients
+from tfad.trainers.adversarial import AdversarialTrainer, replica_gradients
 
 
 class GRDNetTrainer(AdversarialTrainer):

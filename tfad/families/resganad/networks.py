@@ -1,7 +1,7 @@
 """ResGANAD networks (003 s. 8.2.2.5, ch. 10): the wide residual autoencoder generator and its critic.
 
 Framework-level builders only (functional Keras models); the adversarial training lives in
-`tfad.training.resganad`. The generator is GANomaly's encoder-decoder-encoder:
+`tfad.families.resganad.trainer`. The generator is GANomaly's encoder-decoder-encoder:
 
     z = E1(X*)  ->  X_hat = Dec(z)  ->  z_hat = E2(X_hat)
 
@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import keras
 from keras import layers
 
-from tfad.models.blocks import final_bn_relu, image_head, image_stem, residual_critic, residual_stage
-from tfad.models.presets import require_positive_ints, select_preset
+from tfad.networks.blocks import final_bn_relu, image_head, image_stem, residual_critic, residual_stage
+from tfad.networks.presets import require_positive_ints, select_preset
 
 
 @dataclass(frozen=True)

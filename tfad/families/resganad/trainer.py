@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 import keras
 import tensorflow as tf
 
+from tfad.families.resganad.networks import ResGANADNetworks
 from tfad.losses import reconstruction as losses
-from tfad.models.resganad import ResGANADNetworks
-from tfad.training.adversarial import AdversarialTrainer, replica_gradients
+from tfad.trainers.adversarial import AdversarialTrainer, replica_gradients
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Supervised U-Net segmentation (003 ch. 7): image -> defect probability map, trained on pixel masks.
 
-Framework-level builders only; the training step lives in `tfad.training.supervised`. The network is the
-U-Net of `tfad.models.blocks.unet` (shared with GRD-Net's discriminative network) on the image alone.
+Framework-level builders only; the training step lives in `tfad.trainers.supervised`. The network is the
+U-Net of `tfad.networks.blocks.unet` (shared with GRD-Net's discriminative network) on the image alone.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 import keras
 from keras import layers
 
-from tfad.models.blocks import unet
-from tfad.models.presets import require_positive_ints, select_preset
+from tfad.networks.blocks import unet
+from tfad.networks.presets import require_positive_ints, select_preset
 
 DEFECT_PRIOR = 0.01  # initial defect probability of every pixel
 
