@@ -29,3 +29,4 @@ THRESHOLDS_FILE = "thresholds.json"
 
 MANIFEST_FILE = "tfad_manifest.json"
 MANIFEST_FORMAT = "tfad-manifest/1"
+SAVEDMODEL_RUNTIME = "savedmodel"  # the manifest's "runtime" of every TensorFlow family's export

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from tfad.data.records import LABEL_GOOD, ImageRecord
-from tfad.rundir import MANIFEST_FILE, THRESHOLDS_FILE
+from tfad.families import family, runtime_family
+from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME, THRESHOLDS_FILE
 from tfad.scoring.table import ScoreTable, open_heatmap_store
 from tfad.scoring.thresholds import ThresholdTable
+from tfad.training.runs import TrainedRun, is_run_dir, load_run
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +67,12 @@ class Scorer:
 
 
 def _run_scorer(path: Path) -> Scorer:
-    from tfad.training.runs import load_run
-
     return scorer_from_run(load_run(path))
 
 
-def scorer_from_run(run) -> Scorer:
-    """A :class:`Scorer` of an already loaded run (a :class:`tfad.training.runs.TrainedRun`)."""
+def scorer_from_run(run: TrainedRun) -> Scorer:
+    """A :class:`Scorer` of an already loaded run."""
     import tensorflow as tf
-
-    from tfad.families import family
 
     path = run.run_dir
     size, channels = run.config.data.image_size, run.config.data.channels
@@ -101,9 +99,7 @@ def scorer_from_run(run) -> Scorer:
     )
 
 
-def _savedmodel_scorer(path: Path) -> Scorer:
-    import tensorflow as tf
-
+def _export_scorer(path: Path) -> Scorer:
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     try:
         size, width, channels = (int(manifest["input"][k]) for k in ("height", "width", "channels"))
@@ -114,11 +110,12 @@ def _savedmodel_scorer(path: Path) -> Scorer:
     if size != width:
         raise ModelNotFoundError(2, "non-square model input is not supported", str(path / MANIFEST_FILE))
     loaded = None
-    if manifest.get("model_family") == "blob":  # no SavedModel: the analyzer's parameters
-        from tfad.families.blob.analyzer import BlobAnalyzer
-
-        function = BlobAnalyzer.load(path / "blob")
+    runtime = manifest.get("runtime", SAVEDMODEL_RUNTIME)
+    if runtime != SAVEDMODEL_RUNTIME:  # a family's own export format (e.g. the blob analyzer's parameters)
+        function = runtime_family(runtime).load_exported(path, size, channels)
     else:
+        import tensorflow as tf
+
         loaded = tf.saved_model.load(str(path))
         signature_name = (manifest.get("signature") or {}).get("name", "serving_default")
         signature = loaded.signatures[signature_name]
@@ -152,22 +149,20 @@ def load_scorer(path: str | Path) -> Scorer:
     ``path`` may be a ``tfad fit`` run directory, an exported version directory
     (``savedmodels/<name>/<version>``) or a model directory (``savedmodels/<name>``: its highest version).
     """
-    from tfad.training.runs import is_run_dir
-
     path = Path(path)
     if not path.exists():
         raise ModelNotFoundError(2, "no such model path", str(path))
     if is_run_dir(path):
         return _run_scorer(path)
     if (path / MANIFEST_FILE).is_file():
-        return _savedmodel_scorer(path)
+        return _export_scorer(path)
     versions = (
         sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit() and (p / MANIFEST_FILE).is_file())
         if path.is_dir()
         else []
     )
     if versions:
-        return _savedmodel_scorer(versions[-1][1])
+        return _export_scorer(versions[-1][1])
     raise ModelNotFoundError(
         2,
         "neither a run directory (run.json) nor an exported model (tfad_manifest.json, "

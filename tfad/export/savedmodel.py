@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tfad import __version__
+from tfad.evaluation.scorer import load_scorer, scorer_from_run
 from tfad.families import family
-from tfad.rundir import MANIFEST_FILE, MANIFEST_FORMAT, THRESHOLDS_FILE
+from tfad.rundir import MANIFEST_FILE, MANIFEST_FORMAT, SAVEDMODEL_RUNTIME, THRESHOLDS_FILE
+from tfad.training.runs import TrainedRun, load_run
 
 # Export check: the reloaded artefact against the run on random patches. Stated tolerance: the SavedModel
 # runs the same graph as the Keras model; differences come only from op scheduling/fusion.
@@ -74,7 +76,7 @@ def _max_abs_diff(a, b) -> float:
     return float(diff.max()) if np.isfinite(diff).all() else float("inf")
 
 
-def check_export(run, folder: Path) -> ExportCheck:
+def check_export(run: TrainedRun, folder: Path) -> ExportCheck:
     """Reload the artefact written in ``folder`` (SavedModel or blob parameters, with its manifest) and
     compare its scores and heatmaps with the loaded ``run``'s on random patches.
 
@@ -83,8 +85,6 @@ def check_export(run, folder: Path) -> ExportCheck:
             the stated tolerance (the message names both differences).
     """
     import numpy as np
-
-    from tfad.evaluation.scorer import load_scorer, scorer_from_run
 
     reference = scorer_from_run(run)
     rng = np.random.default_rng(CHECK_SEED)
@@ -109,7 +109,7 @@ def check_export(run, folder: Path) -> ExportCheck:
     return ExportCheck(diff, heat, CHECK_IMAGES)
 
 
-def _write_savedmodel(run, target: Path) -> None:
+def _write_savedmodel(run: TrainedRun, target: Path) -> None:
     """The run's score function as the ``serving_default`` signature of a SavedModel in ``target``."""
     import keras
     import tensorflow as tf
@@ -125,8 +125,10 @@ def _write_savedmodel(run, target: Path) -> None:
     archive.write_out(str(target), verbose=False)
 
 
-def build_manifest(run, version: int, thresholds: dict | None, calibration: dict | None) -> dict[str, Any]:
-    """The manifest of ``run`` (a :class:`tfad.training.runs.TrainedRun`) as version ``version``."""
+def build_manifest(
+    run: TrainedRun, version: int, thresholds: dict | None, calibration: dict | None
+) -> dict[str, Any]:
+    """The manifest of ``run`` as version ``version``."""
     config = run.config
     size, channels = config.data.image_size, config.data.channels
     model_family = family(config.model.family)
@@ -149,9 +151,9 @@ def build_manifest(run, version: int, thresholds: dict | None, calibration: dict
             "input": "images",
             "outputs": list(model_family.outputs),
         }
-        if model_family.tensorflow
+        if model_family.runtime == SAVEDMODEL_RUNTIME
         else None,
-        "runtime": "savedmodel" if model_family.tensorflow else "python-blob",
+        "runtime": model_family.runtime,
         "score": model_family.score_description(config),
         **model_family.manifest_extras(config),
         "thresholds": thresholds,
@@ -189,8 +191,6 @@ def export_run(
         ExportError: uncalibrated run (without ``allow_uncalibrated``), existing version, or (with
             ``check``) an artefact whose scores differ from the run's.
     """
-    from tfad.training.runs import load_run
-
     run = load_run(run_dir)
     thresholds_path = run.run_dir / THRESHOLDS_FILE
     thresholds = calibration = None
@@ -215,10 +215,11 @@ def export_run(
     model_dir.mkdir(parents=True, exist_ok=True)
 
     try:
-        if family(run.config.model.family).tensorflow:
+        model_family = family(run.config.model.family)
+        if model_family.runtime == SAVEDMODEL_RUNTIME:
             _write_savedmodel(run, tmp)
-        else:  # blob analysis: its parameters (and reference image), run by the Python server
-            run.inference_model.save(tmp / "blob")
+        else:  # the family's own format (blob analysis: its parameters and reference image)
+            model_family.save_exported(run.inference_model, tmp)
         manifest = build_manifest(run, version, thresholds, calibration)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         if check:  # verified where no server looks; published (atomic rename) only when it passes

@@ -22,6 +22,7 @@ from tfad.families.embedding import EmbeddingFamily
 from tfad.families.grdnet import GRDNetFamily
 from tfad.families.resganad import ResGANADFamily
 from tfad.families.segmentation import SegmentationFamily
+from tfad.rundir import SAVEDMODEL_RUNTIME
 
 #: Every family; ``model.family`` names one of them.
 REGISTRY: tuple[ModelFamily, ...] = (
@@ -39,6 +40,19 @@ _BY_NAME = {entry.name: entry for entry in REGISTRY}
 def names() -> tuple[str, ...]:
     """Every ``model.family`` name, in the registry's order."""
     return tuple(_BY_NAME)
+
+
+def runtimes() -> tuple[str, ...]:
+    """Every manifest ``runtime`` an export can have: the SavedModel's, then the families' own."""
+    return tuple(dict.fromkeys((SAVEDMODEL_RUNTIME, *(entry.runtime for entry in REGISTRY))))
+
+
+def runtime_family(runtime: str) -> ModelFamily:
+    """The family that reads exports of its own (not SavedModel) ``runtime``; ValueError for another."""
+    for entry in REGISTRY:
+        if entry.runtime == runtime and runtime != SAVEDMODEL_RUNTIME:
+            return entry
+    raise ValueError(f"no family exports with runtime {runtime!r}")
 
 
 def family(name: str) -> ModelFamily:

@@ -28,6 +28,10 @@ class ModelFamily:
     supervised: bool = False  # trains on labelled images (good + defects) instead of good images + P_q
     trainable: bool = True  # False: fitted without gradient training (fit_without_training)
     tensorflow: bool = True  # scored by a TensorFlow graph (exported as a SavedModel)
+    #: The exported manifest's ``runtime``: ``"savedmodel"`` (tfad.rundir.SAVEDMODEL_RUNTIME) for the
+    #: TensorFlow families, whose score function the export traces into a SavedModel; a family without
+    #: TensorFlow names its own runtime and writes/reads its export with save_exported/load_exported.
+    runtime: str = "savedmodel"
     outputs: tuple[str, ...] = ("score", "heatmap", "reconstruction")  # the serving signature's outputs
 
     def with_defaults(self, config: Config) -> Config:
@@ -103,6 +107,17 @@ class ModelFamily:
     def load_fitted(self, run_dir: Path, config: Any, info: dict[str, Any]) -> Any:
         """Fitted families: the inference model saved by :meth:`fit_without_training`; FileNotFoundError
         naming what is missing."""
+        raise NotImplementedError
+
+    def save_exported(self, inference_model: Any, folder: Path) -> None:
+        """Families with their own :attr:`runtime`: write the fitted model into the export's version
+        ``folder`` (beside the manifest)."""
+        raise NotImplementedError
+
+    def load_exported(self, folder: Path, image_size: int, channels: int) -> Callable[[Any], dict]:
+        """Families with their own :attr:`runtime`: the score function of the export in ``folder`` (uint8
+        images -> ``{"score", "heatmap"}``), for the manifest's input ``image_size`` and ``channels``;
+        OSError / ValueError naming what is missing or inconsistent."""
         raise NotImplementedError
 
     def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:

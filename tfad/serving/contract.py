@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tfad.rundir import MANIFEST_FILE
+from tfad.families import runtimes
+from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME
 from tfad.serving.protos import pb
 
 
@@ -26,7 +27,7 @@ class InvalidRequest(ValueError):
     """The request is malformed; answered with INVALID_ARGUMENT and this message."""
 
 
-RUNTIMES = ("savedmodel", "python-blob")
+RUNTIMES = runtimes()  # "savedmodel", then the runtimes of the families that export without TensorFlow
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Manifest:
     signature_name: str = "serving_default"
     signature_input: str = "images"
     score_name: str = ""
-    runtime: str = "savedmodel"  # "savedmodel" | "python-blob" (blob analysis: Python server only)
+    runtime: str = SAVEDMODEL_RUNTIME  # or a family's own (blob analysis: Python server only)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     def threshold_for(self, region: str) -> float | None:
@@ -111,7 +112,7 @@ def parse_manifest(text: str) -> Manifest:
             raise ManifestError(
                 f'manifest: preprocessing.resize is "{resize}", must be "reject" or "bilinear"'
             )
-    runtime = root.get("runtime", "savedmodel")
+    runtime = root.get("runtime", SAVEDMODEL_RUNTIME)
     if runtime not in RUNTIMES:
         raise ManifestError(f'manifest: runtime is "{runtime}", must be one of {", ".join(RUNTIMES)}')
     sig = root.get("signature") or {}

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfad.rundir import MANIFEST_FILE
+from tfad.families import runtime_family
+from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME
 from tfad.serving.contract import Manifest, load_manifest
 
 log = logging.getLogger("tfad.serving")
@@ -82,7 +83,8 @@ class Servable:
     """One loaded, warmed-up model version (immutable). ``run`` is thread-safe.
 
     ``runner`` maps uint8 images ``[n, H, W, C]`` to a dict with at least ``score`` and ``heatmap``
-    (anything ``np.asarray`` takes): a SavedModel signature, or a blob analyzer (no TensorFlow).
+    (anything ``np.asarray`` takes): a SavedModel signature, or a family's own runner (e.g. the blob
+    analyzer, no TensorFlow).
     """
 
     def __init__(self, name: str, version: int, path: Path, manifest: Manifest, runner) -> None:
@@ -141,17 +143,15 @@ def load_servable(name: str, version_dir: VersionDir, warmup_batch: int) -> tupl
         raise ValueError(
             f'manifest says model "{manifest.name}" but it is in the directory of model "{name}"'
         )
-    if manifest.runtime == "python-blob":
-        from tfad.families.blob.analyzer import BlobAnalyzer
-
-        try:
-            runner = BlobAnalyzer.load(version_dir.path / "blob")
-        except (OSError, ValueError) as err:
-            raise ValueError(f"blob analyzer load failed: {err}") from err
-        if (runner.image_size, runner.channels) != (manifest.height, manifest.channels):
-            raise ValueError("blob analyzer input size/channels differ from the manifest's input")
-    else:
+    if manifest.runtime == SAVEDMODEL_RUNTIME:
         runner = _savedmodel_runner(version_dir, manifest)
+    else:  # a family's own export format (blob analysis: its parameters, no TensorFlow)
+        try:
+            runner = runtime_family(manifest.runtime).load_exported(
+                version_dir.path, manifest.height, manifest.channels
+            )
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{manifest.runtime} model load failed: {err}") from err
     servable = Servable(name, version_dir.version, version_dir.path, manifest, runner)
     rng = np.random.default_rng(12345)
     warm = rng.integers(

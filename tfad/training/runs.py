@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tfad.config import Config, architecture, load_config
+from tfad.families import family
 from tfad.rundir import BEST_DIR, CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE, RUN_FORMAT
 
 
@@ -32,8 +33,6 @@ class TrainedRun:
 
     def score_function(self):
         """uint8 images -> ``{"score", "heatmap", "reconstruction"}`` (the family's serving function)."""
-        from tfad.families import family
-
         return family(self.config.model.family).score_function(self.inference_model, self.config)
 
 
@@ -49,8 +48,6 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     Raises:
         RunNotFoundError: no run.json/config.yaml, or no checkpoint yet.
     """
-    from tfad.families import family
-
     run_dir = Path(run_dir)
     if not is_run_dir(run_dir):
         raise RunNotFoundError(2, "not a tfad run directory (no run.json/config.yaml)", str(run_dir))

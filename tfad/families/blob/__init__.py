@@ -16,7 +16,7 @@ from typing import Any
 from tfad.families.base import ModelFamily
 from tfad.schema import Config, ConfigError, require
 
-BLOB_DIR = "blob"  # the fitted blob analyzer of a blob-analysis run (tfad.families.blob.analyzer)
+BLOB_DIR = "blob"  # the fitted analyzer, in a run directory and in an exported version
 
 
 class BlobFamily(ModelFamily):
@@ -27,6 +27,7 @@ class BlobFamily(ModelFamily):
     default_preset = "standard"
     trainable = False
     tensorflow = False
+    runtime = "python-blob"  # the analyzer's parameters, run by the Python server and tfad eval/predict
     outputs = ("score", "heatmap")
 
     def validate_config(self, config: Config) -> None:  # noqa: D102
@@ -81,6 +82,17 @@ class BlobFamily(ModelFamily):
         if info.get("status") != "finished" or not (run_dir / BLOB_DIR).is_dir():
             raise FileNotFoundError(2, "the run was not fitted yet (run tfad fit)", str(run_dir / BLOB_DIR))
         return BlobAnalyzer.load(run_dir / BLOB_DIR)
+
+    def save_exported(self, inference_model: Any, folder: Path) -> None:  # noqa: D102
+        inference_model.save(folder / BLOB_DIR)
+
+    def load_exported(self, folder: Path, image_size: int, channels: int) -> Any:  # noqa: D102
+        from tfad.families.blob.analyzer import BlobAnalyzer
+
+        analyzer = BlobAnalyzer.load(folder / BLOB_DIR)
+        if (analyzer.image_size, analyzer.channels) != (image_size, channels):
+            raise ValueError("blob analyzer input size/channels differ from the manifest's input")
+        return analyzer
 
     def new_analyzer(self, config: Any) -> Any:
         """An unfitted :class:`~tfad.families.blob.analyzer.BlobAnalyzer` from the config (ROI resized to the
