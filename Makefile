@@ -12,7 +12,7 @@ DEMO_DIR ?= demo_out
 help:
 	@echo "make demo   - generate synthetic vial data, train line-cpu, calibrate, export, evaluate"
 	@echo "make test   - install everything needed and run the whole test suite (Python + C++)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and the import contracts (lint-imports)"
 
 setup: system-deps venv protos
 
@@ -44,6 +44,7 @@ test: setup cc-build
 
 lint: venv
 	$(VENV)/bin/ruff check tfad tests benchmarks scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf build $(DEMO_DIR) .pytest_cache

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test (Python via pytest, C++ via `bazel test`), collects their JUnit XML reports and prints
-# one closing line `N passed, N failed` counting all of them. Exits non-zero on any failure.
+# Runs every test (the import contracts via import-linter, Python via pytest, C++ via `bazel test`), collects
+# their JUnit XML reports and prints one closing line `N passed, N failed` counting all of them (the import
+# contracts count as one test). Exits non-zero on any failure.
 set -uo pipefail
 PY=${1:-.venv/bin/python}
 reports=build/test-reports
 rm -rf "$reports" && mkdir -p "$reports"
 status=0
+
+echo "== Import contracts (pyproject.toml [tool.importlinter], docs/architecture.md)"
+$PY scripts/lint_imports.py "$reports" || status=1
 
 echo "== Python tests"
 $PY -m pytest -q -p no:cacheprovider --junitxml="$reports/pytest.xml" tests || status=1
