@@ -183,3 +183,22 @@ def test_blur_keeps_a_constant_map_and_spreads_a_spike() -> None:
 def test_bad_knobs_are_config_errors_naming_them(overrides, message, tmp_path) -> None:
     with pytest.raises(ConfigError, match=message):
         embedding_config(tmp_path, tmp_path, "padim", **overrides)
+
+
+def test_too_few_training_images_is_a_one_line_error(tmp_path, capsys) -> None:
+    import cv2
+    import yaml
+
+    root = tmp_path / "mvtec"
+    (root / "train" / "good").mkdir(parents=True)
+    cv2.imwrite(str(root / "train" / "good" / "only.png"), np.full((32, 32), 128, np.uint8))
+    config = {
+        "name": "too-few",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"family": "embedding", "preset": "padim", "overrides": TINY},
+        "data": {"root": str(root), "image_size": 32, "validation_fraction": 0.0},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["fit", str(path), "--no-progress"]) == 2
+    assert "at least 2 good training images" in capsys.readouterr().err

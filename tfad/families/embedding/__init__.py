@@ -45,9 +45,15 @@ class EmbeddingFamily(ModelFamily):
     def fit_without_training(  # noqa: D102
         self, config: Any, records: list, train: list, validation: list, run_dir: Path
     ) -> dict[str, Any]:
+        from tfad.data.errors import DataError
         from tfad.data.pipeline import make_dataset
         from tfad.families.embedding.fitter import build_model, fit_state, heatmap_range, inference_cost
 
+        if len(train) < 2:  # a covariance (PaDiM, MhBC) needs two samples; a bank needs more than one
+            raise DataError(
+                f"the embedding family needs at least 2 good training images after the validation split, "
+                f"got {len(train)} (add images or lower data.validation_fraction)"
+            )
         arch = self.architecture(config)
         size = (config.data.image_size, config.data.image_size)
 
