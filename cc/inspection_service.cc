@@ -129,29 +129,46 @@ grpc::Status InspectionServiceImpl::Inspect(grpc::ServerContext* context, const 
     return InspectUntil(received, deadline, *request, reply);
   } catch (const std::exception& e) {
     // Never crash and never accept: an unexpected failure is an incomplete inspection.
+    const bool ids_ok = ValidateRequestFields(*request).ok();  // never echo an over-long or binary id
     reply->Clear();
-    reply->set_product_id(request->product_id());
-    reply->set_run_id(request->run_id());
+    if (ids_ok) {
+      reply->set_product_id(request->product_id());
+      reply->set_run_id(request->run_id());
+    }
     reply->set_verdict(pb::VERDICT_REJECT_INCOMPLETE);
     reply->set_incomplete_reason(pb::INCOMPLETE_REASON_INFERENCE_ERROR);
     reply->set_incomplete_detail(std::string("internal error: ") + e.what());
-    LogEvent(LogLevel::kError, "inspect_internal_error", {{"product_id", request->product_id()}, {"error", e.what()}});
+    LogEvent(LogLevel::kError, "inspect_internal_error",
+             {{"product_id", ids_ok ? request->product_id() : ""}, {"error", e.what()}});
     return grpc::Status::OK;
   } catch (...) {
+    const bool ids_ok = ValidateRequestFields(*request).ok();
     reply->Clear();
-    reply->set_product_id(request->product_id());
-    reply->set_run_id(request->run_id());
+    if (ids_ok) {
+      reply->set_product_id(request->product_id());
+      reply->set_run_id(request->run_id());
+    }
     reply->set_verdict(pb::VERDICT_REJECT_INCOMPLETE);
     reply->set_incomplete_reason(pb::INCOMPLETE_REASON_INFERENCE_ERROR);
     reply->set_incomplete_detail("internal error: a non-standard exception");
     LogEvent(LogLevel::kError, "inspect_internal_error",
-             {{"product_id", request->product_id()}, {"error", "a non-standard exception"}});
+             {{"product_id", ids_ok ? request->product_id() : ""}, {"error", "a non-standard exception"}});
     return grpc::Status::OK;
   }
 }
 
 grpc::Status InspectionServiceImpl::InspectUntil(Clock::time_point received, Clock::time_point deadline,
                                                  const pb::InspectRequest& request, pb::InspectReply* reply) {
+  // The ids and enums first: nothing below may echo or log an over-long or binary id.
+  const Status fields = ValidateRequestFields(request);
+  if (!fields.ok()) {
+    if (ModelSlot* slot = models_->Find(request.model_name())) {
+      slot->stats().Record(ModelStatsRecorder::Outcome::kInvalid, 0, 0);
+    }
+    LogEvent(LogLevel::kWarning, "inspect_invalid", {{"error", fields.message()}});
+    reply->Clear();
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, fields.message());
+  }
   reply->set_product_id(request.product_id());
   reply->set_run_id(request.run_id());
   double decode_ms = 0, queue_ms = 0, inference_ms = 0;

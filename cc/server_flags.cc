@@ -94,13 +94,29 @@ const std::vector<FlagSpec>& Specs() {
        IntFlag("warmup_batch", &ServerFlags::warmup_batch, 1, 4096)},
       {"max_patches", "256", "Most patches accepted in one product.",
        IntFlag("max_patches", &ServerFlags::max_patches, 1, 100000)},
-      {"max_patch_bytes", "4194304", "Most encoded bytes accepted for one patch.",
+      {"max_patch_bytes", "262144",
+       "Most encoded bytes accepted for one patch (4x the line's 256x256 gray patch; a raw 512x512 gray or "
+       "256x256 RGB patch fits).",
        IntFlag("max_patch_bytes", &ServerFlags::max_patch_bytes, 1, int64_t{1} << 30)},
       {"max_image_pixels", "16777216", "Most pixels (width*height) of one patch before resizing.",
        IntFlag("max_image_pixels", &ServerFlags::max_image_pixels, 1, int64_t{1} << 31)},
-      {"max_message_bytes", "268435456", "gRPC message size limit (requests and replies).",
-       IntFlag("max_message_bytes", &ServerFlags::max_message_bytes, 1024, int64_t{2047} << 20)},
-      {"max_rpc_threads", "16", "Most gRPC threads handling calls (validation, decoding, replies).",
+      {"max_message_bytes", "0 (derived: 69206016)",
+       "gRPC message size limit (requests and replies). 0 = derived from the largest legal request: "
+       "max_patches * (max_patch_bytes + 256) + 4096 bytes, plus a 1 MiB margin, rounded up to a MiB "
+       "(66 MiB with the default limits). Otherwise 1024 to 2146435072.",
+       [](const std::string& text, ServerFlags* f) {
+         int64_t v = 0;
+         Status s = ParseInt("max_message_bytes", text, 0, int64_t{2047} << 20, &v);
+         if (s.ok() && v != 0 && v < 1024) {
+           s = Status::Error("--max_message_bytes: " + text + " is out of range (0 = derived, or [1024, " +
+                             std::to_string(int64_t{2047} << 20) + "])");
+         }
+         if (s.ok()) f->max_message_bytes = v;
+         return s;
+       }},
+      {"max_rpc_threads", "8",
+       "Most gRPC threads handling calls (validation, decoding, replies). Each holds up to one request of "
+       "--max_message_bytes: 8 x 66 MiB = 528 MiB by default (docs/serving.md, \"Memory\").",
        IntFlag("max_rpc_threads", &ServerFlags::max_rpc_threads, 2, 1024)},
       {"tls_cert", "", "Server certificate chain (PEM). With --tls_key enables TLS; plaintext otherwise.",
        StringFlag(&ServerFlags::tls_cert)},

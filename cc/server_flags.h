@@ -24,10 +24,10 @@ struct ServerFlags {
   int tf_inter_op_threads = 0;
   int warmup_batch = 60;
   int max_patches = 256;
-  int64_t max_patch_bytes = 4 << 20;
+  int64_t max_patch_bytes = 256 << 10;
   int64_t max_image_pixels = 4096 * 4096;
-  int64_t max_message_bytes = 256 << 20;
-  int max_rpc_threads = 16;
+  int64_t max_message_bytes = 0;  // 0 = DefaultMaxMessageBytes of the request limits (66 MiB by default)
+  int max_rpc_threads = 8;
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;

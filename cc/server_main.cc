@@ -89,6 +89,16 @@ int main(int argc, char** argv) {
   service_options.limits.max_patches = flags.max_patches;
   service_options.limits.max_patch_bytes = flags.max_patch_bytes;
   service_options.limits.max_image_pixels = flags.max_image_pixels;
+  const int64_t max_message_bytes =
+      flags.max_message_bytes != 0 ? flags.max_message_bytes : tfad::DefaultMaxMessageBytes(service_options.limits);
+  tfad::LogEvent(tfad::LogLevel::kInfo, "limits",
+                 {{"max_patches", std::to_string(flags.max_patches)},
+                  {"max_patch_bytes", std::to_string(flags.max_patch_bytes)},
+                  {"max_message_bytes", std::to_string(max_message_bytes)},
+                  {"largest_legal_request_bytes",
+                   std::to_string(tfad::LargestLegalRequestBytes(service_options.limits))},
+                  {"max_rpc_threads", std::to_string(flags.max_rpc_threads)},
+                  {"messages_in_handlers_bytes", std::to_string(max_message_bytes * flags.max_rpc_threads)}});
   service_options.log_requests = flags.log_requests;
   service_options.server_version = kServerVersion;
   tfad::InspectionServiceImpl service(models.get(), &pool, service_options);
@@ -115,8 +125,8 @@ int main(int argc, char** argv) {
   int selected_port = 0;
   builder.AddListeningPort(flags.listen, credentials, &selected_port);
   builder.RegisterService(&service);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(flags.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(flags.max_message_bytes));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
   grpc::ResourceQuota quota("tfad_server");
   quota.SetMaxThreads(flags.max_rpc_threads);
   builder.SetResourceQuota(quota);

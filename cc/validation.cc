@@ -1,6 +1,8 @@
 #include "cc/validation.h"
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 #include <set>
 #include <tuple>
 
@@ -26,10 +28,75 @@ std::string ChannelWord(int c) {
   }
 }
 
+// Channels and size against the model: channels must match; size must match unless the policy is bilinear.
+Status CheckShape(const std::string& where, int w, int h, int c, const Manifest& manifest) {
+  const int H = manifest.height, W = manifest.width, C = manifest.channels;
+  if (c != C) {
+    return Status::Error(where + ": image has " + ChannelWord(c) + " channels; model " + manifest.name + " takes " +
+                         ChannelWord(C));
+  }
+  if ((w != W || h != H) && manifest.resize != ResizePolicy::kBilinear) {
+    return Status::Error(where + ": image is " + Dims(w, h, c) + " but model " + manifest.name + " takes " +
+                         Dims(W, H, C) + " and its manifest's resize policy is \"reject\"");
+  }
+  return Status::Ok();
+}
+
+// An id-like string: at most kMaxIdBytes of printable ASCII. The error never contains the value.
+Status CheckId(const char* field, const std::string& value) {
+  if (value.size() > kMaxIdBytes) {
+    return Status::Error(std::string(field) + " is " + std::to_string(value.size()) + " bytes; at most " +
+                         std::to_string(kMaxIdBytes) + " allowed");
+  }
+  for (size_t i = 0; i < value.size(); ++i) {
+    const unsigned char ch = static_cast<unsigned char>(value[i]);
+    if (ch < 0x20 || ch > 0x7e) {
+      static const char kHex[] = "0123456789abcdef";
+      return Status::Error(std::string(field) + " has a byte that is not printable ASCII (0x" + kHex[ch >> 4] +
+                           kHex[ch & 15] + " at offset " + std::to_string(i) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+// What the first pass learns about a patch that passed its checks.
+struct PatchPlan {
+  bool png = false;
+  int w = 0, h = 0, c = 0;  // raw patches only
+};
+
 }  // namespace
+
+int64_t LargestLegalRequestBytes(const RequestLimits& limits) {
+  return static_cast<int64_t>(limits.max_patches) * (limits.max_patch_bytes + kPatchOverheadBytes) +
+         kRequestOverheadBytes;
+}
+
+int64_t DefaultMaxMessageBytes(const RequestLimits& limits) {
+  constexpr int64_t kMiB = 1 << 20;
+  const int64_t bytes = LargestLegalRequestBytes(limits) + kMessageMarginBytes;
+  return std::min(kMaxMessageBytesCap, (bytes + kMiB - 1) / kMiB * kMiB);
+}
+
+Status ValidateRequestFields(const pb::InspectRequest& request) {
+  for (const auto& [field, value] : {std::pair<const char*, const std::string*>{"product_id", &request.product_id()},
+                                     {"run_id", &request.run_id()},
+                                     {"station_id", &request.station_id()},
+                                     {"model_name", &request.model_name()}}) {
+    Status s = CheckId(field, *value);
+    if (!s.ok()) return s;
+  }
+  if (!pb::HeatmapMode_IsValid(request.heatmaps())) {
+    return Status::Error("heatmaps: unknown HeatmapMode value " + std::to_string(request.heatmaps()) +
+                         " (known: 0 HEATMAP_MODE_NONE, 1 HEATMAP_MODE_REJECTED, 2 HEATMAP_MODE_ALL)");
+  }
+  return Status::Ok();
+}
 
 Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& manifest, const RequestLimits& limits,
                          DecodedBatch* batch) {
+  Status fields = ValidateRequestFields(request);
+  if (!fields.ok()) return fields;
   const int n = request.patches_size();
   if (n == 0) return Status::Error("empty product: the request has no patches");
   if (n > limits.max_patches) {
@@ -42,16 +109,27 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
   batch->height = H;
   batch->width = W;
   batch->channels = C;
-  batch->pixels.assign(patch_size * static_cast<size_t>(n), 0);
+  batch->pixels.clear();
+  batch->pixels.shrink_to_fit();
   batch->thresholds.assign(static_cast<size_t>(n), 0.0f);
   batch->resized = 0;
 
+  auto where_of = [](int i, const pb::Patch& p) {
+    return "patch " + std::to_string(i) + " (region " + (p.region().empty() ? "<empty>" : p.region()) + ", frame " +
+           std::to_string(p.frame()) + ", vial " + std::to_string(p.vial()) + ")";
+  };
+
+  // Pass 1: every check that needs no decoded pixels, on every patch, before the batch buffer exists.
+  std::vector<PatchPlan> plans(static_cast<size_t>(n));
   std::set<std::tuple<uint32_t, uint32_t, std::string>> seen;
-  std::vector<uint8_t> decoded;
   for (int i = 0; i < n; ++i) {
     const pb::Patch& p = request.patches(i);
-    const std::string where = "patch " + std::to_string(i) + " (region " + (p.region().empty() ? "<empty>" : p.region()) +
-                              ", frame " + std::to_string(p.frame()) + ", vial " + std::to_string(p.vial()) + ")";
+    Status region_ok = CheckId("region", p.region());
+    if (!region_ok.ok()) {
+      return Status::Error("patch " + std::to_string(i) + " (frame " + std::to_string(p.frame()) + ", vial " +
+                           std::to_string(p.vial()) + "): " + region_ok.message());
+    }
+    const std::string where = where_of(i, p);
     if (p.region().empty()) return Status::Error(where + ": region is empty");
     const std::optional<float> threshold = manifest.ThresholdFor(p.region());
     if (!threshold) {
@@ -70,12 +148,9 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
                            std::to_string(limits.max_patch_bytes) + " per patch (--max_patch_bytes)");
     }
 
-    int w = 0, h = 0, c = 0;
-    const uint8_t* src = nullptr;
+    PatchPlan& plan = plans[static_cast<size_t>(i)];
     if (p.encoding() == pb::IMAGE_ENCODING_RAW_UINT8) {
-      w = static_cast<int>(p.width());
-      h = static_cast<int>(p.height());
-      c = static_cast<int>(p.channels());
+      const int w = static_cast<int>(p.width()), h = static_cast<int>(p.height()), c = static_cast<int>(p.channels());
       if (p.width() == 0 || p.height() == 0 || p.channels() == 0) {
         return Status::Error(where + ": raw image needs width, height and channels (got " +
                              Dims(p.width(), p.height(), p.channels()) + ")");
@@ -89,8 +164,39 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
         return Status::Error(where + ": " + std::to_string(bytes) + " bytes for " +
                              Dims(p.width(), p.height(), p.channels()) + ", expected " + std::to_string(expected));
       }
-      src = reinterpret_cast<const uint8_t*>(p.data().data());
+      Status s = CheckShape(where, w, h, c, manifest);
+      if (!s.ok()) return s;
+      plan.w = w;
+      plan.h = h;
+      plan.c = c;
     } else if (p.encoding() == pb::IMAGE_ENCODING_PNG) {
+      plan.png = true;
+      PngInfo info;
+      Status s = ReadPngInfo(p.data(), &info);
+      if (!s.ok()) return Status::Error(where + ": " + s.message());
+      if (static_cast<int64_t>(info.width) * info.height > limits.max_image_pixels) {
+        return Status::Error(where + ": PNG is " + std::to_string(info.width) + "x" + std::to_string(info.height) +
+                             ", more than the " + std::to_string(limits.max_image_pixels) + "-pixel limit");
+      }
+      if (info.sixteen_bit) return Status::Error(where + ": 16-bit PNG not supported (send 8-bit)");
+    } else if (p.encoding() == pb::IMAGE_ENCODING_UNSPECIFIED) {
+      return Status::Error(where + ": encoding not set (use IMAGE_ENCODING_RAW_UINT8 or IMAGE_ENCODING_PNG)");
+    } else {
+      return Status::Error(where + ": unknown ImageEncoding value " + std::to_string(p.encoding()) +
+                           " (use IMAGE_ENCODING_RAW_UINT8 or IMAGE_ENCODING_PNG)");
+    }
+  }
+
+  // Pass 2: allocate the batch, decode the PNGs (their remaining checks need the pixels) and fill it.
+  batch->pixels.assign(patch_size * static_cast<size_t>(n), 0);
+  std::vector<uint8_t> decoded;
+  for (int i = 0; i < n; ++i) {
+    const pb::Patch& p = request.patches(i);
+    const PatchPlan& plan = plans[static_cast<size_t>(i)];
+    int w = plan.w, h = plan.h, c = plan.c;
+    const uint8_t* src = reinterpret_cast<const uint8_t*>(p.data().data());
+    if (plan.png) {
+      const std::string where = where_of(i, p);
       PngInfo info;
       Status s = DecodePng(p.data(), limits.max_image_pixels, &info, &decoded);
       if (!s.ok()) return Status::Error(where + ": " + s.message());
@@ -102,24 +208,16 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
         return Status::Error(where + ": PNG is " + Dims(w, h, c) + " but the patch declares " +
                              Dims(p.width(), p.height(), p.channels()));
       }
+      s = CheckShape(where, w, h, c, manifest);
+      if (!s.ok()) return s;
       src = decoded.data();
-    } else {
-      return Status::Error(where + ": encoding not set (use IMAGE_ENCODING_RAW_UINT8 or IMAGE_ENCODING_PNG)");
-    }
-
-    if (c != C) {
-      return Status::Error(where + ": image has " + ChannelWord(c) + " channels; model " + manifest.name +
-                           " takes " + ChannelWord(C));
     }
     uint8_t* dst = batch->pixels.data() + patch_size * static_cast<size_t>(i);
     if (w == W && h == H) {
       std::memcpy(dst, src, patch_size);
-    } else if (manifest.resize == ResizePolicy::kBilinear) {
+    } else {  // CheckShape allowed it: the bilinear policy
       ResizeBilinear(src, h, w, c, dst, H, W);
       ++batch->resized;
-    } else {
-      return Status::Error(where + ": image is " + Dims(w, h, c) + " but model " + manifest.name + " takes " +
-                           Dims(W, H, C) + " and its manifest's resize policy is \"reject\"");
     }
   }
   return Status::Ok();

@@ -14,9 +14,37 @@ namespace tfad {
 
 struct RequestLimits {
   int max_patches = 256;
-  int64_t max_patch_bytes = 4 << 20;        // encoded bytes of one patch
+  int64_t max_patch_bytes = 256 << 10;      // encoded bytes of one patch (4x the line's 256x256x1 raw patch)
   int64_t max_image_pixels = 4096 * 4096;   // width*height of one patch before resizing
 };
+
+// Longest product_id, run_id, station_id, model_name and patch region (bytes, printable ASCII only).
+// Longer or non-printable values are refused without being echoed in the reply, the status or the log.
+constexpr size_t kMaxIdBytes = 128;
+
+// Serialized bytes of one Patch beyond its data, at most: region (<= kMaxIdBytes + tag + length), the six
+// varint fields and the enum (<= 11 bytes each), the data's tag and length prefix, the Patch's own prefix.
+constexpr int64_t kPatchOverheadBytes = 256;
+// Serialized bytes of an InspectRequest beyond its patches, at most: four ids of <= kMaxIdBytes + prefixes,
+// the heatmap mode.
+constexpr int64_t kRequestOverheadBytes = 4096;
+// Margin of the default gRPC message limit over the largest legal request.
+constexpr int64_t kMessageMarginBytes = 1 << 20;
+// gRPC takes the message limit as an int.
+constexpr int64_t kMaxMessageBytesCap = int64_t{2047} << 20;
+
+// The largest serialized InspectRequest that can pass validation under `limits`:
+// max_patches * (max_patch_bytes + kPatchOverheadBytes) + kRequestOverheadBytes.
+int64_t LargestLegalRequestBytes(const RequestLimits& limits);
+
+// The default gRPC message limit (--max_message_bytes=0): the largest legal request plus
+// kMessageMarginBytes, rounded up to a whole MiB, at most kMaxMessageBytesCap. Defaults: 66 MiB.
+int64_t DefaultMaxMessageBytes(const RequestLimits& limits);
+
+// Checks the request's own fields before anything echoes or logs them: product_id, run_id, station_id and
+// model_name at most kMaxIdBytes of printable ASCII; heatmaps one of the declared HeatmapMode values
+// (proto3 keeps unknown enum numbers). The error names the field and the limit, never the value.
+Status ValidateRequestFields(const tfad::inspection::v1::InspectRequest& request);
 
 // A validated product ready for the model: uint8 [n, H, W, C] in request order, plus the threshold
 // that applies to each patch.
@@ -27,9 +55,11 @@ struct DecodedBatch {
   int resized = 0;  // patches that were resized (bilinear policy)
 };
 
-// Validates `request` against `limits` and the serving model's `manifest`, decoding PNGs and resizing
-// when the manifest allows it. On failure returns an error naming the first problem (patch index and
-// region included); `batch` is then unspecified.
+// Validates `request` (ValidateRequestFields first) against `limits` and the serving model's `manifest`,
+// decoding PNGs and resizing when the manifest allows it. Every check that does not need decoded pixels
+// runs on every patch before the batch buffer is allocated; only the checks that do (a PNG's compressed
+// data, its decoded size and channels) run after it. On failure returns an error naming the first problem
+// (patch index and region included); `batch` is then unspecified.
 Status ValidateAndDecode(const tfad::inspection::v1::InspectRequest& request, const Manifest& manifest,
                          const RequestLimits& limits, DecodedBatch* batch);
 

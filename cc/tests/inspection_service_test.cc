@@ -212,5 +212,44 @@ TEST_F(InspectionServiceTest, ModelStatusReportsVersionsAndStats) {
   EXPECT_EQ(service_->GetModelStatus(nullptr, &request, &status).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// Over-long or binary ids are refused before anything echoes or logs them (issue 14 item 5).
+TEST_F(InspectionServiceTest, OverlongIdIsInvalidArgumentAndNeverEchoed) {
+  const int runs = loader_.model->runs;
+  for (const std::string& id : {std::string(4096, 'X'), std::string("P1\x1b[2J")}) {
+    pb::InspectRequest r = Product(102, 51);
+    r.set_product_id(id);
+    r.set_run_id(id);
+    pb::InspectReply reply;
+    const grpc::Status s = Inspect(r, &reply);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(s.error_message().rfind("product_id ", 0), 0u) << s.error_message();
+    EXPECT_EQ(s.error_message().find(id), std::string::npos);
+    EXPECT_TRUE(reply.product_id().empty());
+    EXPECT_TRUE(reply.run_id().empty());
+  }
+  pb::InspectRequest r = Product(102, 51);
+  r.set_station_id(std::string(129, 's'));
+  pb::InspectReply reply;
+  const grpc::Status s = Inspect(r, &reply);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "station_id is 129 bytes; at most 128 allowed");
+  EXPECT_EQ(loader_.model->runs, runs);
+  pb::GetModelStatusRequest request;
+  pb::GetModelStatusReply status;
+  ASSERT_TRUE(service_->GetModelStatus(nullptr, &request, &status).ok());
+  EXPECT_EQ(status.models(0).stats().invalid(), 3u);
+}
+
+TEST_F(InspectionServiceTest, UnknownHeatmapModeIsInvalidArgumentBeforeInference) {
+  pb::InspectRequest r = Product(102, 77);
+  r.set_heatmaps(static_cast<pb::HeatmapMode>(3));
+  const int runs = loader_.model->runs;
+  pb::InspectReply reply;
+  const grpc::Status s = Inspect(r, &reply);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("heatmaps: unknown HeatmapMode value 3"), std::string::npos) << s.error_message();
+  EXPECT_EQ(loader_.model->runs, runs);
+}
+
 }  // namespace
 }  // namespace tfad

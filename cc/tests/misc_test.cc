@@ -48,6 +48,28 @@ TEST(ServerFlagsTest, HelpDocumentsEveryFlag) {
   }
 }
 
+// The default message limit is derived from the request limits (0 = derived), and the default RPC threads
+// times the default message stay within 1 GiB (a modest share of a 24 GB line PC); issue 14 item 5.
+TEST(ServerFlagsTest, MessageLimitDefaultsAreSizedFromTheLargestLegalProduct) {
+  ServerFlags f;
+  EXPECT_EQ(f.max_patches, 256);
+  EXPECT_EQ(f.max_patch_bytes, 256 << 10);
+  EXPECT_EQ(f.max_message_bytes, 0);  // derived at start-up
+  EXPECT_EQ(f.max_rpc_threads, 8);
+  const int64_t largest_product = int64_t{f.max_patches} * f.max_patch_bytes;
+  const int64_t message = 66 << 20;  // DefaultMaxMessageBytes of the default limits (validation_test)
+  EXPECT_GT(message, largest_product);
+  EXPECT_LE(message * f.max_rpc_threads, int64_t{1} << 30);
+  bool help = false;
+  const char* zero[] = {"tfad_server", "--max_message_bytes=0"};
+  EXPECT_TRUE(ParseServerFlags(2, zero, &f, &help).ok());
+  const char* tiny[] = {"tfad_server", "--max_message_bytes=100"};
+  EXPECT_NE(ParseServerFlags(2, tiny, &f, &help).message().find("0 = derived"), std::string::npos);
+  const char* explicit_limit[] = {"tfad_server", "--max_message_bytes=1048576"};
+  ASSERT_TRUE(ParseServerFlags(2, explicit_limit, &f, &help).ok());
+  EXPECT_EQ(f.max_message_bytes, 1 << 20);
+}
+
 TEST(StructuredLogTest, KeyValueQuotesAndJsonEscapes) {
   EXPECT_EQ(FormatLogLine(LogFormat::kKeyValue, LogLevel::kInfo, "inspect", {{"a", "1"}, {"b", "x y"}, {"c", ""}}, "T"),
             "ts=T level=info event=inspect a=1 b=\"x y\" c=\"\"");

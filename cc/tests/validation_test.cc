@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <climits>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
 #include "cc/png_codec.h"
 #include "cc/tests/test_util.h"
 
@@ -157,6 +162,129 @@ TEST_F(ValidationTest, PngDeclaredSizeMustAgree) {
   p->set_data(png);
   p->set_width(16);
   EXPECT_TRUE(Contains(Validate(r), "but the patch declares"));
+}
+
+// --- resource limits (issue 14 item 5) ---------------------------------------------------------------------
+
+TEST_F(ValidationTest, IdsAreAtMost128PrintableBytesAndNeverEchoed) {
+  using Setter = void (pb::InspectRequest::*)(const std::string&);
+  const std::vector<std::pair<std::string, Setter>> fields = {
+      {"product_id", static_cast<Setter>(&pb::InspectRequest::set_product_id)},
+      {"run_id", static_cast<Setter>(&pb::InspectRequest::set_run_id)},
+      {"station_id", static_cast<Setter>(&pb::InspectRequest::set_station_id)},
+      {"model_name", static_cast<Setter>(&pb::InspectRequest::set_model_name)}};
+  for (const auto& [field, set] : fields) {
+    pb::InspectRequest r;
+    AddRawPatch(&r, "R0", 8, 8, 1);
+    (r.*set)(std::string(128, 'a'));
+    EXPECT_TRUE(Validate(r).ok()) << field;
+    (r.*set)(std::string(129, 'Q'));
+    Status s = Validate(r);
+    ASSERT_FALSE(s.ok()) << field;
+    EXPECT_EQ(s.message(), field + " is 129 bytes; at most 128 allowed");
+    EXPECT_FALSE(Contains(s, "QQ")) << s.message();
+    (r.*set)(std::string("P1\nforged=1"));
+    s = Validate(r);
+    ASSERT_FALSE(s.ok()) << field;
+    EXPECT_EQ(s.message(), field + " has a byte that is not printable ASCII (0x0a at offset 2)");
+  }
+}
+
+TEST_F(ValidationTest, OverlongRegionIsRefusedWithoutEcho) {
+  manifest_.default_threshold = 0.5f;  // any region is known: only the length check can refuse it
+  pb::InspectRequest r;
+  AddRawPatch(&r, std::string(128, 'r'), 8, 8, 1);
+  ASSERT_TRUE(Validate(r).ok());
+  AddRawPatch(&r, std::string(5000, 'Z'), 8, 8, 1, 1, 1);
+  Status s = Validate(r);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "patch 1 (frame 0, vial 1): region is 5000 bytes; at most 128 allowed");
+}
+
+TEST_F(ValidationTest, UnknownHeatmapModeIsRefusedNamingFieldAndValue) {
+  pb::InspectRequest r;
+  AddRawPatch(&r, "R0", 8, 8, 1);
+  r.set_heatmaps(pb::HEATMAP_MODE_ALL);
+  ASSERT_TRUE(Validate(r).ok());
+  r.set_heatmaps(static_cast<pb::HeatmapMode>(7));  // proto3 keeps unknown enum numbers
+  Status s = Validate(r);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Contains(s, "heatmaps: unknown HeatmapMode value 7")) << s.message();
+}
+
+TEST_F(ValidationTest, UnknownEncodingValueIsRefusedNamingTheValue) {
+  pb::InspectRequest r;
+  AddRawPatch(&r, "R0", 8, 8, 1)->set_encoding(static_cast<pb::ImageEncoding>(9));
+  Status s = Validate(r);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Contains(s, "patch 0 (region R0, frame 0, vial 0): unknown ImageEncoding value 9")) << s.message();
+}
+
+// A product whose last patch is invalid must not cost n * H * W * C bytes of batch first.
+TEST_F(ValidationTest, BatchBufferIsAllocatedOnlyAfterEveryPatchIsChecked) {
+  pb::InspectRequest r;
+  for (uint32_t v = 0; v < 4; ++v) AddRawPatch(&r, "R0", 8, 8, 1, 1, v);
+  AddRawPatch(&r, "R0", 8, 8, 1, 1, 4)->mutable_data()->pop_back();  // wrong byte count, last patch
+  Status s = Validate(r);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Contains(s, "patch 4")) << s.message();
+  EXPECT_EQ(batch_.pixels.capacity(), 0u);
+
+  r.mutable_patches(4)->set_region("R9");  // unknown region: also found before the allocation
+  ASSERT_FALSE(Validate(r).ok());
+  EXPECT_EQ(batch_.pixels.capacity(), 0u);
+
+  // A raw patch of the wrong size after a PNG patch: refused before the PNG is decoded or the batch exists.
+  std::vector<uint8_t> pixels(64, 9);
+  std::string png;
+  ASSERT_TRUE(EncodeGrayPng(pixels.data(), 8, 8, &png).ok());
+  pb::InspectRequest mixed;
+  auto* p = mixed.add_patches();
+  p->set_region("R0");
+  p->set_encoding(pb::IMAGE_ENCODING_PNG);
+  p->set_data(png);
+  AddRawPatch(&mixed, "R1", 4, 8, 1);
+  s = Validate(mixed);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Contains(s, "patch 1 (region R1")) << s.message();
+  EXPECT_EQ(batch_.pixels.capacity(), 0u);
+}
+
+// The default gRPC message limit holds the largest request validation can accept (every field at its
+// longest encoding), and 8 RPC threads of it stay a modest share of a 24 GB line PC.
+TEST(RequestSizeTest, DefaultMessageLimitHoldsTheLargestLegalRequest) {
+  const RequestLimits limits;
+  auto request_of = [&](int n) {
+    pb::InspectRequest r;
+    r.set_product_id(std::string(kMaxIdBytes, 'p'));
+    r.set_run_id(std::string(kMaxIdBytes, 'r'));
+    r.set_station_id(std::string(kMaxIdBytes, 's'));
+    r.set_model_name(std::string(kMaxIdBytes, 'm'));
+    r.set_heatmaps(pb::HEATMAP_MODE_ALL);
+    for (int i = 0; i < n; ++i) {
+      pb::Patch* p = r.add_patches();
+      p->set_region(std::string(kMaxIdBytes, 'g'));
+      p->set_frame(UINT32_MAX);
+      p->set_vial(UINT32_MAX);
+      p->set_width(UINT32_MAX);
+      p->set_height(UINT32_MAX);
+      p->set_channels(UINT32_MAX);
+      p->set_encoding(pb::IMAGE_ENCODING_PNG);
+      p->set_data(std::string(static_cast<size_t>(limits.max_patch_bytes), '\xff'));
+    }
+    return static_cast<int64_t>(r.ByteSizeLong());
+  };
+  // Serialized size is affine in the patch count: measure one and two patches, extrapolate to max_patches.
+  const int64_t one = request_of(1), two = request_of(2);
+  const int64_t per_patch = two - one, fixed = one - per_patch;
+  const int64_t largest = fixed + per_patch * limits.max_patches;
+  EXPECT_LE(per_patch, limits.max_patch_bytes + kPatchOverheadBytes);
+  EXPECT_LE(fixed, kRequestOverheadBytes);
+  EXPECT_LE(largest, LargestLegalRequestBytes(limits));
+  EXPECT_EQ(LargestLegalRequestBytes(limits), 256 * (262144 + 256) + 4096);
+  EXPECT_EQ(DefaultMaxMessageBytes(limits), 66 << 20);
+  EXPECT_GE(DefaultMaxMessageBytes(limits), largest + kMessageMarginBytes);
+  EXPECT_EQ(DefaultMaxMessageBytes(RequestLimits{100000, int64_t{1} << 30, 1}), kMaxMessageBytesCap);
 }
 
 }  // namespace

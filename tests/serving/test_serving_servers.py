@@ -130,6 +130,20 @@ def _malformed_cases(images: np.ndarray):
     r = product_request(np.repeat(images[:1], 257, axis=0))
     cases.append(("too many patches", r, "257 patches"))
     r = product_request(images[:1])
+    r.product_id = "P" * 300
+    cases.append(("overlong product id", r, "product_id is 300 bytes; at most 128 allowed"))
+    r = product_request(images[:1])
+    r.station_id = "line\x07"
+    cases.append(
+        ("binary station id", r, "station_id has a byte that is not printable ASCII (0x07 at offset 4)")
+    )
+    r = product_request(images[:1])
+    r.heatmaps = 5  # an enum number the proto does not declare: kept on the wire by proto3
+    cases.append(("unknown heatmap mode", r, "heatmaps: unknown HeatmapMode value 5"))
+    r = product_request(images[:1])
+    r.patches[0].encoding = 6
+    cases.append(("unknown encoding", r, "unknown ImageEncoding value 6"))
+    r = product_request(images[:1])
     r.model_name = "no-such-model"
     cases.append(("unknown model", r, 'unknown model "no-such-model"'))
     return cases
@@ -147,6 +161,34 @@ def test_malformed_requests_are_invalid_argument_and_server_keeps_serving(client
     assert (
         status.models[0].stats.invalid == len(_malformed_cases(product_images)) - 1
     )  # unknown model: no slot
+
+
+def test_message_limit_is_derived_from_the_request_limits(
+    server_kind, make_model_root, tmp_path, product_images
+):
+    """--max_message_bytes=0 (the default) is the largest legal request + 1 MiB, rounded up to a MiB: with
+    2 patches of at most 64 KiB that is 2 MiB, so a 3 MiB request is refused by gRPC itself."""
+    from tfad.serving.client import InspectionClient
+    from tfad.serving.contract import RequestLimits
+
+    if server_kind == "cc":
+        flags = {"max_patches": 2, "max_patch_bytes": 65536}
+    else:
+        flags = {"limits": RequestLimits(max_patches=2, max_patch_bytes=65536)}
+    handle = start_server_of_kind(server_kind, make_model_root("limits"), tmp_path, **flags)
+    try:
+        with InspectionClient(handle.target) as c:
+            assert c.inspect_request(product_request(product_images[:2]), timeout_s=10).verdict in (
+                "ACCEPT",
+                "REJECT",
+            )
+            oversize = product_request(product_images[:1])
+            oversize.patches[0].data = bytes(3 << 20)
+            with pytest.raises(grpc.RpcError) as info:
+                c.inspect_request(oversize, timeout_s=10)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, info.value.details()
+    finally:
+        handle.stop()
 
 
 def test_short_deadline_is_reject_incomplete(server_kind, client, product_images):

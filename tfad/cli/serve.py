@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     add("--max-queue", "--max_queue", type=int, default=8, help="waiting products before OVERLOADED")
     add("--warmup-batch", "--warmup_batch", type=int, default=60, help="images in the warm-up run")
     add("--max-patches", "--max_patches", type=int, default=256, help="most patches per product")
-    add("--max-patch-bytes", "--max_patch_bytes", type=int, default=4 << 20, help="most bytes per patch")
+    add("--max-patch-bytes", "--max_patch_bytes", type=int, default=256 << 10, help="most bytes per patch")
     add(
         "--max-image-pixels",
         "--max_image_pixels",
@@ -33,7 +33,14 @@ def register(subparsers) -> None:
         default=4096 * 4096,
         help="most pixels per patch",
     )
-    add("--max-rpc-threads", "--max_rpc_threads", type=int, default=16, help="gRPC handler threads")
+    add("--max-rpc-threads", "--max_rpc_threads", type=int, default=8, help="gRPC handler threads")
+    add(
+        "--max-message-bytes",
+        "--max_message_bytes",
+        type=int,
+        default=0,
+        help="gRPC message limit; 0 = derived from --max-patches and --max-patch-bytes (66 MiB by default)",
+    )
     add(
         "--tls-cert",
         "--tls_cert",
@@ -62,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CLIError("--tls-cert and --tls-key must be given together")
+    if args.max_message_bytes != 0 and not 1024 <= args.max_message_bytes <= 2047 << 20:
+        raise CLIError(
+            f"--max-message-bytes: {args.max_message_bytes} is out of range "
+            f"(0 = derived, or [1024, {2047 << 20}])"
+        )
     if args.tls_client_ca and not args.tls_cert:
         raise CLIError("--tls-client-ca needs --tls-cert and --tls-key")
     config = ServerConfig(
@@ -75,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         warmup_batch=args.warmup_batch,
         max_rpc_threads=args.max_rpc_threads,
+        max_message_bytes=args.max_message_bytes,
         limits=RequestLimits(args.max_patches, args.max_patch_bytes, args.max_image_pixels),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

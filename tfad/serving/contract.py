@@ -207,16 +207,22 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
 _CHANNEL_WORDS = {1: "1 (gray)", 2: "2 (gray+alpha)", 3: "3 (RGB)", 4: "4 (RGBA)"}
 
 
-def decode_png(data: bytes, max_pixels: int) -> np.ndarray:
-    """Decode an 8-bit PNG to HWC uint8 with the file's channels (RGB order). Raises ValueError."""
+def check_png_header(data: bytes, max_pixels: int) -> None:
+    """The checks a PNG's header allows without decoding: signature, pixel limit, bit depth. Raises
+    ValueError."""
     if len(data) < 8 or data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG (bad signature)")
-    if len(data) >= 24:
+    if len(data) >= 25:
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         if width * height > max_pixels:
             raise ValueError(f"PNG is {width}x{height}, more than the {max_pixels}-pixel limit")
         if data[24] == 16:
             raise ValueError("16-bit PNG not supported (send 8-bit)")
+
+
+def decode_png(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode an 8-bit PNG to HWC uint8 with the file's channels (RGB order). Raises ValueError."""
+    check_png_header(data, max_pixels)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError("corrupt PNG: cannot decode")
@@ -249,8 +255,59 @@ class RequestLimits:
     """Request limits (same defaults and meaning as the C++ server's flags)."""
 
     max_patches: int = 256
-    max_patch_bytes: int = 4 << 20
+    max_patch_bytes: int = 256 << 10  # 4x the line's 256x256x1 raw patch
     max_image_pixels: int = 4096 * 4096
+
+
+# Longest product_id, run_id, station_id, model_name and patch region (bytes, printable ASCII only); longer
+# or non-printable values are refused without being echoed in the reply, the status or the log.
+MAX_ID_BYTES = 128
+# Serialized bytes of one Patch beyond its data, at most (region, varints, enum, prefixes).
+PATCH_OVERHEAD_BYTES = 256
+# Serialized bytes of an InspectRequest beyond its patches, at most (four ids, heatmap mode, prefixes).
+REQUEST_OVERHEAD_BYTES = 4096
+# Margin of the default gRPC message limit over the largest legal request.
+MESSAGE_MARGIN_BYTES = 1 << 20
+# gRPC takes the message limit as an int.
+MAX_MESSAGE_BYTES_CAP = 2047 << 20
+
+
+def largest_legal_request_bytes(limits: RequestLimits) -> int:
+    """max_patches * (max_patch_bytes + PATCH_OVERHEAD_BYTES) + REQUEST_OVERHEAD_BYTES."""
+    return limits.max_patches * (limits.max_patch_bytes + PATCH_OVERHEAD_BYTES) + REQUEST_OVERHEAD_BYTES
+
+
+def default_max_message_bytes(limits: RequestLimits) -> int:
+    """The default gRPC message limit: the largest legal request + MESSAGE_MARGIN_BYTES, rounded up to a
+    whole MiB, at most MAX_MESSAGE_BYTES_CAP (66 MiB with the default limits)."""
+    mib = 1 << 20
+    rounded = -(-(largest_legal_request_bytes(limits) + MESSAGE_MARGIN_BYTES) // mib) * mib
+    return min(MAX_MESSAGE_BYTES_CAP, rounded)
+
+
+def _check_id(field_name: str, value: str) -> None:
+    """At most MAX_ID_BYTES of printable ASCII; the error never contains the value."""
+    raw = value.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_ID_BYTES:
+        raise InvalidRequest(f"{field_name} is {len(raw)} bytes; at most {MAX_ID_BYTES} allowed")
+    for offset, byte in enumerate(raw):
+        if byte < 0x20 or byte > 0x7E:
+            raise InvalidRequest(
+                f"{field_name} has a byte that is not printable ASCII (0x{byte:02x} at offset {offset})"
+            )
+
+
+def validate_request_fields(request) -> None:
+    """Check the request's own fields before anything echoes or logs them: product_id, run_id, station_id
+    and model_name at most MAX_ID_BYTES of printable ASCII; heatmaps one of the declared HeatmapMode values
+    (proto3 keeps unknown enum numbers). Raises InvalidRequest naming the field and the limit."""
+    for name in ("product_id", "run_id", "station_id", "model_name"):
+        _check_id(name, getattr(request, name))
+    if request.heatmaps not in pb.HeatmapMode.values():
+        raise InvalidRequest(
+            f"heatmaps: unknown HeatmapMode value {request.heatmaps} "
+            "(known: 0 HEATMAP_MODE_NONE, 1 HEATMAP_MODE_REJECTED, 2 HEATMAP_MODE_ALL)"
+        )
 
 
 @dataclass
@@ -266,11 +323,31 @@ def _dims(w: int, h: int, c: int) -> str:
     return f"{w}x{h}x{c}"
 
 
-def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> DecodedBatch:
-    """Validate ``request`` (an InspectRequest) against the limits and manifest and decode its patches.
+def _check_shape(where: str, w: int, h: int, c: int, manifest: Manifest) -> None:
+    """Channels must match the model; size too unless the resize policy is bilinear."""
+    H, W, C = manifest.height, manifest.width, manifest.channels
+    if c != C:
+        raise InvalidRequest(
+            f"{where}: image has {_CHANNEL_WORDS.get(c, c)} channels; model {manifest.name} takes "
+            f"{_CHANNEL_WORDS.get(C, C)}"
+        )
+    if (h, w) != (H, W) and manifest.resize != "bilinear":
+        raise InvalidRequest(
+            f"{where}: image is {_dims(w, h, c)} but model {manifest.name} takes {_dims(W, H, C)} "
+            "and its "
+            'manifest\'s resize policy is "reject"'
+        )
 
-    Raises InvalidRequest naming the first problem (patch index, region, frame and vial included).
+
+def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> DecodedBatch:
+    """Validate ``request`` (validate_request_fields first) against the limits and manifest and decode its
+    patches.
+
+    Every check that needs no decoded pixels runs on every patch before the batch array is allocated; only
+    those that do (a PNG's compressed data, its decoded size and channels) run after it. Raises
+    InvalidRequest naming the first problem (patch index, region, frame and vial included).
     """
+    validate_request_fields(request)
     n = len(request.patches)
     if n == 0:
         raise InvalidRequest("empty product: the request has no patches")
@@ -279,12 +356,20 @@ def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> D
             f"{n} patches in one product; at most {limits.max_patches} allowed (--max_patches)"
         )
     H, W, C = manifest.height, manifest.width, manifest.channels
-    images = np.zeros((n, H, W, C), np.uint8)
     thresholds = np.zeros(n, np.float32)
     seen: set[tuple[int, int, str]] = set()
-    resized = 0
+
+    def where_of(i: int, p) -> str:
+        return f"patch {i} (region {p.region or '<empty>'}, frame {p.frame}, vial {p.vial})"
+
+    # Pass 1: every check that needs no decoded pixels, on every patch, before the batch array exists.
+    raw_images: list[np.ndarray | None] = []
     for i, p in enumerate(request.patches):
-        where = f"patch {i} (region {p.region or '<empty>'}, frame {p.frame}, vial {p.vial})"
+        try:
+            _check_id("region", p.region)
+        except InvalidRequest as err:
+            raise InvalidRequest(f"patch {i} (frame {p.frame}, vial {p.vial}): {err}") from None
+        where = where_of(i, p)
         if not p.region:
             raise InvalidRequest(f"{where}: region is empty")
         threshold = manifest.threshold_for(p.region)
@@ -322,8 +407,31 @@ def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> D
                 )
             if nbytes != w * h * c:
                 raise InvalidRequest(f"{where}: {nbytes} bytes for {_dims(w, h, c)}, expected {w * h * c}")
-            image = np.frombuffer(p.data, np.uint8).reshape(h, w, c)
+            _check_shape(where, w, h, c, manifest)
+            raw_images.append(np.frombuffer(p.data, np.uint8).reshape(h, w, c))
         elif p.encoding == pb.IMAGE_ENCODING_PNG:
+            try:
+                check_png_header(p.data, limits.max_image_pixels)
+            except ValueError as err:
+                raise InvalidRequest(f"{where}: {err}") from None
+            raw_images.append(None)
+        elif p.encoding == pb.IMAGE_ENCODING_UNSPECIFIED:
+            raise InvalidRequest(
+                f"{where}: encoding not set (use IMAGE_ENCODING_RAW_UINT8 or IMAGE_ENCODING_PNG)"
+            )
+        else:
+            raise InvalidRequest(
+                f"{where}: unknown ImageEncoding value {p.encoding} "
+                "(use IMAGE_ENCODING_RAW_UINT8 or IMAGE_ENCODING_PNG)"
+            )
+
+    # Pass 2: allocate the batch, decode the PNGs (their remaining checks need the pixels) and fill it.
+    images = np.zeros((n, H, W, C), np.uint8)
+    resized = 0
+    for i, p in enumerate(request.patches):
+        image = raw_images[i]
+        if image is None:
+            where = where_of(i, p)
             try:
                 image = decode_png(p.data, limits.max_image_pixels)
             except ValueError as err:
@@ -334,26 +442,12 @@ def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> D
                     f"{where}: PNG is {_dims(w, h, c)} but the patch declares "
                     f"{_dims(p.width, p.height, p.channels)}"
                 )
-        else:
-            raise InvalidRequest(
-                f"{where}: encoding not set (use IMAGE_ENCODING_RAW_UINT8 or IMAGE_ENCODING_PNG)"
-            )
-        if c != C:
-            raise InvalidRequest(
-                f"{where}: image has {_CHANNEL_WORDS.get(c, c)} channels; model {manifest.name} takes "
-                f"{_CHANNEL_WORDS.get(C, C)}"
-            )
-        if (h, w) == (H, W):
+            _check_shape(where, w, h, c, manifest)
+        if image.shape[:2] == (H, W):
             images[i] = image
-        elif manifest.resize == "bilinear":
+        else:  # _check_shape allowed it: the bilinear policy
             images[i] = resize_bilinear(image, H, W)
             resized += 1
-        else:
-            raise InvalidRequest(
-                f"{where}: image is {_dims(w, h, c)} but model {manifest.name} takes {_dims(W, H, C)} "
-                "and its "
-                'manifest\'s resize policy is "reject"'
-            )
     return DecodedBatch(images=images, thresholds=thresholds, resized=resized)
 
 

@@ -21,8 +21,10 @@ from tfad.serving.contract import (
     InvalidRequest,
     RequestLimits,
     decide_product,
+    default_max_message_bytes,
     encode_heatmap_png,
     validate_and_decode,
+    validate_request_fields,
 )
 from tfad.serving.models import ModelManager, RunFailed
 from tfad.serving.protos import SERVICE_NAME, pb, pb_grpc
@@ -50,8 +52,8 @@ class ServerConfig:
     inference_threads: int = 1
     max_queue: int = 8
     warmup_batch: int = 60
-    max_rpc_threads: int = 16
-    max_message_bytes: int = 256 << 20
+    max_rpc_threads: int = 8
+    max_message_bytes: int = 0  # 0 = contract.default_max_message_bytes(limits): 66 MiB by default
     limits: RequestLimits = field(default_factory=RequestLimits)
     tls_cert: str = ""
     tls_key: str = ""
@@ -100,10 +102,11 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         except _Abort as abort:
             context.abort(abort.code, abort.message)  # raises; outside the catch-all below
         except Exception as err:  # never crash, never accept
-            log.exception("event=inspect_internal_error product_id=%s", request.product_id)
+            ids_ok = _ids_ok(request)  # never echo an over-long or binary id
+            log.exception("event=inspect_internal_error product_id=%r", request.product_id if ids_ok else "")
             return pb.InspectReply(
-                product_id=request.product_id,
-                run_id=request.run_id,
+                product_id=request.product_id if ids_ok else "",
+                run_id=request.run_id if ids_ok else "",
                 verdict=pb.VERDICT_REJECT_INCOMPLETE,
                 incomplete_reason=pb.INCOMPLETE_REASON_INFERENCE_ERROR,
                 incomplete_detail=f"internal error: {err}",
@@ -111,6 +114,15 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
 
     def inspect_until(self, received: float, deadline: float, request, context) -> pb.InspectReply:
         """Inspect with the deadline resolved (monotonic clock)."""
+        # The ids and enums first: nothing below may echo or log an over-long or binary id.
+        try:
+            validate_request_fields(request)
+        except InvalidRequest as err:
+            invalid_slot = self.manager.find(request.model_name)
+            if invalid_slot is not None:
+                invalid_slot.stats.record("INVALID")
+            log.warning("event=inspect_invalid error=%r", str(err))
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
         reply = pb.InspectReply(product_id=request.product_id, run_id=request.run_id)
         t = {"decode": 0.0, "queue": 0.0, "inference": 0.0}
         slot = self.manager.find(request.model_name)
@@ -291,6 +303,14 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
         return reply
 
 
+def _ids_ok(request) -> bool:
+    try:
+        validate_request_fields(request)
+    except InvalidRequest:
+        return False
+    return True
+
+
 class _Abort(Exception):
     """Ends an RPC with a status; turned into context.abort by the RPC method (grpc's abort raises a bare
     Exception, which the fail-safe catch-all must not swallow)."""
@@ -330,14 +350,18 @@ def start_server(config: ServerConfig) -> RunningServer:
     manager = ModelManager(config.models_root, config.models, config.warmup_batch)
     manager.poll_all()
     servicer = InspectionServicer(manager, config)
+    max_message_bytes = config.max_message_bytes or default_max_message_bytes(config.limits)
     options = [
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
     ]
+    # Every RPC the server admits holds its request message, whether a thread handles it or it waits for
+    # one: admitting no more than there are threads bounds the messages held to threads x message limit
+    # (docs/serving.md, "Memory"); a call beyond it gets RESOURCE_EXHAUSTED at once, which firmware rejects.
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=config.max_rpc_threads, thread_name_prefix="rpc"),
         options=options,
-        maximum_concurrent_rpcs=config.max_rpc_threads * 4,
+        maximum_concurrent_rpcs=config.max_rpc_threads,
     )
     pb_grpc.add_InspectionServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -368,6 +392,13 @@ def start_server(config: ServerConfig) -> RunningServer:
                 log.info("event=health status=%s", "SERVING" if now else "NOT_SERVING")
 
     threading.Thread(target=watch_health, name="health", daemon=True).start()
+    log.info(
+        "event=limits max_patches=%d max_patch_bytes=%d max_message_bytes=%d max_rpc_threads=%d",
+        config.limits.max_patches,
+        config.limits.max_patch_bytes,
+        max_message_bytes,
+        config.max_rpc_threads,
+    )
     log.info(
         "event=serving listen=%s port=%d tls=%s models=%s health=%s",
         config.listen,

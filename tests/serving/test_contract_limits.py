@@ -1,0 +1,211 @@
+"""Resource limits of the serving contract (issue 14 item 5), request level: no server is started.
+
+Mirrors cc/tests/validation_test.cc (ids, region, enums, allocation order, message size) and
+cc/tests/inspection_service_test.cc (ids refused before anything echoes or logs them).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import numpy as np
+import pytest
+
+from tfad.serving import contract
+from tfad.serving.contract import InvalidRequest, Manifest, RequestLimits, validate_and_decode
+from tfad.serving.protos import pb
+
+MANIFEST = Manifest(
+    name="vials",
+    version=1,
+    height=8,
+    width=8,
+    channels=1,
+    resize="reject",
+    region_thresholds={"R0": 0.5, "R1": 0.25},
+    default_threshold=None,
+)
+ID_FIELDS = ("product_id", "run_id", "station_id", "model_name")
+
+
+def add_raw(request, region: str = "R0", w: int = 8, h: int = 8, c: int = 1, vial: int = 0, value: int = 100):
+    return request.patches.add(
+        region=region,
+        vial=vial,
+        encoding=pb.IMAGE_ENCODING_RAW_UINT8,
+        width=w,
+        height=h,
+        channels=c,
+        data=bytes([value]) * (w * h * c),
+    )
+
+
+def refusal(request, manifest: Manifest = MANIFEST) -> str:
+    with pytest.raises(InvalidRequest) as info:
+        validate_and_decode(request, manifest, RequestLimits())
+    return str(info.value)
+
+
+@pytest.mark.parametrize("field_name", ID_FIELDS)
+def test_ids_are_at_most_128_printable_bytes_and_never_echoed(field_name):
+    request = pb.InspectRequest()
+    add_raw(request)
+    setattr(request, field_name, "a" * 128)
+    validate_and_decode(request, MANIFEST, RequestLimits())
+    setattr(request, field_name, "Q" * 129)
+    assert refusal(request) == f"{field_name} is 129 bytes; at most 128 allowed"
+    setattr(request, field_name, "P1\nforged=1")
+    assert refusal(request) == f"{field_name} has a byte that is not printable ASCII (0x0a at offset 2)"
+
+
+def test_overlong_region_is_refused_without_echo():
+    manifest = Manifest(**{**MANIFEST.__dict__, "default_threshold": 0.5})  # any region is known
+    request = pb.InspectRequest()
+    add_raw(request, region="r" * 128)
+    validate_and_decode(request, manifest, RequestLimits())
+    add_raw(request, region="Z" * 5000, vial=1)
+    assert (
+        refusal(request, manifest) == "patch 1 (frame 0, vial 1): region is 5000 bytes; at most 128 allowed"
+    )
+
+
+def test_unknown_heatmap_mode_is_refused_naming_field_and_value():
+    request = pb.InspectRequest(heatmaps=pb.HEATMAP_MODE_ALL)
+    add_raw(request)
+    validate_and_decode(request, MANIFEST, RequestLimits())
+    request.heatmaps = 7  # proto3 keeps unknown enum numbers
+    assert "heatmaps: unknown HeatmapMode value 7" in refusal(request)
+
+
+def test_unknown_encoding_value_is_refused_naming_the_value():
+    request = pb.InspectRequest()
+    add_raw(request).encoding = 9
+    assert "patch 0 (region R0, frame 0, vial 0): unknown ImageEncoding value 9" in refusal(request)
+
+
+def test_batch_is_allocated_only_after_every_patch_is_checked(monkeypatch):
+    """A product whose last patch is invalid must not cost n * H * W * C bytes of batch first."""
+    batches = []
+    zeros = np.zeros
+
+    def recording_zeros(shape, *args, **kwargs):
+        if np.ndim(shape) == 1 and len(shape) == 4:
+            batches.append(tuple(shape))
+        return zeros(shape, *args, **kwargs)
+
+    monkeypatch.setattr(contract.np, "zeros", recording_zeros)
+    request = pb.InspectRequest()
+    for vial in range(4):
+        add_raw(request, vial=vial)
+    add_raw(request, vial=4).data = bytes(63)  # wrong byte count, last patch
+    assert "patch 4" in refusal(request)
+    request.patches[4].region = "R9"
+    assert "unknown region 'R9'" in refusal(request)
+    # A raw patch of the wrong size after a PNG patch: refused before the PNG is decoded or the batch exists.
+    import cv2
+
+    ok, png = cv2.imencode(".png", np.full((8, 8), 9, np.uint8))
+    assert ok
+    mixed = pb.InspectRequest()
+    mixed.patches.add(region="R0", encoding=pb.IMAGE_ENCODING_PNG, data=png.tobytes())
+    add_raw(mixed, region="R1", w=4)
+    assert "patch 1 (region R1" in refusal(mixed)
+    assert batches == []
+    validate_and_decode(mixed.__class__(patches=[mixed.patches[0]]), MANIFEST, RequestLimits())
+    assert batches == [(1, 8, 8, 1)]  # the recorder does see the batch of a valid product
+
+
+def _effective_message_limit(config) -> int:
+    return config.max_message_bytes or contract.default_max_message_bytes(config.limits)
+
+
+def test_default_message_limit_holds_the_largest_legal_request():
+    """Every field at its longest encoding; 8 RPC threads of the limit stay within 1 GiB."""
+    from tfad.serving.server import ServerConfig
+
+    config = ServerConfig()
+    limits = config.limits
+
+    def size_of(n: int) -> int:
+        request = pb.InspectRequest(heatmaps=pb.HEATMAP_MODE_ALL)
+        for name in ID_FIELDS:
+            setattr(request, name, "x" * 128)
+        for _ in range(n):
+            request.patches.add(
+                region="g" * 128,
+                frame=2**32 - 1,
+                vial=2**32 - 1,
+                width=2**32 - 1,
+                height=2**32 - 1,
+                channels=2**32 - 1,
+                encoding=pb.IMAGE_ENCODING_PNG,
+                data=b"\xff" * limits.max_patch_bytes,
+            )
+        return request.ByteSize()
+
+    one, two = size_of(1), size_of(2)  # serialized size is affine in the patch count
+    per_patch, fixed = two - one, 2 * one - two
+    largest = fixed + per_patch * limits.max_patches
+    limit = _effective_message_limit(config)
+    assert largest <= limit, f"largest legal request {largest} B > message limit {limit} B"
+    assert limit * config.max_rpc_threads <= 1 << 30
+    assert contract.largest_legal_request_bytes(limits) == 256 * (262144 + 256) + 4096 >= largest
+    assert contract.default_max_message_bytes(limits) == 66 << 20 == limit
+    assert contract.default_max_message_bytes(RequestLimits(100000, 1 << 30)) == 2047 << 20
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.recorded: list[str] = []
+
+    def record(self, outcome: str, *args) -> None:
+        self.recorded.append(outcome)
+
+
+class _Slot:
+    name = "vials"
+
+    def __init__(self) -> None:
+        self.stats = _Stats()
+
+    def current(self):
+        return None  # no model: a request that got past the field checks would be MODEL_UNAVAILABLE
+
+
+class _Manager:
+    def __init__(self) -> None:
+        self.slot = _Slot()
+
+    def find(self, name: str):
+        return self.slot if name in ("", "vials") else None
+
+    def name_list(self) -> str:
+        return "vials"
+
+
+@pytest.mark.parametrize("bad_id", ["X" * 4096, "P1\x1b[2J"])
+def test_server_refuses_bad_ids_before_echoing_or_logging_them(bad_id, caplog):
+    from tfad.serving.server import InspectionServicer, ServerConfig, _Abort
+
+    manager = _Manager()
+    servicer = InspectionServicer(manager, ServerConfig())
+    try:
+        request = pb.InspectRequest(product_id=bad_id, run_id=bad_id, heatmaps=pb.HEATMAP_MODE_NONE)
+        add_raw(request)
+        with caplog.at_level(logging.DEBUG, logger="tfad.serving"), pytest.raises(_Abort) as info:
+            servicer.inspect_until(0.0, 1e9, request, context=None)
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.message.startswith("product_id ")
+        assert bad_id not in info.value.message and bad_id not in caplog.text
+        assert manager.slot.stats.recorded == ["INVALID"]
+
+        request = pb.InspectRequest(product_id="P1")
+        add_raw(request)
+        request.heatmaps = 3
+        with pytest.raises(_Abort) as info:
+            servicer.inspect_until(0.0, 1e9, request, context=None)
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "heatmaps: unknown HeatmapMode value 3" in info.value.message
+    finally:
+        servicer.close()
