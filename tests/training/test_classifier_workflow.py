@@ -118,7 +118,7 @@ def test_pretrained_3_channel_weights_from_a_file_train_a_grey_classifier(tiny_v
         }
     )
     from tfad.data.layouts import read_dataset
-    from tfad.training.fit import with_class_names
+    from tfad.training.data_selection import with_class_names
 
     pretrained = with_class_names(pretrained, read_dataset(str(tiny_vials), "calib"))
     networks = family("classifier").networks(architecture(pretrained), pretrained)

@@ -382,7 +382,7 @@ def packed_vials(tiny_vials, tmp_path_factory):
     packs of the good images, 3 shard files each, and the records of each."""
     from tfad.data.layouts import read_dataset
     from tfad.data.shards import pack_dataset
-    from tfad.training.fit import split_by_product
+    from tfad.training.data_selection import split_by_product
 
     records = read_dataset(str(tiny_vials), "train")
     train, val = split_by_product(records, 0.34, seed=0)
@@ -464,7 +464,7 @@ def test_supervised_classes_from_packed_shards(tiny_vials, tmp_path) -> None:
     from tfad.data.layouts import read_dataset
     from tfad.data.records import class_indices
     from tfad.data.shards import pack_dataset
-    from tfad.training.fit import with_class_names
+    from tfad.training.data_selection import with_class_names
     from tfad.training.inputs import class_table, packed_records, supervised_dataset
 
     records = read_dataset(str(tiny_vials), "calib")

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from tfad.training.fit import RunError, fit, split_by_product
+from tfad.training.data_selection import split_by_product
+from tfad.training.fit import fit
+from tfad.training.run_directory import RunError
 
 
 def test_generator_loss_falls(tiny_run) -> None:

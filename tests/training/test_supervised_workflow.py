@@ -99,7 +99,7 @@ def test_segmentation_export_is_served_like_python_scoring(segmentation_run, tin
 
 def test_synthetic_defects_carry_the_perlin_mask_and_class(tiny_vials, tmp_path) -> None:
     from tfad.data.layouts import read_dataset
-    from tfad.training.fit import with_class_names
+    from tfad.training.data_selection import with_class_names
     from tfad.training.inputs import supervised_dataset
 
     config = segmentation_config(tiny_vials, tmp_path, supervised={"synthetic_probability": 1.0})
@@ -128,7 +128,7 @@ def test_only_good_images_without_synthetic_defects_is_a_clear_error(tiny_vials,
 def test_class_counts_weights_and_stratified_split() -> None:
     from tfad.families.classifier.trainer import class_counts
     from tfad.trainers.supervised import balanced_class_weights
-    from tfad.training.fit import split_by_product, with_class_names
+    from tfad.training.data_selection import split_by_product, with_class_names
 
     records = [ImageRecord(f"g{i}.png", 0, "good") for i in range(12)]
     records += [ImageRecord(f"c{i}.png", 1, "crack") for i in range(4)]

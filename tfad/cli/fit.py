@@ -78,7 +78,9 @@ def _fit(args: argparse.Namespace) -> int:
     from tfad.config import ConfigError, from_dict
     from tfad.data.errors import DataError
     from tfad.training.distributed import ClusterConfigError, choose_strategy
-    from tfad.training.fit import PeerLostError, RunError, fit
+    from tfad.training.fit import fit
+    from tfad.training.run_directory import RunError
+    from tfad.training.strategy import PeerLostError
 
     try:  # before reading the config: a bad cluster argument is reported without touching TensorFlow
         choice = choose_strategy(args.strategy, args.workers, args.task_index)
