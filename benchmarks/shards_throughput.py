@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from tfad.data.layouts import read_dataset
+    from tfad.data.packing import pack_dataset
     from tfad.data.pipeline import make_dataset
-    from tfad.data.shards import make_shard_dataset, pack_dataset, verify_shards
+    from tfad.data.shards import make_shard_dataset, verify_shards
     from tfad.data.synth_vials import generate_synth_vials
 
     shuffle = not args.no_shuffle

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tfad.config import architecture, from_dict
     from tfad.data.layouts import read_dataset
-    from tfad.data.shards import pack_dataset
+    from tfad.data.packing import pack_dataset
     from tfad.data.synth_vials import generate_synth_vials
     from tfad.families import family
     from tfad.training.inputs import training_dataset

@@ -16,13 +16,13 @@ from tfad.cli import main
 from tfad.data.decode import decode_image_file, load_binary_mask
 from tfad.data.errors import CorruptImageError, DataError
 from tfad.data.layouts import read_line, read_mvtec
+from tfad.data.packing import pack_dataset
 from tfad.data.pipeline import load_sample_arrays, make_dataset
 from tfad.data.records import fingerprint
 from tfad.data.shards import (
     ShardError,
     iterate_examples,
     make_shard_dataset,
-    pack_dataset,
     read_index,
     verify_shards,
 )

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
+from tfad.data.contact_sheet import make_contact_sheet
 from tfad.data.errors import DataError
 from tfad.data.layouts import detect_layout, read_line
-from tfad.data.synth_vials import REGIONS, generate_synth_vials, make_contact_sheet
+from tfad.data.synth_vials import REGIONS, generate_synth_vials
 
 
 def tree_digest(root: Path) -> dict[str, str]:

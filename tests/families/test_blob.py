@@ -12,13 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tfad.families.blob.analyzer import (
-    BLOB_FORMAT,
-    Blob,
-    BlobAnalyzer,
-    BlobNotFittedError,
-    BlobParameters,
-)
+from tfad.families.blob.analyzer import BLOB_FORMAT, Blob, BlobAnalyzer, BlobNotFittedError
+from tfad.families.blob.parameters import BlobParameters
 
 SIZE = 64
 

@@ -100,8 +100,9 @@ def _synth_vials(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from tfad.cli import CLIError
+    from tfad.data.contact_sheet import make_contact_sheet
     from tfad.data.errors import DataError
-    from tfad.data.synth_vials import generate_synth_vials, make_contact_sheet
+    from tfad.data.synth_vials import generate_synth_vials
 
     bar = tqdm(total=None, desc="synth-vials", unit="acq")
 
@@ -184,7 +185,7 @@ def _pack(args: argparse.Namespace) -> int:
     from tfad.cli import CLIError
     from tfad.data.errors import DataError
     from tfad.data.layouts import detect_layout, read_dataset
-    from tfad.data.shards import pack_dataset
+    from tfad.data.packing import pack_dataset
 
     try:
         layout = detect_layout(args.root) if args.layout == "auto" else args.layout

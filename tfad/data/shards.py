@@ -1,12 +1,14 @@
-"""Packed shards: one split of a data set as checksummed TFRecord files, for training at scale.
+"""Packed shards: one split of a data set as checksummed TFRecord files, for training at scale. This
+module reads them; :mod:`tfad.data.packing` writes them, :mod:`tfad.data.shard_format` is their format.
 
-Millions of small image files are slow on shared cluster storage; :func:`pack_dataset` streams a record
-list into a few large files (``<split>-00000-of-000NN.tfrecord``, ``shard_size`` images each) plus
-``index.json`` (format ``"tfad-shards/1"``: per shard its record count, byte size and SHA-256; the source
-fingerprint, counts and the corrupt files that were skipped). :func:`make_shard_dataset` reads them back
-as batches with exactly the keys, dtypes, shapes and values of :func:`tfad.data.pipeline.make_dataset`,
-so the training input pipeline can take either. :func:`verify_shards` checks a packed folder and
-:func:`iterate_examples` yields the stored examples in order (tests, audits).
+Millions of small image files are slow on shared cluster storage; :func:`~tfad.data.packing.pack_dataset`
+streams a record list into a few large files (``<split>-00000-of-000NN.tfrecord``, ``shard_size`` images
+each) plus ``index.json`` (format ``"tfad-shards/1"``: per shard its record count, byte size and SHA-256;
+the source fingerprint, counts and the corrupt files that were skipped). :func:`make_shard_dataset` reads
+them back as batches with exactly the keys, dtypes, shapes and values of
+:func:`tfad.data.pipeline.make_dataset`, so the training input pipeline can take either.
+:func:`verify_shards` checks a packed folder and :func:`iterate_examples` yields the stored examples in
+order (tests, audits).
 
 Pixels are decoded once, at packing time, by :mod:`tfad.data.decode` (the folder pipeline's functions)
 and stored as lossless PNG, so a shard sample equals the folder sample bit for bit. Format, integrity
@@ -15,99 +17,40 @@ checks and per-worker sharding: docs/data.md, "Packed shards (TFRecords)".
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import time
-import zlib
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
-from tfad import __version__
 from tfad.data.corrupt import CorruptFileCounter
-from tfad.data.decode import decode_image_file, load_binary_mask, resize_image
-from tfad.data.errors import CorruptImageError, DataError
+from tfad.data.decode import resize_image
+from tfad.data.errors import DataError
 from tfad.data.pipeline import DECODE_CHUNK, chunk_samples, to_float
-from tfad.data.records import ImageRecord, fingerprint
+from tfad.data.records import ImageRecord
+from tfad.data.shard_format import (
+    FORMAT,
+    INDEX_NAME,
+    SHARD_RE,
+    OnCorrupt,
+    ShardError,
+    SizeArg,
+    VerifyLevel,
+    check_geometry,
+    decode_arrays,
+    file_sha256,
+    one_line,
+    parse_example,
+    size_pair,
+)
 
 log = logging.getLogger(__name__)
-
-FORMAT = "tfad-shards/1"
-INDEX_NAME = "index.json"
-DEFAULT_SHARD_SIZE = 1024
-_SPLIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<k>\d{5})-of-(?P<n>\d{5})\.tfrecord$")
-_TMP_SUFFIX = ".tfrecord.tmp"
-
-OnCorrupt = Literal["skip", "fail"]
-VerifyLevel = Literal["sha256", "size"]
-SizeArg = int | Sequence[int] | None
-
-__all__ = [
-    "DEFAULT_SHARD_SIZE",
-    "FORMAT",
-    "INDEX_NAME",
-    "PackResult",
-    "ShardError",
-    "ShardExample",
-    "VerifyResult",
-    "iterate_examples",
-    "make_shard_dataset",
-    "pack_dataset",
-    "read_index",
-    "verify_shards",
-]
-
-
-class ShardError(DataError):
-    """A packed-shard folder is damaged or inconsistent with its ``index.json``.
-
-    ``shard`` is the first offending file name (a shard or ``index.json``), ``problems`` every
-    ``(file, what is wrong)`` found. The message is one line naming the folder, the file and the problem.
-    """
-
-    def __init__(self, out_dir: str, problems: Sequence[tuple[str, str]]) -> None:
-        problems = [(f, _one_line(p)) for f, p in problems]
-        first_file, first_problem = problems[0]
-        more = f" (+{len(problems) - 1} more problem(s): " if len(problems) > 1 else ""
-        rest = "; ".join(f"{f}: {p}" for f, p in problems[1:4])
-        tail = f"{more}{rest}{'; ...' if len(problems) > 4 else ''})" if more else ""
-        super().__init__(f"packed shards {out_dir!r}: {first_file!r}: {first_problem}{tail}")
-        self.out_dir = out_dir
-        self.shard = first_file
-        self.problem = first_problem
-        self.problems = problems
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-# ----------------------------------------------------------------------------------------------- results
-@dataclass
-class PackResult:
-    """What :func:`pack_dataset` wrote."""
-
-    out_dir: str
-    index_path: str
-    shards: list[str]
-    records: int  # examples written
-    source_records: int
-    skipped: dict[str, str]  # corrupt source file (relative path) -> reason
-    bytes: int
-    seconds: float
-    index: dict = field(repr=False)
 
 
 @dataclass
@@ -131,7 +74,7 @@ class ShardExample:
     ``uint8 [H, W, 1]`` 0/1, or None when the record had none. ``record`` is the source
     :class:`ImageRecord` with its paths where the files were at packing time (the index's source root
     joined with the stored relative paths). ``index`` is the record's position in the list given to
-    :func:`pack_dataset` (the ``"index"`` of the batches).
+    :func:`~tfad.data.packing.pack_dataset` (the ``"index"`` of the batches).
     """
 
     index: int
@@ -143,468 +86,6 @@ class ShardExample:
     source_shape: tuple[int, int]  # (height, width) of the decoded source file
     shard: str
     position: int  # record number inside the shard (0-based)
-
-
-# ------------------------------------------------------------------------------------------ PNG helpers
-def _encode_png(array: np.ndarray) -> bytes:
-    """Lossless PNG of ``uint8 [H, W, C]`` (C 1 or 3, RGB order)."""
-    if array.shape[2] == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # OpenCV writes BGR; decode swaps back
-    else:
-        array = array[:, :, 0]
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(array))
-    if not ok:  # pragma: no cover - OpenCV encodes every uint8 1/3-channel array
-        raise RuntimeError("OpenCV could not encode a PNG")
-    return buffer.tobytes()
-
-
-def _decode_png(data: bytes, shape: tuple[int, int, int], what: str) -> np.ndarray:
-    """``uint8 [H, W, C]`` from PNG bytes; ValueError when they do not decode to ``shape``."""
-    if not data:
-        raise ValueError(f"{what}: empty PNG bytes")
-    try:
-        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as err:
-        raise ValueError(f"{what}: PNG does not decode: {_one_line(err)}") from err
-    if array is None:
-        raise ValueError(f"{what}: PNG does not decode")
-    if array.dtype != np.uint8:
-        raise ValueError(f"{what}: PNG holds {array.dtype}, expected uint8")
-    if array.ndim == 2:
-        array = array[:, :, np.newaxis]
-    elif array.shape[2] == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
-    if array.shape != tuple(shape):
-        raise ValueError(f"{what}: PNG is {array.shape}, the example says {tuple(shape)}")
-    return array
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _source_png_if_identical(path: str, image: np.ndarray) -> bytes | None:
-    """The source file's bytes when it is a PNG that the reader decodes to exactly ``image``, else None.
-
-    Encoding costs ~3x decoding; an 8-bit PNG stored as decoded need not be re-encoded. The check decodes
-    the bytes with the reader's own function, so what is stored always reads back as ``image``.
-    """
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    if not data.startswith(_PNG_SIGNATURE):
-        return None
-    try:
-        same = np.array_equal(_decode_png(data, image.shape, "image"), image)
-    except ValueError:  # 16-bit, alpha, palette, grey stored as colour ...: converted, so re-encode
-        return None
-    return data if same else None
-
-
-# -------------------------------------------------------------------------------------- example schema
-def _bytes(value: bytes | str) -> tf.train.Feature:
-    return tf.train.Feature(
-        bytes_list=tf.train.BytesList(value=[value.encode() if isinstance(value, str) else value])
-    )
-
-
-def _int(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-
-
-#: Feature name -> kind ("bytes"/"int") of every tf.train.Example in a shard (docs/data.md lists them).
-EXAMPLE_FEATURES = {
-    "image": "bytes", "height": "int", "width": "int", "channels": "int", "image_crc32": "int",
-    "source_height": "int", "source_width": "int", "mask": "bytes", "roi": "bytes",
-    "index": "int", "label": "int", "defect_type": "bytes", "region": "bytes", "product_id": "bytes",
-    "run_id": "bytes", "frame": "int", "vial": "int", "path": "bytes", "mask_path": "bytes",
-    "roi_path": "bytes",
-}  # fmt: skip
-
-
-def _parse_example(raw: bytes) -> dict:
-    """Feature dict of a serialized example; ValueError naming what is missing or malformed."""
-    try:
-        example = tf.train.Example.FromString(raw)
-    except Exception as err:  # protobuf's DecodeError; its module differs between protobuf builds
-        raise ValueError(f"not a tf.train.Example ({type(err).__name__})") from err
-    features = example.features.feature
-    out: dict = {}
-    for name, kind in EXAMPLE_FEATURES.items():
-        if name not in features:
-            raise ValueError(f"feature {name!r} missing")
-        values = features[name].bytes_list.value if kind == "bytes" else features[name].int64_list.value
-        if len(values) != 1:
-            raise ValueError(f"feature {name!r} is not one {kind} value")
-        out[name] = (
-            values[0].decode() if kind == "bytes" and name not in ("image", "mask", "roi") else values[0]
-        )
-    return out
-
-
-def _check_geometry(parsed: dict, index: dict) -> None:
-    """ValueError when an example's channels or size contradict the index."""
-    if parsed["channels"] != index["channels"]:
-        raise ValueError(f"has {parsed['channels']} channels, the index says {index['channels']}")
-    size = index["image_size"]
-    if size and [parsed["height"], parsed["width"]] != size:
-        raise ValueError(f"is {parsed['height']}x{parsed['width']}, the index says {size[0]}x{size[1]}")
-
-
-def _decode_arrays(
-    parsed: dict, want_mask: bool, want_roi: bool
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Stored pixels of a parsed example: (image, mask or None, roi or None); ValueError when corrupt."""
-    shape = (int(parsed["height"]), int(parsed["width"]), int(parsed["channels"]))
-    image = _decode_png(parsed["image"], shape, "image")
-    # The CRC of the decoded pixels catches a writer or decoder bug that PNG/TFRecord checksums cannot.
-    if zlib.crc32(image.tobytes()) != int(parsed["image_crc32"]):
-        raise ValueError("image pixels do not match their stored CRC-32")
-    mask = roi = None
-    if want_mask and parsed["mask"]:
-        mask = _decode_png(parsed["mask"], (*shape[:2], 1), "mask")
-        if mask.max(initial=0) > 1:
-            raise ValueError("mask holds values other than 0/1")
-    if want_roi and parsed["roi"]:
-        roi = _decode_png(parsed["roi"], (*shape[:2], 1), "roi")
-        if roi.max(initial=0) > 1:
-            raise ValueError("roi holds values other than 0/1")
-    return image, mask, roi
-
-
-# -------------------------------------------------------------------------------------------- packing
-def _size_pair(image_size: SizeArg, what: str = "image_size") -> tuple[int, int] | None:
-    if image_size is None:
-        return None
-    if isinstance(image_size, int | np.integer):
-        image_size = (int(image_size), int(image_size))
-    if len(image_size) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in image_size):
-        raise ValueError(f"{what} must be a positive int or (height, width), got {image_size!r}")
-    return int(image_size[0]), int(image_size[1])
-
-
-def _common_root(records: Sequence[ImageRecord]) -> str:
-    # The same rule as tfad.data.records.fingerprint: the deepest common folder of the images.
-    dirs = {os.path.dirname(os.path.abspath(r.path)) for r in records}
-    return os.path.commonpath(sorted(dirs))
-
-
-def _relpath(path: str | None, base: str) -> str:
-    return "" if path is None else os.path.relpath(os.path.abspath(path), base).replace(os.sep, "/")
-
-
-def _is_ours(name: str) -> bool:
-    """A file :func:`pack_dataset` writes (final shards, temp shards, the index and its temp file)."""
-    return (
-        name == INDEX_NAME
-        or name == f".{INDEX_NAME}.tmp"
-        or bool(_SHARD_RE.match(name))
-        or (name.startswith(".") and name.endswith(_TMP_SUFFIX))
-    )
-
-
-def _prepare_out_dir(out_dir: str, overwrite: bool) -> None:
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise DataError(f"output folder {out_dir!r} is a file")
-    os.makedirs(out_dir, exist_ok=True)
-    names = os.listdir(out_dir)
-    if not names:
-        return
-    if not overwrite:
-        raise DataError(f"output folder {out_dir!r} is not empty (pass overwrite=True / --overwrite)")
-    foreign = sorted(n for n in names if not _is_ours(n))
-    if foreign:
-        # Overwrite replaces an earlier pack; never delete or mix with files that are not ours.
-        raise DataError(
-            f"output folder {out_dir!r} holds files that are not packed shards ({', '.join(foreign[:3])}); "
-            "refusing to overwrite it"
-        )
-    # The index goes first: a half-removed folder must not look like a complete pack.
-    for name in sorted(names, key=lambda n: n != INDEX_NAME):
-        path = os.path.join(out_dir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems (and directories on some OSes) refuse fsync; best effort
-        pass
-    finally:
-        os.close(fd)
-
-
-def _file_sha256(path: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _write_json_atomic(path: str, payload: dict) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def pack_dataset(
-    records: Sequence[ImageRecord],
-    out_dir: str | os.PathLike,
-    image_size: SizeArg,
-    channels: int = 1,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    on_corrupt: OnCorrupt = "skip",
-    progress: bool = True,
-    overwrite: bool = False,
-    split: str = "data",
-    source_root: str | os.PathLike | None = None,
-    layout: str | None = None,
-    shuffle_seed: int | None = None,
-    num_threads: int = 2,
-) -> PackResult:
-    """Write ``records`` as TFRecord shards plus ``index.json`` into ``out_dir``; streaming.
-
-    Every example holds the image as lossless PNG (``uint8``; resized to ``image_size`` with the folder
-    pipeline's bilinear resize, or as decoded when ``image_size`` is None; a source PNG that decodes to
-    exactly the stored pixels is copied instead of re-encoded), its mask and ROI as 0/1 PNGs
-    at the image's size (nearest-resized as the pipeline does; absent when the record has none), every
-    labelling field, the source paths relative to ``source_root`` and a CRC-32 of the pixels. Shards are
-    named ``<split>-<k:05d>-of-<n:05d>.tfrecord``, ``shard_size`` examples each (the last one fewer).
-
-    Only the record list is in memory: images are decoded/encoded by ``num_threads`` threads a few at a
-    time and appended to the open shard. Shards are written under a hidden temporary name and renamed
-    when complete; ``index.json`` is written last, atomically, so a folder with an index is a complete
-    pack (a crash leaves no index; the temporary files are removed on errors).
-
-    Args:
-        image_size: int (square) or (height, width) to resize to, or None to store images as decoded
-            (then :func:`make_shard_dataset` can still resize to any size, bit-identically to the folder
-            pipeline; packed at a size, it reads at that size only).
-        channels: 1 (grey, BT.601 from colour) or 3 (RGB), converted as :mod:`tfad.data.decode` does.
-        on_corrupt: ``"skip"`` leaves a sample whose image, mask or ROI cannot be decoded out and lists it
-            (path -> reason) in the index and the result; ``"fail"`` raises :class:`CorruptImageError`
-            naming the file and leaves no shard behind.
-        overwrite: replace an earlier pack in ``out_dir``; a non-empty folder is refused otherwise, and a
-            folder holding files that are not ours is refused always.
-        split: shard file prefix and the index's ``split`` (letters, digits, ``_ . -``).
-        source_root: what stored paths are relative to (default: the deepest common folder of the
-            images, as :func:`tfad.data.records.fingerprint`).
-        layout: recorded in the index (``"mvtec"``/``"line"``), informational.
-        shuffle_seed: when given, examples are written in a permutation of ``records`` fixed by the seed,
-            so every shard mixes classes, products and runs (recommended for training sets: readers
-            shuffle with a bounded buffer). The ``index`` stored per example stays the position in
-            ``records``.
-
-    Raises:
-        DataError: no records, a non-empty / foreign output folder, nothing decodable.
-        CorruptImageError: a corrupt file with ``on_corrupt="fail"``.
-    """
-    started = time.perf_counter()
-    records = list(records)
-    if not records:
-        raise DataError("no records to pack")
-    if on_corrupt not in ("skip", "fail"):
-        raise ValueError(f"on_corrupt must be 'skip' or 'fail', got {on_corrupt!r}")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if not isinstance(shard_size, int) or shard_size < 1:
-        raise ValueError(f"shard_size must be a positive int, got {shard_size!r}")
-    if not _SPLIT_RE.match(split):
-        raise ValueError(f"split must be letters, digits, '_', '.' or '-', got {split!r}")
-    size = _size_pair(image_size)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    base = os.path.abspath(os.fspath(source_root)) if source_root is not None else _common_root(records)
-    try:
-        # The convention of `tfad fit` (default root), so a run trained from the shards or from the folders
-        # records the same training-data fingerprint; taken before the files are read.
-        source_fingerprint: str | None = fingerprint(records)
-        fingerprint_error = None
-    except FileNotFoundError as err:  # a missing file is a corrupt sample below, not a reason to stop
-        source_fingerprint, fingerprint_error = None, f"a file is missing: {err.filename}"
-    _prepare_out_dir(out_dir, overwrite)
-
-    @functools.lru_cache(maxsize=256)
-    def roi_png(path: str, target: tuple[int, int], source_shape: tuple[int, int]) -> bytes:
-        # One ROI file (roi/<region>.png) serves thousands of records: decode and encode it once.
-        return _encode_png(load_binary_mask(path, target, source_shape))
-
-    def encode(position: int) -> bytes:
-        record = records[position]
-        decoded = decode_image_file(record.path, channels)
-        source_shape = decoded.shape[:2]
-        image = resize_image(decoded, size) if size else decoded
-        target = image.shape[:2]
-        image_png = _source_png_if_identical(record.path, image) if image is decoded else None
-        mask = b""
-        if record.mask_path:
-            mask = _encode_png(load_binary_mask(record.mask_path, target, source_shape))
-        roi = roi_png(os.path.abspath(record.roi_path), target, source_shape) if record.roi_path else b""
-        feature = {
-            "image": _bytes(image_png or _encode_png(image)),
-            "height": _int(target[0]),
-            "width": _int(target[1]),
-            "channels": _int(channels),
-            "image_crc32": _int(zlib.crc32(image.tobytes())),
-            "source_height": _int(source_shape[0]),
-            "source_width": _int(source_shape[1]),
-            "mask": _bytes(mask),
-            "roi": _bytes(roi),
-            "index": _int(position),
-            "label": _int(record.label),
-            "defect_type": _bytes(record.defect_type),
-            "region": _bytes(record.region),
-            "product_id": _bytes(record.product_id),
-            "run_id": _bytes(record.run_id),
-            "frame": _int(record.frame),
-            "vial": _int(record.vial),
-            "path": _bytes(_relpath(record.path, base)),
-            "mask_path": _bytes(_relpath(record.mask_path, base)),
-            "roi_path": _bytes(_relpath(record.roi_path, base)),
-        }
-        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-    order = list(range(len(records)))
-    if shuffle_seed is not None:
-        order = [int(i) for i in np.random.default_rng(shuffle_seed).permutation(len(records))]
-
-    temp_paths: list[str] = []
-    entries: list[dict] = []
-    skipped: dict[str, str] = {}
-    counts = {
-        "labels": Counter(),
-        "defect_types": Counter(),
-        "regions": Counter(),
-        "with_mask": 0,
-        "with_roi": 0,
-    }
-    writer: tf.io.TFRecordWriter | None = None
-    in_shard = 0
-
-    def close_shard() -> None:
-        nonlocal writer, in_shard
-        if writer is None:
-            return
-        writer.close()
-        writer = None
-        path = temp_paths[-1]
-        _fsync(path)
-        entries.append({"records": in_shard, "bytes": os.path.getsize(path), "sha256": _file_sha256(path)})
-        in_shard = 0
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(records), desc=f"packing {split}", unit="img", disable=not progress)
-    window = max(4, 8 * num_threads)  # examples in flight: bounded, so memory does not grow with the set
-    try:
-        with ThreadPoolExecutor(max(1, num_threads)) as pool:
-            pending: list[tuple[int, Future]] = []
-            queue = iter(order)
-            while True:
-                while len(pending) < window and (position := next(queue, None)) is not None:
-                    pending.append((position, pool.submit(encode, position)))
-                if not pending:
-                    break
-                position, future = pending.pop(0)
-                try:
-                    serialized = future.result()
-                except CorruptImageError as err:
-                    if on_corrupt == "fail":
-                        for _, other in pending:
-                            other.cancel()
-                        raise
-                    skipped[_relpath(err.path, base)] = err.reason
-                    bar.update(1)
-                    continue
-                if writer is None:
-                    temp_paths.append(os.path.join(out_dir, f".{split}-{len(temp_paths):05d}{_TMP_SUFFIX}"))
-                    writer = tf.io.TFRecordWriter(temp_paths[-1])
-                writer.write(serialized)
-                in_shard += 1
-                record = records[position]
-                counts["labels"][str(record.label)] += 1
-                counts["defect_types"][record.defect_type] += 1
-                counts["regions"][record.region] += 1
-                counts["with_mask"] += record.mask_path is not None
-                counts["with_roi"] += record.roi_path is not None
-                bar.update(1)
-                if in_shard == shard_size:
-                    close_shard()
-        close_shard()
-        if not entries:
-            raise DataError(
-                f"no image of the {len(records)} record(s) could be decoded, nothing packed; e.g. "
-                + "; ".join(f"{p}: {r}" for p, r in list(skipped.items())[:3])
-            )
-        n_shards = len(entries)
-        names = [f"{split}-{k:05d}-of-{n_shards:05d}.tfrecord" for k in range(n_shards)]
-        for temp, name, entry in zip(temp_paths, names, entries, strict=True):
-            os.replace(temp, os.path.join(out_dir, name))
-            entry["file"] = name
-        index = {
-            "format": FORMAT,
-            "split": split,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "tfad_version": __version__,
-            "source": {
-                "root": base,
-                "layout": layout,
-                "records": len(records),
-                "fingerprint": source_fingerprint,
-                **({"fingerprint_error": fingerprint_error} if fingerprint_error else {}),
-            },
-            "image_size": list(size) if size else None,
-            "channels": channels,
-            "encoding": {"image": "png uint8", "mask": "png 0/1", "roi": "png 0/1"},
-            "shard_size": shard_size,
-            "shuffle_seed": shuffle_seed,
-            "records": sum(e["records"] for e in entries),
-            "counts": {
-                "labels": dict(sorted(counts["labels"].items())),
-                "defect_types": dict(sorted(counts["defect_types"].items())),
-                "regions": dict(sorted(counts["regions"].items())),
-                "with_mask": counts["with_mask"],
-                "with_roi": counts["with_roi"],
-            },
-            "corrupt": dict(sorted(skipped.items())),
-            "features": EXAMPLE_FEATURES,
-            "shards": [
-                {"file": e["file"], "records": e["records"], "bytes": e["bytes"], "sha256": e["sha256"]}
-                for e in entries
-            ],
-        }
-        _write_json_atomic(os.path.join(out_dir, INDEX_NAME), index)
-        _fsync(out_dir)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        for path in temp_paths:
-            if os.path.exists(path):
-                os.remove(path)
-        raise
-    finally:
-        bar.close()
-    if skipped:
-        log.warning(
-            "%s: skipped %d corrupt file(s) while packing: %s",
-            split,
-            len(skipped),
-            "; ".join(f"{p}: {r}" for p, r in list(skipped.items())[:5]),
-        )
-    return PackResult(
-        out_dir=out_dir,
-        index_path=os.path.join(out_dir, INDEX_NAME),
-        shards=[e["file"] for e in entries],
-        records=index["records"],
-        source_records=len(records),
-        skipped=dict(sorted(skipped.items())),
-        bytes=sum(e["bytes"] for e in entries),
-        seconds=time.perf_counter() - started,
-        index=index,
-    )
 
 
 # ------------------------------------------------------------------------------------------ the index
@@ -650,7 +131,7 @@ def read_index(out_dir: str | os.PathLike) -> dict:
             raise bad(f"shard entry {i} is not an object")
         name = entry.get("file")
         # A name with a separator could point outside the folder: never follow it.
-        if not isinstance(name, str) or not _SHARD_RE.match(name) or "/" in name or os.sep in name:
+        if not isinstance(name, str) or not SHARD_RE.match(name) or "/" in name or os.sep in name:
             raise bad(f"shard entry {i} has an invalid file name {name!r}")
         if name in seen:
             raise bad(f"shard {name!r} is listed twice")
@@ -691,7 +172,7 @@ def _check_files(out_dir: str, entries: Sequence[dict], level: VerifyLevel, prog
         if size > entry["bytes"]:
             problems.append((name, f"size is {size} bytes, the index says {entry['bytes']} (file replaced?)"))
             continue
-        if level == "sha256" and _file_sha256(path) != entry["sha256"]:
+        if level == "sha256" and file_sha256(path) != entry["sha256"]:
             problems.append((name, "SHA-256 mismatch: the file changed or is corrupted since packing"))
     if problems:
         raise ShardError(out_dir, problems)
@@ -744,10 +225,10 @@ def verify_shards(out_dir: str | os.PathLike, decode: bool = False, progress: bo
             try:
                 for count, raw in _shard_records(os.path.join(out_dir, name)):
                     try:
-                        parsed = _parse_example(raw)
-                        _check_geometry(parsed, index)
+                        parsed = parse_example(raw)
+                        check_geometry(parsed, index)
                         if decode:
-                            _decode_arrays(parsed, True, True)
+                            decode_arrays(parsed, True, True)
                     except ValueError as err:
                         raise ValueError(f"record {count}: {err}") from err
                     if bar is not None:
@@ -798,8 +279,8 @@ def iterate_examples(out_dir: str | os.PathLike, verify: bool = True) -> Iterato
         try:
             for count, raw in _shard_records(os.path.join(out_dir, name)):
                 try:
-                    parsed = _parse_example(raw)
-                    image, mask, roi = _decode_arrays(parsed, True, True)
+                    parsed = parse_example(raw)
+                    image, mask, roi = decode_arrays(parsed, True, True)
                 except ValueError as err:
                     raise ValueError(f"record {count}: {err}") from err
                 record = ImageRecord(
@@ -857,10 +338,10 @@ def make_shard_dataset(
     """Batches from a packed folder, element for element like :func:`tfad.data.pipeline.make_dataset`.
 
     Each element: ``"image"`` float32 [B,H,W,C] in [0,1]; ``"label"`` int32 [B]; ``"index"`` int64 [B]
-    (the position in the record list given to :func:`pack_dataset`, i.e. make_dataset's ``index`` for
-    the same records); with ``with_masks`` ``"mask"`` float32 [B,H,W,1] 0/1 (zeros when the record had
-    none); with ``with_roi`` ``"roi"`` float32 [B,H,W,1] 0/1 (ones when none). Pixel values equal the
-    folder pipeline's exactly. ``dataset.corrupt_counter`` records skipped records,
+    (the position in the record list given to :func:`~tfad.data.packing.pack_dataset`, i.e. make_dataset's
+    ``index`` for the same records); with ``with_masks`` ``"mask"`` float32 [B,H,W,1] 0/1 (zeros when the
+    record had none); with ``with_roi`` ``"roi"`` float32 [B,H,W,1] 0/1 (ones when none). Pixel values
+    equal the folder pipeline's exactly. ``dataset.corrupt_counter`` records skipped records,
     ``dataset.records_per_pass`` is the number of examples this worker reads per pass,
     ``dataset.shard_files`` its shard files and ``dataset.shard_index_json`` the index.
 
@@ -907,7 +388,7 @@ def make_shard_dataset(
         raise ValueError("batch_size, shuffle_buffer and cycle_length must be >= 1 and start >= 0")
     index = read_index(out_dir)
     packed_size = tuple(index["image_size"]) if index["image_size"] else None
-    size = _size_pair(image_size) or packed_size
+    size = size_pair(image_size) or packed_size
     if size is None:
         raise DataError(f"{out_dir!r} was packed at the decoded sizes: give image_size to read it")
     if packed_size is not None and size != packed_size:
@@ -956,11 +437,11 @@ def make_shard_dataset(
                     raise ShardError(out_dir, [(entries[shard_id]["file"], problem)])
                 continue
             try:
-                parsed = _parse_example(raw)
-                _check_geometry(parsed, index)
-                image, mask, roi = _decode_arrays(parsed, with_masks, with_roi)
+                parsed = parse_example(raw)
+                check_geometry(parsed, index)
+                image, mask, roi = decode_arrays(parsed, with_masks, with_roi)
             except ValueError as err:
-                counter.processed((f"{paths[shard_id]} record {number}", _one_line(err)))
+                counter.processed((f"{paths[shard_id]} record {number}", one_line(err)))
                 if on_corrupt == "fail":
                     problem = f"record {number}: {err}"
                     raise ShardError(out_dir, [(entries[shard_id]["file"], problem)]) from err

@@ -168,7 +168,7 @@ def training_data(config: Config, model_family: ModelFamily, with_fingerprint: b
             raise ConfigError(
                 f"{what} {path} holds {labels[str(LABEL_DEFECTIVE)]} labelled defective image(s); the "
                 f"{config.model.family} family trains on good images only: pack a record list without them "
-                "(tfad.data.shards.pack_dataset), or train from the folders"
+                "(tfad.data.packing.pack_dataset), or train from the folders"
             )
         return index
 

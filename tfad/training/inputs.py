@@ -20,6 +20,8 @@ import tensorflow as tf
 
 from tfad.data.pipeline import CorruptFileCounter, make_dataset
 from tfad.data.records import ImageRecord, class_indices
+from tfad.data.shard_format import ShardError
+from tfad.data.shards import make_shard_dataset, read_index
 from tfad.schema import Config
 from tfad.synthesis.anomalies import AnomalySynthesisConfig, AnomalySynthesizer
 from tfad.trainers.augment import random_rotate_flip
@@ -81,8 +83,6 @@ def _samples(
         with_masks=with_masks,
     )
     if shards is not None:
-        from tfad.data.shards import make_shard_dataset
-
         images = make_shard_dataset(
             shards,
             (size, size),
@@ -173,8 +173,6 @@ def packed_records(out_dir: str) -> dict[int, ImageRecord]:
         ShardError: a damaged index or shard (see :func:`tfad.data.shards.make_shard_dataset`).
     """
     import os
-
-    from tfad.data.shards import ShardError, read_index
 
     out_dir = os.path.abspath(out_dir)
     index = read_index(out_dir)

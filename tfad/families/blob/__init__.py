@@ -2,8 +2,9 @@
 
 The fitted family to read first (docs/architecture.md, "How to add a family"): no gradient training, one
 streaming pass over the good training images (the optional background reference), its result saved in the
-run and reloaded by :meth:`BlobFamily.load_fitted`. This folder: ``analyzer`` (the parameters and the
-analyzer). This module is the family's entry in the registry (``tfad.families``).
+run and reloaded by :meth:`BlobFamily.load_fitted`. This folder: ``parameters`` (the knobs, validated),
+``analyzer`` (the pipeline, its fit and its saved form). This module is the family's entry in the
+registry (``tfad.families``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class BlobFamily(ModelFamily):
             f"blob.max_reference_images must be >= 1, got {config.blob.max_reference_images}",
         )
         if config.model.family == self.name:
-            from tfad.families.blob.analyzer import BlobParameters
+            from tfad.families.blob.parameters import BlobParameters
 
             try:
                 BlobParameters.from_dict(config.blob.parameters)
@@ -97,7 +98,8 @@ class BlobFamily(ModelFamily):
     def new_analyzer(self, config: Any) -> Any:
         """An unfitted :class:`~tfad.families.blob.analyzer.BlobAnalyzer` from the config (ROI resized to the
         input)."""
-        from tfad.families.blob.analyzer import BlobAnalyzer, BlobParameters
+        from tfad.families.blob.analyzer import BlobAnalyzer
+        from tfad.families.blob.parameters import BlobParameters
 
         roi = None
         if config.blob.roi:
