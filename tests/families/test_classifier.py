@@ -28,7 +28,7 @@ FEATURE_CHANNELS = {
     "mobilenetv3-large": 960,
     "resnet50v2": 2048,
 }
-# inference GFLOP per 256x256x1 patch as documented in tfad/models/classifier.py (from scratch)
+# inference GFLOP per 256x256x1 patch as documented in tfad/families/classifier/networks.py (from scratch)
 DOCUMENTED_GFLOPS = {
     "resnet18": 4.53,
     "resnet18-small": 0.30,

@@ -3,7 +3,7 @@ needs from it (docs/cluster.md).
 
 Strategies:
 
-- ``one-device``: no ``tf.distribute`` at all; the loop of :mod:`tfad.training.fit` as it always was.
+- ``one-device``: no ``tf.distribute`` at all; the loop of :mod:`tfad.training.epoch_loop` as it always was.
 - ``mirrored``: :class:`tf.distribute.MirroredStrategy` over the local GPUs (one replica on the CPU when
   there is none).
 - ``multi-worker``: :class:`tf.distribute.MultiWorkerMirroredStrategy` over the workers that ``TF_CONFIG``

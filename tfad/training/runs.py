@@ -1,4 +1,4 @@
-"""Reading a training run directory written by ``tfad fit`` (see :mod:`tfad.training.fit`)."""
+"""Reading a training run directory written by ``tfad fit`` (names: :mod:`tfad.rundir`)."""
 
 from __future__ import annotations
 
