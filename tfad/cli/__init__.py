@@ -14,7 +14,12 @@ import logging
 import os
 import sys
 
-from tfad import __version__
+# TensorFlow's C++ INFO lines (CPU feature guard, oneDNN notice, tf.data sharding) say nothing a user can
+# act on; warnings and errors still show. Set before any command module imports TensorFlow;
+# TF_CPP_MIN_LOG_LEVEL=0 in the environment brings them back.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from tfad import __version__  # noqa: E402
 
 # Order here is the order shown by ``tfad --help``.
 COMMAND_MODULES = ("demo", "fit", "calibrate", "eval", "export", "predict", "datasets", "serve", "inspect")
@@ -53,9 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        # TensorFlow's C++ INFO lines (CPU feature guard, oneDNN notice, tf.data sharding) and its Python
-        # INFO lines say nothing a user can act on; warnings and errors still show. Set before TF loads.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
         for noisy in ("tensorflow", "absl"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     if not getattr(args, "func", None):
