@@ -78,9 +78,6 @@ def _fit(args: argparse.Namespace) -> int:
     from tfad.config import ConfigError, from_dict
     from tfad.data.errors import DataError
     from tfad.training.distributed import ClusterConfigError, choose_strategy
-    from tfad.training.fit import fit
-    from tfad.training.run_directory import RunError
-    from tfad.training.strategy import PeerLostError
 
     try:  # before reading the config: a bad cluster argument is reported without touching TensorFlow
         choice = choose_strategy(args.strategy, args.workers, args.task_index)
@@ -97,6 +94,11 @@ def _fit(args: argparse.Namespace) -> int:
         raise CLIError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):
         raise CLIError(f"{path}: the top level must be a mapping of sections")
+    # Only now, after the checks above answered at once: these modules load TensorFlow.
+    from tfad.training.fit import fit
+    from tfad.training.run_directory import RunError
+    from tfad.training.strategy import PeerLostError
+
     try:
         config = from_dict(apply_overrides(data, args.set))
         result = fit(config, resume=args.resume, progress=not args.no_progress, strategy=choice)
