@@ -165,7 +165,7 @@ def build_feature_extractor(
 def flops_per_image(input_size: int, taps: tuple[str, ...] = ("stride8", "stride16")) -> float:
     """Analytic FLOPs (multiply-add = 2) of :func:`build_feature_extractor` for one image.
 
-    Counts the convolutions as :func:`tfad.models.flops.count_flops` does (normalisation, activations and
+    Counts the convolutions as :func:`tfad.networks.flops.count_flops` does (normalisation, activations and
     additions ignored); a grey input costs the same, being replicated to RGB before the stem.
     """
     last_block = _check_taps(taps)
