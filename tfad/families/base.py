@@ -96,10 +96,11 @@ class ModelFamily:
         return {}
 
     def fit_without_training(
-        self, config: Any, records: list, train: list, validation: list, run_dir: Path
+        self, config: Any, records: list, train: list, validation: list, run_dir: Path, progress: bool = True
     ) -> dict[str, Any]:
         """Fitted families: fit on the training images (``records`` = every usable image of the training
-        split, ``train``/``validation`` = its split by product) and save the result under ``run_dir``.
+        split, ``train``/``validation`` = its split by product) and save the result under ``run_dir``;
+        ``progress`` shows a progress bar over the pass(es).
         Returns the run.json summary; its optional keys ``network_build`` and ``inference_gflops_per_patch``
         are stored at the top level of run.json."""
         raise NotImplementedError

@@ -89,7 +89,7 @@ def fit(
         config = with_class_names(config, data.records)
     latest = check_run_directory(config, resume, dist.kind == "multi-worker", dist.is_chief)
     if not model_family.trainable:
-        return fit_without_training(config, model_family, data)
+        return fit_without_training(config, model_family, data, progress=progress)
 
     steps_per_epoch, val_steps = plan_steps(config.training, data, dist)
     session = build_session(config, model_family, dist, data, steps_per_epoch, val_steps)

@@ -16,7 +16,9 @@ from tfad.training.run_directory import FitResult, RunHistory, new_run_info
 log = logging.getLogger(__name__)
 
 
-def fit_without_training(config: Config, model_family: ModelFamily, data: TrainingData) -> FitResult:
+def fit_without_training(
+    config: Config, model_family: ModelFamily, data: TrainingData, progress: bool = True
+) -> FitResult:
     """``tfad fit`` of a family without gradient training (blob analysis, the embedding family): the family
     fits on the training images (one streaming pass) into the run directory."""
     run_dir = config.run_dir
@@ -29,7 +31,7 @@ def fit_without_training(config: Config, model_family: ModelFamily, data: Traini
     history.write_info()
     try:
         summary = model_family.fit_without_training(
-            config, list(data.records), list(data.train), list(data.val), run_dir
+            config, list(data.records), list(data.train), list(data.val), run_dir, progress=progress
         )
     except BaseException:
         history.write_info(status="failed")

@@ -53,7 +53,7 @@ class BlobFamily(ModelFamily):
         return select_preset(self.presets(), name, "blob", overrides)
 
     def fit_without_training(  # noqa: D102
-        self, config: Any, records: list, train: list, validation: list, run_dir: Any
+        self, config: Any, records: list, train: list, validation: list, run_dir: Any, progress: bool = True
     ) -> dict[str, Any]:
         # The analyzer (the reference image of ``background: reference``) is fitted on every good image of
         # the training split (no validation is needed), streamed; saved under ``run_dir/blob``.

@@ -43,7 +43,7 @@ class EmbeddingFamily(ModelFamily):
         return select_preset(self.presets(), name, "embedding", overrides)
 
     def fit_without_training(  # noqa: D102
-        self, config: Any, records: list, train: list, validation: list, run_dir: Path
+        self, config: Any, records: list, train: list, validation: list, run_dir: Path, progress: bool = True
     ) -> dict[str, Any]:
         from tfad.data.errors import DataError
         from tfad.data.pipeline import make_dataset
@@ -68,7 +68,7 @@ class EmbeddingFamily(ModelFamily):
             return stream
 
         model = build_model(arch)
-        state, build = fit_state(arch, model.extractor, batches(train), len(train), progress=True)
+        state, build = fit_state(arch, model.extractor, batches(train), len(train), progress=progress)
         fitted = build_model(arch, build, weights=None)
         # the backbone's weights are the pretrained ones: copied, not loaded again from the package
         fitted.extractor.set_weights(model.extractor.get_weights())
