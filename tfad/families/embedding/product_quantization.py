@@ -52,28 +52,38 @@ def _squared_distances(queries: tf.Tensor, query_sq: tf.Tensor, rows: tf.Tensor)
     return tf.maximum(d2, 0.0)
 
 
-def _nearest_squared(queries: tf.Tensor, bank: tf.Tensor, chunk: int | None) -> tuple[tf.Tensor, tf.Tensor]:
-    """(min squared distance [Q] by the matmul expansion, argmin index [Q] int64) over bank chunks."""
+def _scan_bank(queries: tf.Tensor, bank: tf.Tensor, chunk: int | None, initial: tuple, merge) -> tuple:
+    """Fold ``merge(state, d2 [Q, R], row_index [R] int64) -> state`` over the bank in chunks of rows (one
+    ``tf.while_loop``, memory ``Q x chunk``); returns the final state."""
     n_queries, n_rows = tf.shape(queries)[0], tf.shape(bank)[0]
     size = _chunk_rows(n_queries, n_rows, chunk)
     n_chunks = (n_rows + size - 1) // size
     query_sq = tf.reduce_sum(tf.square(queries), axis=1)
 
-    def body(i, best, best_index):
+    def body(i, *state):
         start = i * size
         rows = bank[start : tf.minimum(start + size, n_rows)]
         d2 = _squared_distances(queries, query_sq, rows)
-        chunk_best = tf.reduce_min(d2, axis=1)
-        chunk_index = tf.argmin(d2, axis=1, output_type=tf.int64) + tf.cast(start, tf.int64)
-        better = chunk_best < best  # strict: ties keep the lower index, like np.argmin
-        return i + 1, tf.where(better, chunk_best, best), tf.where(better, chunk_index, best_index)
+        row_index = tf.range(tf.shape(rows)[0], dtype=tf.int64) + tf.cast(start, tf.int64)
+        return (i + 1, *merge(state, d2, row_index))
 
-    initial = (
-        tf.constant(0),
-        tf.fill([n_queries], tf.constant(np.inf, queries.dtype)),
-        tf.zeros([n_queries], tf.int64),
-    )
-    _, best, best_index = tf.while_loop(lambda i, *_: i < n_chunks, body, initial)
+    _, *state = tf.while_loop(lambda i, *_: i < n_chunks, body, (tf.constant(0), *initial))
+    return tuple(state)
+
+
+def _nearest_squared(queries: tf.Tensor, bank: tf.Tensor, chunk: int | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(min squared distance [Q] by the matmul expansion, argmin index [Q] int64) over bank chunks."""
+
+    def merge(state, d2, row_index):
+        best, best_index = state
+        chunk_best = tf.reduce_min(d2, axis=1)
+        chunk_index = tf.gather(row_index, tf.argmin(d2, axis=1, output_type=tf.int64))
+        better = chunk_best < best  # strict: ties keep the lower index, like np.argmin
+        return tf.where(better, chunk_best, best), tf.where(better, chunk_index, best_index)
+
+    n_queries = tf.shape(queries)[0]
+    initial = (tf.fill([n_queries], tf.constant(np.inf, queries.dtype)), tf.zeros([n_queries], tf.int64))
+    best, best_index = _scan_bank(queries, bank, chunk, initial, merge)
     return best, best_index
 
 
@@ -98,27 +108,20 @@ def exact_nearest_distance(
 def _nearest_k(queries: tf.Tensor, bank: tf.Tensor, k: int, chunk: int | None) -> tuple[tf.Tensor, tf.Tensor]:
     """(squared distances [Q, k] ascending, indices [Q, k] int64) of the k nearest bank rows; with k > M the
     last k - M columns are +inf with index -1."""
-    n_queries, n_rows = tf.shape(queries)[0], tf.shape(bank)[0]
-    size = _chunk_rows(n_queries, n_rows, chunk)
-    n_chunks = (n_rows + size - 1) // size
-    query_sq = tf.reduce_sum(tf.square(queries), axis=1)
 
-    def body(i, best, best_index):
-        start = i * size
-        rows = bank[start : tf.minimum(start + size, n_rows)]
-        d2 = _squared_distances(queries, query_sq, rows)
-        index = tf.range(tf.shape(rows)[0], dtype=tf.int64) + tf.cast(start, tf.int64)
+    def merge(state, d2, row_index):
+        best, best_index = state
         merged = tf.concat([best, d2], axis=1)
-        merged_index = tf.concat([best_index, tf.broadcast_to(index[None], tf.shape(d2))], axis=1)
+        merged_index = tf.concat([best_index, tf.broadcast_to(row_index[None], tf.shape(d2))], axis=1)
         neg, pos = tf.math.top_k(-merged, k=k)
-        return i + 1, -neg, tf.gather(merged_index, pos, batch_dims=1)
+        return -neg, tf.gather(merged_index, pos, batch_dims=1)
 
+    n_queries = tf.shape(queries)[0]
     initial = (
-        tf.constant(0),
         tf.fill([n_queries, k], tf.constant(np.inf, queries.dtype)),
         tf.fill([n_queries, k], tf.constant(-1, tf.int64)),
     )
-    _, best, best_index = tf.while_loop(lambda i, *_: i < n_chunks, body, initial)
+    best, best_index = _scan_bank(queries, bank, chunk, initial, merge)
     return best, best_index
 
 
