@@ -117,7 +117,10 @@ def test_export_is_served_by_both_servers_like_python_scoring(padim_run, tiny_vi
     # Distances are ~100 here: float32 rounding that differs with the batch size the servers run (60 vs the
     # reference's) is ~1e-6 relative, so the absolute tolerance is 1e-3 (1e-5 relative).
     regions = [r.region for r in records]
-    assert_servers_score_like_python(version, images, regions, tmp_path, score_atol=1e-3)
+    # A generous cycle budget: this checks score parity, not timing (a loaded machine must not fail it).
+    assert_servers_score_like_python(
+        version, images, regions, tmp_path, score_atol=1e-3, cycle_budget_ms=10000
+    )
 
 
 @pytest.mark.parametrize(
