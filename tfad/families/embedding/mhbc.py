@@ -99,6 +99,8 @@ class StreamingCovariance:
         return self.mean().astype(np.float32), cholesky.astype(np.float32)
 
 
+# Reference form (triangular solve) of the whitening; the served graph uses the precomputed W = L^-1 of
+# fitter._whitening (a plain matmul) and the tests check both give the Mahalanobis distance.
 def project(features: tf.Tensor, mean: tf.Tensor, cholesky: tf.Tensor) -> tf.Tensor:
     """``z = L^-1 (x - mu)`` per position (003 Eq. 8.36-8.37): ``[N, P, D]`` -> ``[N, P, D]``.
 

@@ -371,6 +371,8 @@ def pq_nearest_distance(
 # --------------------------------------------------------------------------------------------------------
 
 
+# Not wired into the served score yet (the family scores by the blurred map's maximum); kept tested for
+# the PatchCore re-weighting option.
 def patchcore_image_score(
     features: tf.Tensor,
     patch_distances: tf.Tensor,
