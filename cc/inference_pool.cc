@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cc/structured_log.h"
+#include "cc/thread_priority.h"
 
 namespace tfad {
 namespace {
@@ -19,9 +20,14 @@ void LogTaskException(const char* what) noexcept {
 
 }  // namespace
 
-InferencePool::InferencePool(int threads, int max_queue) : max_queue_(static_cast<size_t>(max_queue < 1 ? 1 : max_queue)) {
+InferencePool::InferencePool(int threads, int max_queue, int thread_nice)
+    : max_queue_(static_cast<size_t>(max_queue < 1 ? 1 : max_queue)) {
   for (int i = 0; i < (threads < 1 ? 1 : threads); ++i) {
-    workers_.emplace_back([this] {
+    workers_.emplace_back([this, thread_nice] {
+      const Status priority = LowerCurrentThreadPriority(thread_nice);
+      if (!priority.ok()) {
+        LogEvent(LogLevel::kWarning, "thread_priority_unchanged", {{"thread", "inference"}, {"error", priority.message()}});
+      }
       for (;;) {
         std::function<void()> task;
         {

@@ -14,7 +14,8 @@ namespace tfad {
 
 class InferencePool {
  public:
-  InferencePool(int threads, int max_queue);
+  // `thread_nice` (0..19) is added to each worker's nice value before it runs anything (thread_priority.h).
+  InferencePool(int threads, int max_queue, int thread_nice = 0);
   ~InferencePool();  // runs what is queued, then joins
 
   // Queues `task`; false when max_queue tasks are already waiting.

@@ -2,9 +2,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <exception>
+#include <new>
 #include <random>
 
 #include "cc/structured_log.h"
+#include "cc/thread_priority.h"
 #include "cc/version_scan.h"
 
 namespace tfad {
@@ -91,6 +94,21 @@ Status ModelSlot::TryLoad(int64_t version, const std::string& path, std::shared_
   return Status::Ok();
 }
 
+Status ModelSlot::TryLoadNoThrow(int64_t version, const std::string& path, std::shared_ptr<const Servable>* out,
+                                 double* load_ms) noexcept {
+  // An exception from the loader or the warm-up run (std::bad_alloc from the TensorFlow client, anything
+  // else) is this version's load error: the previous version keeps serving and the poller lives on.
+  try {
+    return TryLoad(version, path, out, load_ms);
+  } catch (const std::bad_alloc&) {
+    return Status::Error("loading threw an exception: std::bad_alloc (out of memory)");
+  } catch (const std::exception& e) {
+    return Status::Error(std::string("loading threw an exception: ") + e.what());
+  } catch (...) {
+    return Status::Error("loading threw a non-standard exception");
+  }
+}
+
 void ModelSlot::Poll() {
   std::lock_guard<std::mutex> poll_lock(poll_mu_);
   std::vector<VersionDir> versions;
@@ -116,7 +134,7 @@ void ModelSlot::Poll() {
     LogEvent(LogLevel::kInfo, "model_loading", {{"model", name_}, {"version", std::to_string(v.version)}, {"path", v.path}});
     std::shared_ptr<const Servable> loaded;
     double load_ms = 0;
-    s = TryLoad(v.version, v.path, &loaded, &load_ms);
+    s = TryLoadNoThrow(v.version, v.path, &loaded, &load_ms);
     if (!s.ok()) {
       SetRecord(v.version, VersionState::kFailed, s.message(), 0, v.fingerprint);
       LogEvent(LogLevel::kError, "model_load_failed",
@@ -170,12 +188,26 @@ Status ModelManager::Create(const std::string& models_root, const std::vector<st
 ModelManager::~ModelManager() { StopPolling(); }
 
 void ModelManager::PollAll() {
-  for (auto& slot : slots_) slot->Poll();
+  for (auto& slot : slots_) {
+    // The last line of defence of the poller: a throw here (e.g. out of memory while scanning) must not
+    // end the server; the slot keeps its serving version and the next poll tries again.
+    try {
+      slot->Poll();
+    } catch (const std::exception& e) {
+      LogEvent(LogLevel::kError, "model_poll_exception", {{"model", slot->name()}, {"error", e.what()}});
+    } catch (...) {
+      LogEvent(LogLevel::kError, "model_poll_exception", {{"model", slot->name()}, {"error", "a non-standard exception"}});
+    }
+  }
 }
 
-void ModelManager::StartPolling(int interval_ms) {
+void ModelManager::StartPolling(int interval_ms, int thread_nice) {
   if (interval_ms <= 0 || poller_.joinable()) return;
-  poller_ = std::thread([this, interval_ms] {
+  poller_ = std::thread([this, interval_ms, thread_nice] {
+    const Status priority = LowerCurrentThreadPriority(thread_nice);
+    if (!priority.ok()) {
+      LogEvent(LogLevel::kWarning, "thread_priority_unchanged", {{"thread", "model_poller"}, {"error", priority.message()}});
+    }
     std::unique_lock<std::mutex> lock(stop_mu_);
     while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(interval_ms), [this] { return stop_; })) {
       lock.unlock();

@@ -64,6 +64,8 @@ class ModelSlot {
 
  private:
   Status TryLoad(int64_t version, const std::string& path, std::shared_ptr<const Servable>* out, double* load_ms);
+  Status TryLoadNoThrow(int64_t version, const std::string& path, std::shared_ptr<const Servable>* out,
+                        double* load_ms) noexcept;
   void SetRecord(int64_t version, VersionState state, const std::string& error, double load_ms,
                  const std::string& fingerprint);
 
@@ -89,7 +91,9 @@ class ModelManager {
   // Polls every model once (blocking); used at start-up.
   void PollAll();
   // Starts a background thread polling every interval_ms (0 = never).
-  void StartPolling(int interval_ms);
+  // Polls every `interval_ms` on a thread whose nice value is raised by `thread_nice` (loads run
+  // TensorFlow, and TensorFlow's pools are created from the loading thread: thread_priority.h).
+  void StartPolling(int interval_ms, int thread_nice = 0);
   void StopPolling();
 
   // nullptr when no model has that name; "" = the default (first) model.

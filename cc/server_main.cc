@@ -19,6 +19,7 @@
 #include "cc/server_flags.h"
 #include "cc/structured_log.h"
 #include "cc/tf_backend_client.h"
+#include "cc/thread_priority.h"
 
 namespace {
 
@@ -68,21 +69,26 @@ int main(int argc, char** argv) {
   tfad::TfBackendOptions backend_options;
   backend_options.intra_op_threads = flags.tf_intra_op_threads;
   backend_options.inter_op_threads = flags.tf_inter_op_threads;
-  s = tfad::TfBackend::Open(backend_path, backend_options, &backend);
+  // Everything that touches TensorFlow runs on threads at --inference_nice, and the threads TensorFlow
+  // creates inherit it; the gRPC threads, created from this one, keep the normal priority.
+  tfad::RunAtLowerPriority(flags.inference_nice,
+                           [&] { s = tfad::TfBackend::Open(backend_path, backend_options, &backend); });
   if (!s.ok()) return Fail(s.message());
   tfad::LogEvent(tfad::LogLevel::kInfo, "starting",
                  {{"server_version", kServerVersion}, {"tf_version", backend->tf_version()}, {"tf_backend", backend_path},
                   {"models_root", flags.models_root}, {"cycle_budget_ms", std::to_string(flags.cycle_budget_ms)},
-                  {"inference_threads", std::to_string(flags.inference_threads)}});
+                  {"inference_threads", std::to_string(flags.inference_threads)},
+                  {"inference_nice", std::to_string(flags.inference_nice)}});
 
   std::unique_ptr<tfad::ModelManager> models;
   tfad::LoadOptions load_options;
   load_options.warmup_batch = flags.warmup_batch;
   s = tfad::ModelManager::Create(flags.models_root, flags.models, backend.get(), load_options, &models);
   if (!s.ok()) return Fail(s.message());
-  models->PollAll();  // initial load; the server starts even if it failed (health says NOT_SERVING)
+  // Initial load; the server starts even if it failed (health says NOT_SERVING).
+  tfad::RunAtLowerPriority(flags.inference_nice, [&] { models->PollAll(); });
 
-  tfad::InferencePool pool(flags.inference_threads, flags.max_queue);
+  tfad::InferencePool pool(flags.inference_threads, flags.max_queue, flags.inference_nice);
   tfad::ServiceOptions service_options;
   service_options.cycle_budget = std::chrono::milliseconds(flags.cycle_budget_ms);
   service_options.reply_margin = std::chrono::milliseconds(flags.reply_margin_ms);
@@ -141,7 +147,7 @@ int main(int argc, char** argv) {
                  {{"listen", flags.listen}, {"port", std::to_string(selected_port)},
                   {"tls", flags.tls_cert.empty() ? "off" : (flags.tls_client_ca.empty() ? "server" : "mutual")},
                   {"models", models->NameList()}, {"health", serving ? "SERVING" : "NOT_SERVING"}});
-  models->StartPolling(flags.poll_interval_ms);
+  models->StartPolling(flags.poll_interval_ms, flags.inference_nice);
 
   // Health follows model availability: SERVING only while every configured model has a version.
   while (!g_shutdown) {

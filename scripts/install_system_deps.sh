@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(python3.11 python3.11-venv)
 if [ "${1:-}" != "--python-only" ]; then
   packages+=(bazel-bootstrap libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libgtest-dev
-             libpng-dev zlib1g-dev)
+             libpng-dev zlib1g-dev openssl)  # openssl: the TLS tests make their certificates
 fi
 missing=()
 for p in "${packages[@]}"; do

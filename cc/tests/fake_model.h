@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <new>
 #include <set>
 #include <stdexcept>
@@ -27,10 +29,17 @@ class FakeModel : public InferenceModel {
   std::atomic<bool> nan_scores{false};
   std::atomic<FakeThrow> throws{FakeThrow::kNone};
   std::atomic<int> runs{0};
+  std::atomic<float> score_offset{0.0f};  // added to every score: tells models (versions) apart
+  std::atomic<bool> hold{false};          // while true, Run waits (a request kept in flight)
+  std::atomic<int> held{0};               // runs that have waited on `hold`
 
   RunCode Run(const uint8_t* images, int n, int h, int w, int c, int64_t /*timeout_ms*/, std::vector<float>* scores,
               std::vector<float>* heatmaps, std::string* error) override {
     ++runs;
+    if (hold) {
+      ++held;
+      while (hold) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms.load()));
     switch (throws.load()) {
       case FakeThrow::kNone: break;
@@ -47,7 +56,7 @@ class FakeModel : public InferenceModel {
     for (int i = 0; i < n; ++i) {
       double sum = 0;
       for (size_t k = 0; k < per; ++k) sum += images[static_cast<size_t>(i) * per + k];
-      (*scores)[static_cast<size_t>(i)] = nan_scores ? std::nanf("") : static_cast<float>(sum / per / 255.0);
+      (*scores)[static_cast<size_t>(i)] = nan_scores ? std::nanf("") : static_cast<float>(sum / per / 255.0) + score_offset;
     }
     if (heatmaps != nullptr) heatmaps->assign(static_cast<size_t>(n) * h * w, 0.5f);
     return RunCode::kOk;
@@ -60,9 +69,27 @@ class FakeLoader : public ModelLoader {
   std::shared_ptr<FakeModel> model = std::make_shared<FakeModel>();
   std::atomic<int> loads{0};
 
-  Status Load(const std::string& version_dir, const Manifest& /*manifest*/, std::shared_ptr<InferenceModel>* out) override {
+  std::atomic<FakeThrow> throws{FakeThrow::kNone};  // what Load throws
+  // When true every load gets its own FakeModel, with score_offset = version / 100 (kept in `loaded`).
+  bool model_per_version = false;
+  std::map<int64_t, std::shared_ptr<FakeModel>> loaded;
+
+  Status Load(const std::string& version_dir, const Manifest& manifest, std::shared_ptr<InferenceModel>* out) override {
     ++loads;
+    switch (throws.load()) {
+      case FakeThrow::kNone: break;
+      case FakeThrow::kBadAlloc: throw std::bad_alloc();
+      case FakeThrow::kRuntimeError: throw std::runtime_error("fake load exception");
+      case FakeThrow::kNonStd: throw 42;
+    }
     if (std::ifstream(version_dir + "/broken").good()) return Status::Error("SavedModel load failed: fake broken version");
+    if (model_per_version) {
+      auto fresh = std::make_shared<FakeModel>();
+      fresh->score_offset = static_cast<float>(manifest.version) / 100.0f;
+      loaded[manifest.version] = fresh;
+      *out = fresh;
+      return Status::Ok();
+    }
     *out = model;
     return Status::Ok();
   }

@@ -106,6 +106,53 @@ TEST_F(InspectionServiceTest, SlowInferenceIsRejectIncompleteNeverAccept) {
   EXPECT_LT(waited, 250.0);  // answered at the deadline, not when inference finished
 }
 
+// A new version swapped in while a request runs: that request finishes on the version it started with
+// (its scores are that version's), and the next request is decided by the new version.
+TEST(ModelSwapTest, RequestInFlightFinishesOnItsVersionDuringASwap) {
+  const std::string root = testing::TempDir("svc_swap_in_flight");
+  testing::MakeDir(root + "/vials");
+  testing::MakeDir(root + "/vials/1");
+  testing::WriteFile(root + "/vials/1/tfad_manifest.json", testing::ManifestJson("vials", 1));
+  testing::FakeLoader loader;
+  loader.model_per_version = true;  // score = mean pixel / 255 + version / 100
+  std::unique_ptr<ModelManager> manager;
+  ASSERT_TRUE(ModelManager::Create(root, {}, &loader, LoadOptions{1}, &manager).ok());
+  manager->PollAll();
+  ASSERT_TRUE(manager->AllServing());
+  InferencePool pool(1, 2);
+  InspectionServiceImpl service(manager.get(), &pool, ServiceOptions{});
+  auto inspect = [&](pb::InspectReply* reply) {
+    pb::InspectRequest r;
+    r.set_product_id("P1");
+    AddRawPatch(&r, "R0", 8, 8, 1, 51, 0);  // 0.2 + version / 100 <= 0.5: ACCEPT on either version
+    const auto now = Clock::now();
+    return service.InspectUntil(now, now + std::chrono::seconds(30), r, reply);
+  };
+
+  const std::shared_ptr<testing::FakeModel> v1 = loader.loaded.at(1);
+  v1->hold = true;
+  pb::InspectReply in_flight;
+  grpc::Status in_flight_status;
+  std::thread request([&] { in_flight_status = inspect(&in_flight); });
+  while (v1->held == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // running on v1
+
+  testing::MakeDir(root + "/vials/2");
+  testing::WriteFile(root + "/vials/2/tfad_manifest.json", testing::ManifestJson("vials", 2));
+  manager->PollAll();  // loads, warms up and swaps in v2 while the request is held inside v1
+  ASSERT_EQ(manager->Find("vials")->Current()->version, 2);
+  v1->hold = false;
+  request.join();
+
+  ASSERT_TRUE(in_flight_status.ok()) << in_flight_status.error_message();
+  EXPECT_EQ(in_flight.verdict(), pb::VERDICT_ACCEPT);
+  EXPECT_EQ(in_flight.model_version(), 1);
+  EXPECT_NEAR(in_flight.patches(0).score(), 0.2f + 0.01f, 1e-6);
+  pb::InspectReply next;
+  ASSERT_TRUE(inspect(&next).ok());
+  EXPECT_EQ(next.model_version(), 2);
+  EXPECT_NEAR(next.patches(0).score(), 0.2f + 0.02f, 1e-6);
+}
+
 TEST_F(InspectionServiceTest, InferenceErrorIsRejectIncomplete) {
   loader_.model->fail = true;
   pb::InspectReply reply;

@@ -1,4 +1,4 @@
-// Flags, logging format, latency statistics and the inference pool.
+// Flags, logging format, latency statistics, thread priorities and the inference pool.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -6,11 +6,13 @@
 #include <future>
 #include <new>
 #include <stdexcept>
+#include <thread>
 
 #include "cc/inference_pool.h"
 #include "cc/latency_stats.h"
 #include "cc/server_flags.h"
 #include "cc/structured_log.h"
+#include "cc/thread_priority.h"
 
 namespace tfad {
 namespace {
@@ -109,6 +111,33 @@ TEST(InferencePoolTest, ThrowingTasksDoNotStopTheWorker) {
   std::promise<void> again;
   ASSERT_TRUE(pool.TrySubmit([&again] { again.set_value(); }));
   EXPECT_EQ(again.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+}
+
+// The mechanism behind the deadline reply under load: TensorFlow's threads (the inference pool's, the
+// loader's, and every thread they create) run at a higher nice value than the threads that answer RPCs.
+TEST(ThreadPriorityTest, InferenceThreadsAndTheThreadsTheyCreateRunAtTheLowerPriority) {
+  const int base = CurrentThreadNice();
+  if (base > 19 - 5) GTEST_SKIP() << "this test process already runs at nice " << base;
+  InferencePool pool(1, 2, /*thread_nice=*/5);
+  std::promise<std::pair<int, int>> seen;
+  ASSERT_TRUE(pool.TrySubmit([&seen] {
+    int child = 0;
+    std::thread([&child] { child = CurrentThreadNice(); }).join();  // as TensorFlow's pools are created
+    seen.set_value({CurrentThreadNice(), child});
+  }));
+  auto future = seen.get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const auto [worker, child] = future.get();
+  EXPECT_EQ(worker, base + 5);
+  EXPECT_EQ(child, base + 5);
+  EXPECT_EQ(CurrentThreadNice(), base);  // the calling (RPC-side) thread is untouched
+
+  int loader = 0;
+  RunAtLowerPriority(3, [&loader] { loader = CurrentThreadNice(); });
+  EXPECT_EQ(loader, base + 3);
+  EXPECT_EQ(CurrentThreadNice(), base);
+  EXPECT_FALSE(LowerCurrentThreadPriority(20).ok());
+  EXPECT_FALSE(LowerCurrentThreadPriority(-1).ok());
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <utility>
+
 #include "cc/tests/fake_model.h"
 #include "cc/tests/test_util.h"
 
@@ -50,12 +52,54 @@ TEST_F(ModelManagerTest, ServesTheHighestVersionAndWarmsItUp) {
 TEST_F(ModelManagerTest, NewVersionIsSwappedInAndTheOldRetired) {
   AddVersion(1);
   slot_->Poll();
-  const auto v1 = slot_->Current();
   AddVersion(2);
   slot_->Poll();
   EXPECT_EQ(slot_->Current()->version, 2);
-  EXPECT_EQ(v1->version, 1);  // a request holding v1 keeps a valid servable
   EXPECT_EQ(Record(1).state, VersionState::kRetired);
+  // A request in flight on v1 finishing on v1 is tested through the service
+  // (InspectionServiceTest.RequestInFlightFinishesOnItsVersionDuringASwap).
+}
+
+// An exception out of the loader (std::bad_alloc from the TensorFlow client, anything else) or out of the
+// warm-up run is that version's load error; the poller survives and the previous version keeps serving.
+TEST_F(ModelManagerTest, LoadThatThrowsIsALoadErrorAndThePreviousKeepsServing) {
+  AddVersion(1);
+  slot_->Poll();
+  ASSERT_EQ(slot_->Current()->version, 1);
+  const std::pair<testing::FakeThrow, const char*> cases[] = {
+      {testing::FakeThrow::kBadAlloc, "std::bad_alloc"},
+      {testing::FakeThrow::kRuntimeError, "fake load exception"},
+      {testing::FakeThrow::kNonStd, "non-standard exception"},
+  };
+  int version = 2;
+  for (const auto& [kind, message] : cases) {
+    loader_.throws = kind;
+    AddVersion(version);
+    slot_->Poll();  // must not throw
+    EXPECT_EQ(slot_->Current()->version, 1);
+    EXPECT_EQ(Record(version).state, VersionState::kFailed);
+    EXPECT_NE(Record(version).error.find(message), std::string::npos) << Record(version).error;
+    ++version;
+  }
+  loader_.throws = testing::FakeThrow::kNone;
+  loader_.model->throws = testing::FakeThrow::kBadAlloc;  // the warm-up run throws
+  AddVersion(version);
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current()->version, 1);
+  EXPECT_NE(Record(version).error.find("std::bad_alloc"), std::string::npos) << Record(version).error;
+}
+
+TEST_F(ModelManagerTest, PollAllSurvivesAThrowingLoad) {
+  AddVersion(1);
+  std::unique_ptr<ModelManager> manager;
+  ASSERT_TRUE(ModelManager::Create(root_, {}, &loader_, LoadOptions{2}, &manager).ok());
+  loader_.throws = testing::FakeThrow::kNonStd;
+  manager->PollAll();  // must not throw
+  EXPECT_FALSE(manager->AllServing());
+  loader_.throws = testing::FakeThrow::kNone;
+  testing::WriteFile(root_ + "/vials/1/saved_model.pb", "changed");  // a failed version is retried on change
+  manager->PollAll();
+  EXPECT_TRUE(manager->AllServing());
 }
 
 TEST_F(ModelManagerTest, FailedVersionIsReportedAndThePreviousKeepsServing) {

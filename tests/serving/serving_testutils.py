@@ -47,6 +47,7 @@ class ServerHandle:
     models_root: Path
     stop: Callable[[], None]
     log: Callable[[], str]
+    pid: int | None = None  # the C++ server's process (None: the Python server runs in this process)
 
 
 def start_cc_server(models_root: Path, log_path: Path, **flags) -> ServerHandle:
@@ -78,7 +79,7 @@ def start_cc_server(models_root: Path, log_path: Path, **flags) -> ServerHandle:
             proc.wait()
         log_file.close()
 
-    return ServerHandle("cc", f"127.0.0.1:{port}", models_root, stop, log_path.read_text)
+    return ServerHandle("cc", f"127.0.0.1:{port}", models_root, stop, log_path.read_text, proc.pid)
 
 
 def start_py_server(models_root: Path, **flags) -> ServerHandle:
