@@ -252,6 +252,7 @@ def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_pat
             str(args.cycle_budget_ms),
             "--max-queue",
             "64",
+            *getattr(args, "py_flag", []),
         ]
     log = open(log_path, "w")  # noqa: SIM115 (closed by the caller)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
