@@ -1,0 +1,52 @@
+"""The abuse campaign (issue 14 item 8) in short: ~300 seeded malformed and legal requests against each
+server, every mutation kind at least once; benchmarks/abuse_campaign.py runs the full 10 000 per server.
+
+Nothing here depends on timing: the servers get a 60 s cycle budget and at most 2 calls are in flight (well
+under --max_queue and --max_rpc_threads), so every legal product is decided and every outcome is fixed by the
+seed alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+from serving_testutils import start_server_of_kind
+
+from benchmarks.abuse_campaign import KIND_NAMES, format_report, run_campaign
+
+REQUESTS = 300
+SEED = 14
+
+# Known C++ bug, reported and not fixed here (cc/validation.cc is another engineer's): the raw-patch checks
+# multiply width * height (* channels) in int64, so declared sizes near 2**32 wrap. The request is still
+# refused, but with a wrong message (bytes or channels instead of the pixel limit), and for a 3-channel model
+# with the bilinear resize policy the wrapped sizes pass every check and the server crashes
+# (`benchmarks/abuse_campaign.py --fixture rgb-bilinear --servers cc`). Remove once fixed.
+KNOWN_CC_VIOLATIONS = ("raw_huge_dims/u32-max", "raw_huge_dims/int64-wrap")
+
+
+def test_abuse_campaign_short(server_kind, make_model_root, exported_version, tmp_path, caplog):
+    handle = start_server_of_kind(
+        server_kind, make_model_root(f"abuse-{server_kind}"), tmp_path, cycle_budget_ms=60000
+    )
+    try:
+        report = run_campaign(
+            handle.target,
+            exported_version,
+            REQUESTS,
+            SEED,
+            server=server_kind,
+            concurrency=2,
+            log=handle.log if server_kind == "cc" else lambda: caplog.text,  # in-process: its log records
+        )
+    finally:
+        handle.stop()
+    text = format_report(report)
+    assert set(report.statuses) == set(KIND_NAMES), text  # every mutation kind was sent
+    assert all(v == "ok" for v in report.checks.values()), text  # alive, healthy, same reference scores
+    known = KNOWN_CC_VIOLATIONS if server_kind == "cc" else ()
+    unknown = {k: n for k, n in report.violations_by_variant.items() if k not in known}
+    assert not unknown, text
+    if report.violation_count:
+        pytest.xfail(
+            f"known C++ bug (int64 overflow of declared raw sizes): {dict(report.violations_by_variant)}"
+        )
