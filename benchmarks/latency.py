@@ -225,11 +225,12 @@ def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_pat
             args.cc_binary,
             f"--models_root={models_root}",
             "--listen=127.0.0.1:0",
-            "--log_requests=false",
             f"--inference_threads={args.inference_threads}",
             f"--warmup_batch={args.warmup_batch or args.patches}",
             f"--cycle_budget_ms={args.cycle_budget_ms}",
-            "--max_queue=64",
+            # A benchmark's server logs no request lines and queues deeply; args.production_flags (set by
+            # qualify_pc.py) keeps the server's own defaults for both, as a line PC runs it.
+            *([] if getattr(args, "production_flags", False) else ["--log_requests=false", "--max_queue=64"]),
             *args.cc_flag,
         ]
     else:
@@ -299,7 +300,11 @@ def interleaved(clients: dict, request, products: int, deadline_s: float, warmup
     }
 
 
-def sustained(target: str, request, args: argparse.Namespace) -> dict:
+def sustained(
+    target: str, request, args: argparse.Namespace, samples: list[tuple[float, str]] | None = None
+) -> dict:
+    """--stations threads each sending --rate-hz products/s for --sustained-minutes; the outcome counts and
+    latency percentiles. ``samples``, when given, also receives each request's (client ms, outcome)."""
     from tfad.serving.client import InspectionClient
 
     duration = args.sustained_minutes * 60.0
@@ -324,6 +329,8 @@ def sustained(target: str, request, args: argparse.Namespace) -> dict:
                 with lock:
                     latencies.append(ms)
                     outcome[key] = outcome.get(key, 0) + 1
+                    if samples is not None:
+                        samples.append((ms, key))
 
     start = time.monotonic()
     threads = [threading.Thread(target=station, args=(i,)) for i in range(args.stations)]
