@@ -150,20 +150,24 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
 
     PatchPlan& plan = plans[static_cast<size_t>(i)];
     if (p.encoding() == pb::IMAGE_ENCODING_RAW_UINT8) {
-      const int w = static_cast<int>(p.width()), h = static_cast<int>(p.height()), c = static_cast<int>(p.channels());
       if (p.width() == 0 || p.height() == 0 || p.channels() == 0) {
         return Status::Error(where + ": raw image needs width, height and channels (got " +
                              Dims(p.width(), p.height(), p.channels()) + ")");
       }
-      if (static_cast<int64_t>(p.width()) * p.height() > limits.max_image_pixels) {
+      // Unsigned 64-bit: two uint32 fields multiply without overflow ((2^32-1)^2 < 2^64). A signed product
+      // could wrap negative, pass the checks, and let a tiny patch claim a huge image (a crash in the resize).
+      const uint64_t pixels = static_cast<uint64_t>(p.width()) * p.height();
+      if (pixels > static_cast<uint64_t>(limits.max_image_pixels)) {
         return Status::Error(where + ": " + Dims(p.width(), p.height(), p.channels()) + " exceeds the " +
                              std::to_string(limits.max_image_pixels) + "-pixel limit (--max_image_pixels)");
       }
-      const int64_t expected = static_cast<int64_t>(p.width()) * p.height() * p.channels();
-      if (bytes != expected) {
+      const uint64_t expected = pixels * p.channels();  // <= 2^31 x (2^32-1) < 2^64
+      if (static_cast<uint64_t>(bytes) != expected) {
         return Status::Error(where + ": " + std::to_string(bytes) + " bytes for " +
                              Dims(p.width(), p.height(), p.channels()) + ", expected " + std::to_string(expected));
       }
+      // Now width x height x channels = bytes <= --max_patch_bytes: each fits an int.
+      const int w = static_cast<int>(p.width()), h = static_cast<int>(p.height()), c = static_cast<int>(p.channels());
       Status s = CheckShape(where, w, h, c, manifest);
       if (!s.ok()) return s;
       plan.w = w;
@@ -174,7 +178,7 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
       PngInfo info;
       Status s = ReadPngInfo(p.data(), &info);
       if (!s.ok()) return Status::Error(where + ": " + s.message());
-      if (static_cast<int64_t>(info.width) * info.height > limits.max_image_pixels) {
+      if (static_cast<uint64_t>(info.width) * info.height > static_cast<uint64_t>(limits.max_image_pixels)) {
         return Status::Error(where + ": PNG is " + std::to_string(info.width) + "x" + std::to_string(info.height) +
                              ", more than the " + std::to_string(limits.max_image_pixels) + "-pixel limit");
       }

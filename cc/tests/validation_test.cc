@@ -115,6 +115,34 @@ TEST_F(ValidationTest, WrongSizeIsResizedUnderBilinearPolicy) {
   for (size_t i = 0; i < 64; ++i) EXPECT_EQ(batch_.pixels[i], 77);
 }
 
+// Found by benchmarks/abuse_campaign.py: width x height x channels wrapped in signed 64-bit arithmetic, so
+// a 41 KB patch declaring 4294887032x2863365041x3 passed every check on an RGB bilinear model and the
+// resize read far outside the buffer (SIGSEGV). Huge declared sizes are refused by the pixel limit.
+TEST_F(ValidationTest, DimensionsWhoseProductWrapsAreRefusedByThePixelLimit) {
+  ASSERT_TRUE(ParseManifest(testing::ManifestJson("vials", 1, 8, 8, 3, "bilinear"), &manifest_).ok());
+  const struct {
+    uint32_t w, h, c;
+    size_t bytes;
+  } cases[] = {
+      {4294887032u, 2863365041u, 3, 41704},  // the campaign's request
+      {4294967295u, 4294967295u, 3, 3},
+      {4294967295u, 4294967295u, 1, 65536},
+      {65536, 65536, 3, 12},  // exactly 2^32 pixels
+  };
+  for (const auto& k : cases) {
+    pb::InspectRequest r;
+    pb::Patch* p = AddRawPatch(&r, "R0", 8, 8, 3, 1);
+    p->set_width(k.w);
+    p->set_height(k.h);
+    p->set_channels(k.c);
+    p->set_data(std::string(k.bytes, '\x01'));
+    const Status s = Validate(r);
+    ASSERT_FALSE(s.ok()) << k.w << "x" << k.h << "x" << k.c;
+    EXPECT_TRUE(Contains(s, "-pixel limit (--max_image_pixels)")) << s.message();
+    EXPECT_TRUE(batch_.pixels.empty());
+  }
+}
+
 TEST_F(ValidationTest, MissingDimensionsAndEncoding) {
   pb::InspectRequest r;
   AddRawPatch(&r, "R0", 8, 8, 1)->set_width(0);
