@@ -8,6 +8,7 @@ This module puts both together for the drivers, the CLI and the tests; the famil
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,17 @@ import yaml
 
 from tfad import schema
 from tfad.families import family, names
+from tfad.families.base import ModelFamily
 from tfad.schema import Config, ConfigError, dump_config, require
 
 __all__ = ["Config", "ConfigError", "architecture", "dump_config", "from_dict", "load_config", "validate"]
 
 
 def validate(config: Config) -> Config:
-    """Range and cross-field checks; returns ``config`` with the family defaults filled in (preset, learning
-    rate) or raises ConfigError."""
+    """Range and cross-field checks of every key; returns ``config`` with the family defaults filled in
+    (preset, learning rate) or raises ConfigError naming the key. The files and folders it names are
+    checked by :func:`tfad.schema.check_paths` when training starts (a finished run stays usable without
+    them)."""
     schema.check_name(config)
     families = names()
     require(config.model.family in families, f"model.family: one of {families}, got {config.model.family!r}")
@@ -32,11 +36,46 @@ def validate(config: Config) -> Config:
     schema.check(config, fits_from_shards=model_family.trainable)
     for entry in map(family, families):  # every section is checked, also those of other families
         entry.validate_config(config)
-    try:
-        model_family.architecture(config)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"model: {err}") from err
+    _check_architecture(config, model_family)
     return config
+
+
+#: The config key that sets each architecture field the family takes from the config, not from overrides.
+_KNOB_KEYS = {
+    "image_size": "data.image_size",
+    "channels": "data.channels",
+    "num_classes": "supervised.classes",
+}
+
+
+def _check_architecture(config: Config, model_family: ModelFamily) -> None:
+    """ConfigError naming ``model.preset``, the ``model.overrides.<knob>`` or the data key the family's
+    architecture rejects."""
+    preset, overrides = config.model.preset, config.model.overrides
+    presets = model_family.presets()
+    require(
+        preset in presets,
+        f"model.preset: unknown {model_family.title} preset {preset!r}; choose one of {sorted(presets)}",
+    )
+    knobs = model_family.data_knobs(config)
+    for name in overrides:
+        # the family would silently replace them by the config's values
+        require(
+            name not in knobs,
+            f"model.overrides.{name}: set by {_KNOB_KEYS.get(name, 'the config')}, not by an override",
+        )
+    hints = typing.get_type_hints(type(presets[preset]))
+    for name, value in overrides.items():
+        if name in hints:  # an unknown knob is the preset's error, with the valid names (below)
+            schema.check_type(value, hints[name], f"model.overrides.{name}")
+    size, channels = config.data.image_size, config.data.channels
+    schema.check_entries(
+        lambda values: model_family.preset(preset, **{**values, **knobs}),
+        overrides,
+        "model.overrides",
+        # overrides may be what makes a preset take a small input: only blamed on the data without them
+        otherwise=f"data.image_size {size} / data.channels {channels} do not fit model.preset {preset!r}",
+    )
 
 
 def architecture(config: Config) -> Any:

@@ -5,6 +5,11 @@ its default (methods.md). Unknown keys are rejected with the nearest valid name,
 out-of-range values with the dotted path of the offending key. What depends on the model family (its
 defaults, its sections' checks, its architecture) is the family's (``tfad.families``); ``tfad.config``
 puts both together.
+
+A key's valid values are declared once, beside the key: a :class:`Rule` in the field's metadata (written
+with :func:`_key` / :func:`_path`). :func:`check` applies every rule, :func:`check_paths` the file and
+folder ones, so a key added with its rule needs no further checking code; what a rule cannot say (one key
+against another) is written out in :func:`check`.
 """
 
 from __future__ import annotations
@@ -25,11 +30,96 @@ class ConfigError(ValueError):
     """An invalid configuration; the message names the key and the problem."""
 
 
+#: File suffixes read as images where a folder of images is configured (``synthesis.texture_dir``).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+PathKind = typing.Literal["file", "dir", "image-dir"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The values a config key accepts beyond its type; ``None`` (the key's "default"/"off") always passes.
+
+    Bounds apply to numbers, ``choices`` to any value. A ``path`` key must name an existing file, folder, or
+    folder holding an image (``image-dir``) when ``tfad fit`` starts (:func:`check_paths`), unless its value
+    is one of its ``keywords`` (e.g. ``imagenet``).
+    """
+
+    ge: float | None = None  # value >= ge
+    gt: float | None = None  # value > gt
+    le: float | None = None  # value <= le
+    lt: float | None = None  # value < lt
+    choices: tuple[Any, ...] = ()
+    odd: bool = False
+    non_empty: bool = False  # a string that must not be "" (an optional path: null says "none")
+    path: PathKind | None = None
+    keywords: tuple[str, ...] = ()  # values of a path key that are not paths
+
+    def range_text(self) -> str:
+        """The bounds in words: ``in [0, 1)``, ``>= 1``, ..."""
+        low = high = ""
+        if self.ge is not None or self.gt is not None:
+            low = f"[{_number(self.ge)}" if self.ge is not None else f"({_number(self.gt)}"
+        if self.le is not None or self.lt is not None:
+            high = f"{_number(self.le)}]" if self.le is not None else f"{_number(self.lt)})"
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return f"{'>=' if self.ge is not None else '>'} {low[1:]}"
+        return f"{'<=' if self.le is not None else '<'} {high[:-1]}"
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value``, to follow the key's name (None: nothing). Its type is
+        :func:`check_type`'s, a path's existence :func:`check_paths`'."""
+        if value is None:
+            return None
+        if self.choices and value not in self.choices:
+            return f": one of {', '.join(map(str, self.choices))}, got {value!r}"
+        if isinstance(value, str) and not value.strip() and self.non_empty:
+            return " must not be empty" + (" (give a path, or null for none)" if self.path else "")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # written so that NaN fails every bound (check_type rejects it anyway)
+            within = (
+                (self.ge is None or value >= self.ge)
+                and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le)
+                and (self.lt is None or value < self.lt)
+            )
+            if not within:
+                return f" must be {self.range_text()}, got {value}"
+            if self.odd and value % 2 != 1:
+                return f" must be an odd integer, got {value}"
+        return None
+
+
+def _number(x: float | None) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _key(default: Any, **rule: Any) -> Any:
+    """A dataclass field with ``default`` and the :class:`Rule` of its valid values."""
+    return field(default=default, metadata={"rule": Rule(**rule)})
+
+
+def _path(kind: PathKind, **rule: Any) -> Any:
+    """An optional path key (default None) that, when set, must name an existing ``kind`` (never "")."""
+    return _key(None, path=kind, non_empty=True, **rule)
+
+
+#: Probability keys: [0, 1].
+_FRACTION = {"ge": 0.0, "le": 1.0}
+
+#: The seed reaches numpy (np.random.seed: [0, 2**32)) and TensorFlow.
+_SEED = {"ge": 0, "le": 2**32 - 1}
+
+POLICIES = ("max-accuracy", "max-balanced-accuracy", "no-defect-accepted", "false-reject-budget")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which network to train and its size."""
 
-    family: str = "resganad"  # a name of the registry (tfad.families)
+    family: str = "resganad"  # a name of the registry (tfad.families; checked by tfad.config)
     preset: str | None = None  # None: the family's default (ResGANAD line-cpu, GRD-Net crae, ...)
     overrides: dict[str, Any] = field(default_factory=dict)  # any architecture field of the family
 
@@ -38,36 +128,37 @@ class ModelConfig:
 class DataConfig:
     """Where the images are and how they are read."""
 
-    root: str = ""
-    layout: str = "auto"  # auto | mvtec | line
-    train_split: str = "train"
-    validation_fraction: float = 0.1
-    image_size: int = 256
-    channels: int = 1
-    on_corrupt: str = "skip"  # skip (count and log) | fail (stop naming the file)
+    root: str = _key("", path="dir")  # "" is allowed until tfad fit reads the folders (check_paths)
+    layout: str = _key("auto", choices=("auto", "mvtec", "line"))
+    train_split: str = _key("train", non_empty=True)
+    validation_fraction: float = _key(0.1, ge=0.0, lt=1.0)
+    image_size: int = _key(256, ge=16)
+    channels: int = _key(1, choices=(1, 3))
+    # skip (count and log) | fail (stop naming the file)
+    on_corrupt: str = _key("skip", choices=("skip", "fail"))
     # A packed folder (tfad datasets pack) to train on instead of reading root/train_split; the split into
     # training and validation is made when packing: validation_fraction must be 0 and the validation set,
     # if any, is its own pack (validation_shards).
-    shards: str | None = None
-    validation_shards: str | None = None
+    shards: str | None = _path("dir")
+    validation_shards: str | None = _path("dir")
 
 
 @dataclass(frozen=True)
 class SynthesisConfig:
     """Synthetic anomalies P_q (Eq. 8.11)."""
 
-    probability: float = 0.75
-    beta_min: float = 0.5
-    beta_max: float = 1.0
-    max_scale_exponent: int = 6
-    texture_dir: str | None = None  # anomaly-source images; random pixels when None
+    probability: float = _key(0.75, **_FRACTION)
+    beta_min: float = _key(0.5, **_FRACTION)
+    beta_max: float = _key(1.0, **_FRACTION)
+    max_scale_exponent: int = _key(6, ge=1, le=10)  # tfad.synthesis.anomalies' range
+    texture_dir: str | None = _path("image-dir")  # anomaly-source images; random pixels when None
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
     """Geometric augmentation (never horizontal flips)."""
 
-    max_rotation: float = math.pi / 8
+    max_rotation: float = _key(math.pi / 8, ge=0.0, le=math.pi)  # radians
     vertical_flip: bool = True
 
 
@@ -75,51 +166,56 @@ class AugmentConfig:
 class LossWeightsConfig:
     """Generator loss weights, Eq. 8.13."""
 
-    adversarial: float = 1.0
-    contextual: float = 50.0
-    latent: float = 1.0
-    noise: float = 3.0
-    huber: float = 2.0
-    ssim: float = 1.0
+    adversarial: float = _key(1.0, ge=0.0)
+    contextual: float = _key(50.0, ge=0.0)
+    latent: float = _key(1.0, ge=0.0)
+    noise: float = _key(3.0, ge=0.0)
+    huber: float = _key(2.0, ge=0.0)
+    ssim: float = _key(1.0, ge=0.0)
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
     """Optimisation and bookkeeping."""
 
-    epochs: int = 10
-    batch_size: int = 32
-    steps_per_epoch: int | None = None  # None: one pass over the training images
-    learning_rate: float | None = None  # None: the family's default (ResGANAD 1.5e-4, GRD-Net 1e-4)
-    adam_beta_1: float | None = None  # None: the family's default (GANs 0.5, GANomaly's; supervised 0.9)
-    restart_epochs: float = 1.0  # ResGANAD: first cosine cycle length, in epochs
-    restart_factor: float = 1.0 / 3.0  # ResGANAD: each restart starts at this fraction of the previous rate
+    epochs: int = _key(10, ge=1)
+    batch_size: int = _key(32, ge=1)
+    steps_per_epoch: int | None = _key(None, ge=1)  # None: one pass over the training images
+    # None: the family's default (ResGANAD 1.5e-4, GRD-Net 1e-4)
+    learning_rate: float | None = _key(None, gt=0.0)
+    # None: the family's default (GANs 0.5, GANomaly's; supervised 0.9)
+    adam_beta_1: float | None = _key(None, ge=0.0, lt=1.0)
+    restart_epochs: float = _key(1.0, gt=0.0)  # ResGANAD: first cosine cycle length, in epochs
+    # ResGANAD: each restart starts at this fraction of the previous rate
+    restart_factor: float = _key(1.0 / 3.0, gt=0.0, le=1.0)
     loss_weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)  # ResGANAD
-    seed: int = 0
-    checkpoint_every_steps: int = 200
-    validation_steps: int | None = None
+    seed: int = _key(0, **_SEED)
+    checkpoint_every_steps: int = _key(200, ge=1)
+    # None: the whole validation set. At least 1: validation streams repeat, and take(-1) never ends.
+    validation_steps: int | None = _key(None, ge=1)
     # Stop after this many epochs without a lower validation total loss and keep the best epoch's weights
     # (0 = off). None: the family's default (GANs 0: their validation loss does not track detection;
     # supervised families 5).
-    early_stopping_patience: int | None = None
+    early_stopping_patience: int | None = _key(None, ge=0)
 
 
 @dataclass(frozen=True)
 class GRDNetConfig:
     """GRD-Net losses, learning-rate plateau and scoring (003 Eq. 8.4-8.9, 9.1, Table 9.3)."""
 
-    adversarial: float = 1.0  # L_gan = adversarial * L_adv + contextual * (l1 * L1 + ssim * (1-SSIM))
-    contextual: float = 50.0  #         + latent * L_enc
-    latent: float = 1.0
-    l1: float = 1.0
-    ssim: float = 1.0
-    roi_loss: str = "focal-intersection"  # a Table 9.3 variant (tfad.losses.discriminative)
-    focal_gamma: float = 2.0
-    overlap_weight: float = 1.0  # w of the overlap terms (variants 1, 3, 4)
-    plateau_patience_epochs: int = 3  # lr <- lr * plateau_factor after this many epochs without improvement
-    plateau_factor: float = math.exp(-0.1)
-    score_filter_size: int = 21  # image score = max of the map after this mean filter
-    inference_roi: str | None = None  # a mask image (white = inspect) multiplied into every served map
+    adversarial: float = _key(1.0, ge=0.0)  # L_gan = adversarial * L_adv + contextual * (l1 * L1 +
+    contextual: float = _key(50.0, ge=0.0)  #         ssim * (1-SSIM)) + latent * L_enc
+    latent: float = _key(1.0, ge=0.0)
+    l1: float = _key(1.0, ge=0.0)
+    ssim: float = _key(1.0, ge=0.0)
+    roi_loss: str = "focal-intersection"  # a Table 9.3 variant (tfad.losses.discriminative; family-checked)
+    focal_gamma: float = _key(2.0, ge=0.0)
+    overlap_weight: float = _key(1.0, ge=0.0)  # w of the overlap terms (variants 1, 3, 4)
+    # lr <- lr * plateau_factor after this many epochs without improvement
+    plateau_patience_epochs: int = _key(3, ge=1)
+    plateau_factor: float = _key(math.exp(-0.1), gt=0.0, le=1.0)
+    score_filter_size: int = _key(21, ge=1, odd=True)  # image score = max of the map after this mean filter
+    inference_roi: str | None = _path("file")  # a mask image (white = inspect) multiplied into served maps
 
 
 @dataclass(frozen=True)
@@ -129,43 +225,46 @@ class SupervisedConfig:
 
     # Class names, "good" first. None: from the training data (good + the defect folders / labels.csv
     # defect types, sorted, + "synthetic" when synthetic_probability > 0); tfad fit writes them into the
-    # run's config.yaml.
+    # run's config.yaml. Checked by the supervised families (tfad.trainers.supervised_config).
     classes: list[str] | None = None
     # Probability that a good training image is turned into a synthetic defect by P_q (synthesis.*): its
     # class is "synthetic", its mask the Perlin mask. Needed when the training split has no labelled defects.
-    synthetic_probability: float = 0.0
-    class_weighting: str = "balanced"  # balanced (w_c = N / (K n_c)) | none
-    backbone_weights: str | None = None  # classifier: a local weights file, "imagenet" (download), or None
-    segmentation_loss: str = "dice+bce"  # segmentation: dice+bce | dice+focal
-    focal_gamma: float = 2.0  # dice+focal
-    score_filter_size: int = 21  # segmentation: image score = max of the mean-filtered mask
+    synthetic_probability: float = _key(0.0, **_FRACTION)
+    class_weighting: str = _key("balanced", choices=("balanced", "none"))  # balanced: w_c = N / (K n_c)
+    # classifier: a local weights file, "imagenet" (download), or None
+    backbone_weights: str | None = _path("file", keywords=("imagenet",))
+    segmentation_loss: str = _key("dice+bce", choices=("dice+bce", "dice+focal"))  # segmentation
+    focal_gamma: float = _key(2.0, ge=0.0)  # dice+focal
+    score_filter_size: int = _key(21, ge=1, odd=True)  # segmentation: image score = max of the filtered mask
 
 
 @dataclass(frozen=True)
 class BlobConfig:
     """The blob-analysis baseline (``model.family: blob``, docs/blob.md)."""
 
-    parameters: dict[str, Any] = field(default_factory=dict)  # tfad.families.blob.parameters fields
-    roi: str | None = None  # a mask image (non-zero = inspect) at any size, resized to the model input
-    max_reference_images: int = 256  # background "reference": median of at most this many good images
+    # tfad.families.blob.parameters fields (the blob family checks them, each named blob.parameters.<name>)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    roi: str | None = _path("file")  # a mask image (non-zero = inspect), any size, resized to the model input
+    # background "reference": median of at most this many good images
+    max_reference_images: int = _key(256, ge=1)
 
 
 @dataclass(frozen=True)
 class CalibrationConfig:
     """Default threshold policy for ``tfad calibrate`` and run acceptance."""
 
-    policy: str = "max-accuracy"
-    false_reject_budget: float | None = None
-    run_k: int = 7
-    run_n: int = 10
+    policy: str = _key("max-accuracy", choices=POLICIES)
+    false_reject_budget: float | None = _key(None, ge=0.0, lt=1.0)  # required by policy false-reject-budget
+    run_k: int = _key(7, ge=1)  # at most run_n (check)
+    run_n: int = _key(10, ge=1)
 
 
 @dataclass(frozen=True)
 class Config:
     """A whole ``tfad fit`` configuration."""
 
-    name: str = "model"
-    output_dir: str = "runs"
+    name: str = "model"  # a folder name (check_name)
+    output_dir: str = _key("runs", non_empty=True)  # "" would put the run in the working directory
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
@@ -186,23 +285,24 @@ class Config:
         return Path(self.output_dir) / self.name
 
 
-POLICIES = ("max-accuracy", "max-balanced-accuracy", "no-defect-accepted", "false-reject-budget")
-
-
-def _check_type(value: Any, annotation: Any, path: str) -> Any:
+def check_type(value: Any, annotation: Any, path: str) -> Any:
+    """``value`` as the type ``annotation`` (an int is a float where a float is expected); ConfigError
+    naming ``path`` when it is not of that type. Numbers must be finite: no key means NaN or infinity."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
+        if float in options and isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         for option in options:
             if option is type(None):
                 continue
             try:
-                return _check_type(value, option, path)
+                return check_type(value, option, path)
             except ConfigError:
                 pass
-        raise ConfigError(f"{path}: expected {annotation}, got {value!r}")
+        raise ConfigError(f"{path}: expected {_type_name(annotation)}, got {value!r}")
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
@@ -211,7 +311,7 @@ def _check_type(value: Any, annotation: Any, path: str) -> Any:
         (item,) = typing.get_args(annotation)
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return [_check_type(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [check_type(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(annotation):
         return _from_dict(annotation, value, path)
     if annotation is bool:
@@ -225,12 +325,20 @@ def _check_type(value: Any, annotation: Any, path: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value
     return value
+
+
+def _type_name(annotation: Any) -> str:
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    options = typing.get_args(annotation)
+    return " or ".join(names.get(option, str(option)) for option in options)
 
 
 def _from_dict(cls: type, data: Any, path: str) -> Any:
@@ -247,7 +355,7 @@ def _from_dict(cls: type, data: Any, path: str) -> Any:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown key '{key_path}'{hint}; valid keys here: {', '.join(names)}")
-        kwargs[key] = _check_type(value, hints[key], key_path)
+        kwargs[key] = check_type(value, hints[key], key_path)
     return cls(**kwargs)
 
 
@@ -270,20 +378,32 @@ def check_name(config: Config) -> None:
     )
 
 
+def rules(section: Any, path: str = "") -> typing.Iterator[tuple[str, Any, Rule]]:
+    """(Dotted key, value, rule) of every key of the dataclass instance ``section`` (and its sections)
+    that declares a :class:`Rule`."""
+    for f in dataclasses.fields(section):
+        key, value = f"{path}{f.name}", getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from rules(value, key + ".")
+        elif "rule" in f.metadata:
+            yield key, value, f.metadata["rule"]
+
+
+def check_rules(section: Any, path: str = "") -> None:
+    """ConfigError naming the first key of ``section`` whose value breaks its :class:`Rule`."""
+    for key, value, rule in rules(section, path):
+        problem = rule.problem(value)
+        if problem:
+            raise ConfigError(f"{key}{problem}")
+
+
 def check(config: Config, fits_from_shards: bool = True) -> None:
-    """Range and cross-field checks of the family-independent sections (data, synthesis, augment,
-    training, calibration) of a config whose family defaults are filled in; ``fits_from_shards``: whether
-    the configured family can read ``data.shards``. Raises ConfigError naming the key."""
-    require(
-        config.data.layout in ("auto", "mvtec", "line"),
-        f"data.layout: auto, mvtec or line, got {config.data.layout!r}",
-    )
-    require(
-        0.0 <= config.data.validation_fraction < 1.0,
-        f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}",
-    )
+    """Every key's :class:`Rule` (all sections, also those the configured family does not read) and the
+    cross-field checks of the family-independent sections, on a config whose family defaults are filled
+    in; ``fits_from_shards``: whether the configured family can read ``data.shards``. Raises ConfigError
+    naming the key. Files and folders are :func:`check_paths`'."""
+    check_rules(config)
     if config.data.shards is not None:
-        require(bool(config.data.shards.strip()), "data.shards: give the packed folder, or null")
         require(
             config.data.validation_fraction == 0,
             "data.shards: a packed training set is not split by product at training time; set "
@@ -299,50 +419,85 @@ def check(config: Config, fits_from_shards: bool = True) -> None:
         config.data.validation_shards is None or config.data.shards is not None,
         "data.validation_shards needs data.shards (validation from a pack goes with training from one)",
     )
-    require(config.data.image_size >= 16, f"data.image_size must be >= 16, got {config.data.image_size}")
-    require(config.data.channels in (1, 3), f"data.channels must be 1 or 3, got {config.data.channels}")
     require(
-        config.data.on_corrupt in ("skip", "fail"),
-        f"data.on_corrupt: skip or fail, got {config.data.on_corrupt!r}",
+        config.synthesis.beta_min <= config.synthesis.beta_max,
+        f"synthesis.beta_min {config.synthesis.beta_min} must be <= synthesis.beta_max "
+        f"{config.synthesis.beta_max}",
     )
-    require(
-        0.0 <= config.synthesis.probability <= 1.0,
-        f"synthesis.probability must be in [0, 1], got {config.synthesis.probability}",
-    )
-    require(
-        0.0 <= config.synthesis.beta_min <= config.synthesis.beta_max <= 1.0,
-        "synthesis.beta_min <= synthesis.beta_max must both be in [0, 1]",
-    )
-    require(
-        0.0 <= config.augment.max_rotation <= math.pi,
-        f"augment.max_rotation (radians) must be in [0, pi], got {config.augment.max_rotation}",
-    )
-    t = config.training
-    require(t.epochs >= 1, f"training.epochs must be >= 1, got {t.epochs}")
-    require(t.batch_size >= 1, f"training.batch_size must be >= 1, got {t.batch_size}")
-    require(
-        t.steps_per_epoch is None or t.steps_per_epoch >= 1, "training.steps_per_epoch must be >= 1 or null"
-    )
-    require(
-        t.learning_rate is None or t.learning_rate > 0,
-        f"training.learning_rate must be > 0 (or null for the family default), got {t.learning_rate}",
-    )
-    require(0 <= t.adam_beta_1 < 1, f"training.adam_beta_1 must be in [0, 1), got {t.adam_beta_1}")
-    require(
-        t.early_stopping_patience >= 0,
-        f"training.early_stopping_patience must be >= 0 (0 = off), got {t.early_stopping_patience}",
-    )
-    require(t.restart_epochs > 0, f"training.restart_epochs must be > 0, got {t.restart_epochs}")
-    require(0 < t.restart_factor <= 1, f"training.restart_factor must be in (0, 1], got {t.restart_factor}")
-    require(t.checkpoint_every_steps >= 1, "training.checkpoint_every_steps must be >= 1")
     c = config.calibration
-    require(c.policy in POLICIES, f"calibration.policy: one of {POLICIES}, got {c.policy!r}")
     require(
-        c.policy != "false-reject-budget"
-        or (c.false_reject_budget is not None and 0 <= c.false_reject_budget < 1),
+        c.policy != "false-reject-budget" or c.false_reject_budget is not None,
         "calibration.false_reject_budget in [0, 1) is required by the false-reject-budget policy",
     )
-    require(1 <= c.run_k <= c.run_n, f"calibration.run_k must be in [1, run_n], got {c.run_k} of {c.run_n}")
+    require(c.run_k <= c.run_n, f"calibration.run_k must be in [1, run_n], got {c.run_k} of {c.run_n}")
+
+
+def check_paths(config: Config) -> None:
+    """The files and folders the config names exist (``tfad fit`` runs this before it writes anything, so a
+    typo does not end a run half-way): every ``path`` key's, and ``data.root`` unless ``data.shards`` is
+    set. Every path key is checked, also those the configured family does not read.
+
+    Raises:
+        FileNotFoundError: a missing path, its message naming the key.
+        ConfigError: a file where a folder is expected or the reverse, a folder without images, or an empty
+            ``data.root``.
+    """
+    require(
+        bool(config.data.root) or config.data.shards is not None,
+        "data.root is empty: set it to the data set folder (or train from data.shards)",
+    )
+    for key, value, rule in rules(config):
+        if rule.path is None or not value or value in rule.keywords:
+            continue
+        path = Path(value)
+        if not path.exists():
+            raise FileNotFoundError(2, f"{key}: no such {'file' if rule.path == 'file' else 'folder'}", value)
+        if rule.path == "file":
+            require(path.is_file(), f"{key}: expected a file, got the folder {value}")
+            continue
+        require(path.is_dir(), f"{key}: expected a folder, got the file {value}")
+        if rule.path == "image-dir":
+            require(
+                any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*")),
+                f"{key}: {value} holds no image ({', '.join(IMAGE_SUFFIXES)})",
+            )
+
+
+def check_entries(
+    build: typing.Callable[[dict[str, Any]], Any],
+    values: dict[str, Any],
+    path: str,
+    otherwise: str | None = None,
+) -> None:
+    """ConfigError naming ``path.<name>``, the entry of the mapping ``values`` that ``build`` rejects
+    (ValueError/TypeError), for the keys below a mapping key (``model.overrides``, ``blob.parameters``)
+    whose valid values are a family's.
+
+    To blame: the entries without which the rest passes; else (several bad entries) one rejected on its
+    own; else ``path`` ("together"). When ``build({})`` fails too, the problem is not the entries' and the
+    message starts with ``otherwise`` (e.g. the data keys an architecture does not take)."""
+
+    def problem(entries: dict[str, Any]) -> Exception | None:
+        try:
+            build(entries)
+        except (TypeError, ValueError) as err:
+            return err
+        return None
+
+    err = problem(values)
+    if err is None:
+        return
+    # every entry without which the rest passes (a conflict between two entries names both)
+    culprits = [name for name in values if problem({k: v for k, v in values.items() if k != name}) is None]
+    if culprits:
+        raise ConfigError(f"{' / '.join(f'{path}.{name}' for name in culprits)}: {err}") from err
+    if problem({}) is None:
+        for name, value in values.items():
+            alone = problem({name: value})
+            if alone is not None:
+                raise ConfigError(f"{path}.{name}: {alone}") from alone
+        raise ConfigError(f"{path} (together): {err}") from err
+    raise ConfigError(f"{otherwise or path}: {err}") from err
 
 
 def dump_config(config: Config, path: str | Path) -> None:

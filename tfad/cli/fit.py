@@ -65,8 +65,16 @@ def apply_overrides(data: dict, assignments: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise CLIError(f"--set {key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise CLIError(f"--set {key}: {raw!r} is not a YAML value ({_one_line(err)})") from err
     return data
+
+
+def _one_line(err: Exception) -> str:
+    """``err``'s message on one line (YAML errors span several; tfad errors are one line)."""
+    return " ".join(str(err).split())
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -91,7 +99,7 @@ def _fit(args: argparse.Namespace) -> int:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise CLIError(f"{path}: not valid YAML: {err}") from err
+        raise CLIError(f"{path}: not valid YAML: {_one_line(err)}") from err
     if not isinstance(data, dict):
         raise CLIError(f"{path}: the top level must be a mapping of sections")
     # Only now, after the checks above answered at once: these modules load TensorFlow.

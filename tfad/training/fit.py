@@ -29,7 +29,7 @@ from tfad.families import family
 from tfad.families.base import ModelFamily
 from tfad.networks.flops import count_flops
 from tfad.rundir import CHECKPOINT_DIR, CONFIG_FILE, RUN_FILE
-from tfad.schema import Config, ConfigError, TrainingConfig, dump_config
+from tfad.schema import Config, ConfigError, TrainingConfig, check_paths, dump_config
 from tfad.training.callbacks import Backups
 from tfad.training.data_selection import TrainingData, training_data, with_class_names
 from tfad.training.distributed import Distribution, all_workers_mean
@@ -78,10 +78,14 @@ def fit(
 
     Raises:
         RunError (PeerLostError when a multi-worker job lost a worker), ConfigError (ClusterConfigError),
-        DataError, FileNotFoundError: with a message naming the problem.
+        DataError, FileNotFoundError: with a message naming the problem. A config error (a value, or a
+        file or folder it names) is raised before anything is written.
     """
+    # Before anything is written or built: a missing file or folder (a texture folder, a mask, weights)
+    # is reported now, not half-way through with the run directory left "running".
+    check_paths(config)
     model_family = family(config.model.family)
-    # First: MultiWorkerMirroredStrategy configures collective ops, which must precede any other TF op
+    # Then: MultiWorkerMirroredStrategy configures collective ops, which must precede any other TF op
     # (importing TensorFlow runs none).
     dist = resolve_distribution(strategy, model_family.trainable, config.model.family)
     data = training_data(config, model_family, with_fingerprint=dist.is_chief)

@@ -22,11 +22,9 @@ from tfad.data.pipeline import CorruptFileCounter, make_dataset
 from tfad.data.records import ImageRecord, class_indices
 from tfad.data.shard_format import ShardError
 from tfad.data.shards import make_shard_dataset, read_index
-from tfad.schema import Config
+from tfad.schema import IMAGE_SUFFIXES, Config
 from tfad.synthesis.anomalies import AnomalySynthesisConfig, AnomalySynthesizer
 from tfad.trainers.augment import random_rotate_flip
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 def build_synthesizer(config: Config) -> AnomalySynthesizer:
@@ -39,7 +37,7 @@ def build_synthesizer(config: Config) -> AnomalySynthesizer:
         folder = Path(s.texture_dir)
         if not folder.is_dir():
             raise FileNotFoundError(2, "synthesis.texture_dir is not a folder", str(folder))
-        textures = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        textures = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not textures:
             raise ValueError(f"synthesis.texture_dir {folder} holds no PNG/JPEG/BMP/GIF images")
     return AnomalySynthesizer(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tfad.families.base import ModelFamily
-from tfad.schema import Config, ConfigError, require
+from tfad.schema import Config, check_entries
 
 BLOB_DIR = "blob"  # the fitted analyzer, in a run directory and in an exported version
 
@@ -32,17 +32,11 @@ class BlobFamily(ModelFamily):
     outputs = ("score", "heatmap")
 
     def validate_config(self, config: Config) -> None:  # noqa: D102
-        require(
-            config.blob.max_reference_images >= 1,
-            f"blob.max_reference_images must be >= 1, got {config.blob.max_reference_images}",
-        )
-        if config.model.family == self.name:
-            from tfad.families.blob.parameters import BlobParameters
+        # blob.max_reference_images and blob.roi: their schema rules. The parameters are checked whatever
+        # the family, each named blob.parameters.<name> (numpy only: no cost to the other families).
+        from tfad.families.blob.parameters import BlobParameters
 
-            try:
-                BlobParameters.from_dict(config.blob.parameters)
-            except ValueError as err:
-                raise ConfigError(f"blob.parameters: {err}") from err
+        check_entries(BlobParameters.from_dict, config.blob.parameters, "blob.parameters")
 
     def presets(self) -> dict[str, Any]:  # noqa: D102
         return {"standard": BlobArchitecture()}

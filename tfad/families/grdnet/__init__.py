@@ -37,17 +37,11 @@ class GRDNetFamily(ModelFamily):
     def validate_config(self, config: Config) -> None:  # noqa: D102
         from tfad.losses.discriminative import ROI_LOSS_VARIANTS
 
+        # the other grdnet.* keys: their schema rules (tfad.schema); the loss names are the loss module's
         g = config.grdnet
         require(
             g.roi_loss in ROI_LOSS_VARIANTS,
             f"grdnet.roi_loss: one of {ROI_LOSS_VARIANTS}, got {g.roi_loss!r}",
-        )
-        require(g.focal_gamma >= 0, f"grdnet.focal_gamma must be >= 0, got {g.focal_gamma}")
-        require(g.plateau_patience_epochs >= 1, "grdnet.plateau_patience_epochs must be >= 1")
-        require(0 < g.plateau_factor <= 1, f"grdnet.plateau_factor must be in (0, 1], got {g.plateau_factor}")
-        require(
-            g.score_filter_size >= 1 and g.score_filter_size % 2 == 1,
-            f"grdnet.score_filter_size must be a positive odd integer, got {g.score_filter_size}",
         )
 
     def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:  # noqa: D102
