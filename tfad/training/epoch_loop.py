@@ -3,9 +3,15 @@ validation pass and the callbacks (the trainer's own, backups, early stopping, T
 
 The loop is written out (instead of ``Model.fit``) because it must resume in the middle of an epoch: the
 sample stream, the learning-rate schedule and the optimizer state all continue from the saved step, so at
-most ``checkpoint_every_steps`` steps are redone and no finished epoch is lost. Ctrl-C / SIGTERM (or the
-caller's ``should_stop``) save a checkpoint before stopping; under a strategy every worker stops at the same
-step.
+most ``checkpoint_every_steps`` steps are redone and no finished epoch is lost.
+
+Stopping: SIGTERM, Ctrl-C (SIGINT) and the caller's ``should_stop`` are requests, acted on at the next step
+boundary (never inside a step, a checkpoint write or an epoch's end): the loop saves a checkpoint of that
+step, notes the interruption in run.json (status "interrupted", ``interruptions``) and returns, and
+``tfad fit --resume`` continues from that step. A request on an epoch's last step (or during its validation)
+first ends the epoch, so its history row, early stopping and plateau rule are never skipped. A second Ctrl-C
+stops at once without a checkpoint (the resumed run redoes the steps since the last backup). Under a
+strategy every worker stops at the same step.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -38,10 +45,12 @@ SUMMARY_EVERY_STEPS = 50
 # The chief notes the step reached in run.json at most this often (besides every checkpoint), so that a
 # run resumed after a crash can log how many steps since the last backup it redoes.
 PROGRESS_NOTE_SECONDS = 2.0
+# Signals turned into a stop request while the loop runs (a scheduler's SIGTERM, Ctrl-C).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopTraining(Exception):
-    """Raised inside the loop when SIGTERM (or ``should_stop``) asks the run to stop (after a checkpoint)."""
+    """Raised inside the loop at a step boundary when a stop was requested (signal, ``should_stop``)."""
 
 
 @dataclass
@@ -89,8 +98,10 @@ class EpochLoop:
             else tf.summary.create_noop_writer()
         )
         self.global_step = 0  # steps done (restored: the step of the checkpoint)
-        self.stop_requested = False  # a scheduler's SIGTERM: finish the step, checkpoint, stop
+        self.stop_requested = False  # a stop signal arrived: finish the step, checkpoint, stop
+        self.stop_reason: str | None = None  # what asked first: "SIGTERM", "SIGINT", "should_stop", ...
         self.stop_wish = False  # this worker's request, shared with the others in the next step
+        self.stop_at_epoch_end = False  # a stop agreed on an epoch's last step: end that epoch first
         self.last_note = time.monotonic()
 
     def run(self, global_step: int) -> FitResult:
@@ -98,7 +109,7 @@ class EpochLoop:
         self.global_step = global_step
         multi_worker = self.dist.kind == "multi-worker"
         iterator = iter(self.streams.train)
-        previous_handler = self._catch_sigterm()
+        previous_handlers = self._catch_stop_signals()
         status = "interrupted"
         stopped_together = False
         total_steps = self.config.training.epochs * self.session.steps_per_epoch
@@ -106,19 +117,36 @@ class EpochLoop:
             while self.global_step < total_steps:
                 if self._epoch(iterator):  # early stopping
                     break
+                if self.global_step < total_steps and self._stop_at_epoch_boundary():
+                    raise StopTraining
             status = "finished"
             if self.dist.distributed:
                 self._check_replicas()
             if self.callbacks.on_train_end:
                 self.callbacks.on_train_end(self.trainer)
-        except (KeyboardInterrupt, StopTraining) as stop:
-            stopped_together = isinstance(stop, StopTraining)  # under a strategy: every worker, same step
+        except StopTraining:
+            stopped_together = True  # at a step boundary; under a strategy: every worker, the same step
             self.session.backups.save(self.global_step)
+            self._note_interruption(self._checkpoint_name(), forced=False)
             log.warning(
-                "interrupted at step %d: checkpoint saved in %s; continue with `tfad fit %s --resume`",
+                "interrupted at step %d (%s): checkpoint saved in %s; continue with `tfad fit %s --resume`",
                 self.global_step,
+                self.stop_reason,
                 self.config.run_dir / CHECKPOINT_DIR,
                 self.config.run_dir / CONFIG_FILE,
+            )
+        except KeyboardInterrupt:
+            # A second Ctrl-C, in the middle of anything: the weights, the step counter and a checkpoint
+            # being written may disagree, so nothing is saved; --resume continues from the last backup.
+            self.stop_reason = self.stop_reason or "SIGINT"
+            backup = self._checkpoint_name()
+            self._note_interruption(backup, forced=True)
+            log.warning(
+                "stopped at once at step %d without a checkpoint: `tfad fit %s --resume` continues from the "
+                "last backup (%s) and redoes the steps since",
+                self.global_step,
+                self.config.run_dir / CONFIG_FILE,
+                backup,
             )
         except tf.errors.OpError as err:
             if not (multi_worker and isinstance(err, peer_errors())):
@@ -126,8 +154,9 @@ class EpochLoop:
             status = "failed"
             raise self._peer_lost(err, self.global_step) from err
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+            for signum, handler in previous_handlers.items():
+                # None: the handler was not installed from Python; the default is the closest to it
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
             self.session.backups.close()
             self.writer.flush()
             corrupt = self.streams.corrupt
@@ -146,15 +175,44 @@ class EpochLoop:
         epochs_done = global_step // self.session.steps_per_epoch
         return FitResult(self.config.run_dir, global_step, epochs_done, status, self.history.info["history"])
 
-    def _catch_sigterm(self) -> Any:
-        """Turn SIGTERM into a stop request (main thread only); returns the handler it replaced."""
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Turn SIGTERM and SIGINT into a stop request at the next step boundary; a second SIGINT (Ctrl-C
+        pressed again) raises KeyboardInterrupt at once. Only in the main thread (where Python runs signal
+        handlers); returns the handlers replaced, to restore."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
-        def on_sigterm(signum: int, frame: Any) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self.stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            if not self.stop_requested:
+                log.warning(
+                    "%s: stopping after the current step (a checkpoint is saved; Ctrl-C again stops at once "
+                    "without one)",
+                    name,
+                )
             self.stop_requested = True
+            self.stop_reason = self.stop_reason or name
 
-        return signal.signal(signal.SIGTERM, on_sigterm)
+        return {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+
+    def _checkpoint_name(self) -> str | None:
+        """The name of the run's latest backup (e.g. "ckpt-20"), None before the first."""
+        latest = tf.train.latest_checkpoint(str(self.config.run_dir / CHECKPOINT_DIR))
+        return latest.rsplit("/", 1)[-1] if latest else None
+
+    def _note_interruption(self, checkpoint: str | None, forced: bool) -> None:
+        """Append the interruption to run.json's ``interruptions`` (written with the status at the end):
+        what asked, the step reached, the checkpoint --resume continues from."""
+        record = {
+            "utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "reason": self.stop_reason,
+            "step": self.global_step,
+            "checkpoint": checkpoint,
+            "forced": forced,
+        }
+        self.history.info.setdefault("interruptions", []).append(record)
 
     def _epoch(self, iterator: Any) -> bool:
         """The rest of the epoch the global step is in, then its end; whether early stopping ends training."""
@@ -174,13 +232,19 @@ class EpochLoop:
             mininterval=0.5 if sys.stderr.isatty() else 30,
         )
         logs: dict[str, Any] = {}
-        for _ in range(first, steps_per_epoch):
+        for index in range(first, steps_per_epoch):
             logs, stop_everywhere = self.run_train_step(next(iterator), self.stop_wish)
             self.global_step += 1
             self.session.step.assign(self.global_step)
             bar.update(1)
             self._after_step(self.global_step, logs, bar)
-            self._stop_if_asked(self.global_step, stop_everywhere)
+            if self._stop_agreed(self.global_step, stop_everywhere):
+                if index < steps_per_epoch - 1:
+                    bar.close()
+                    raise StopTraining
+                # The epoch's last step: its validation, history row and callbacks come first (a resumed run
+                # starts with the next epoch and would never write them), then the loop stops.
+                self.stop_at_epoch_end = True
         bar.close()
         row = {
             "epoch": epoch + 1,
@@ -212,17 +276,25 @@ class EpochLoop:
             self.history.write_info(progress_step=global_step)
             self.last_note = time.monotonic()
 
-    def _stop_if_asked(self, global_step: int, stop_everywhere: bool) -> None:
-        """StopTraining on a stop request: at once on one device; under a strategy after the next step,
-        which shares this worker's wish with the others (``stop_everywhere``), so all stop together."""
+    def _stop_agreed(self, global_step: int, stop_everywhere: bool) -> bool:
+        """Whether to stop after this step: on one device when a stop was requested; under a strategy
+        after the next step, which shares this worker's wish with the others (``stop_everywhere``), so all
+        stop together."""
         should_stop = self.callbacks.should_stop
         wish = self.stop_requested or (should_stop is not None and should_stop(global_step))
+        if wish and self.stop_reason is None:
+            self.stop_reason = "should_stop"
         if self.dist.distributed:
-            if stop_everywhere:
-                raise StopTraining
+            if stop_everywhere and self.stop_reason is None:
+                self.stop_reason = "another worker's request"
             self.stop_wish = self.stop_wish or wish
-        elif wish:
-            raise StopTraining
+            return bool(stop_everywhere)
+        return wish
+
+    def _stop_at_epoch_boundary(self) -> bool:
+        """After an epoch's end: stop when a stop was agreed on its last step, or (one device) when a signal
+        arrived during its validation or callbacks."""
+        return self.stop_at_epoch_end or (not self.dist.distributed and self.stop_requested)
 
     def _validate(self) -> dict[str, Any]:
         """The validation logs of one pass (empty without validation)."""
