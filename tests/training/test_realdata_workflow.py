@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.training.report_checks import check_report_metrics
 from tfad.cli import main
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -41,13 +42,19 @@ def test_train_calibrate_eval_on_magnetic_tile(magnetic_tile: Path, tmp_path: Pa
     assert main(["fit", str(config), "--no-progress"]) == 0
     run_dir = tmp_path / "runs" / "mt-smoke"
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["status"] == "finished" and info["training_data"]["train_images"] >= 28
+    # 32 good images, each its own product: round(0.1 * 32) = 3 of them validate
+    data_counts = info["training_data"]
+    assert info["status"] == "finished" and info["global_step"] == 8
+    assert (data_counts["train_images"], data_counts["validation_images"]) == (29, 3)
     # magnetic_tile has no calibration split: calibrate on the slice's test split (a workflow check only)
     assert main(["calibrate", str(run_dir), "--data", str(data), "--split", "test", "--no-progress"]) == 0
     out = tmp_path / "eval"
     assert main(["eval", str(run_dir), "--data", str(data), "--out", str(out), "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["counts"]["defective"] == 12 and report["counts"]["good"] == 4
-    assert report["image_level"]["auroc"] is not None
-    assert report["pixel_level"]["available"] and report["pixel_level"]["n_defect_pixels"] > 0
-    assert report["pixel_level"]["pixel_auroc"] is not None and report["pixel_level"]["aupro"] is not None
+    # Eight training steps leave the metrics unpredictable (near chance, README "Measured results"); what
+    # the data determine is that the report's image AUROC, pixel AUROC, AUPRO and defect-pixel count are
+    # those of the saved scores, heatmaps and ground-truth masks, recomputed independently.
+    checked = check_report_metrics(out)
+    assert len(checked["masks"]) == 16  # every defective image of the slice has its mask
+    assert sum(int(mask.any()) for mask in checked["masks"]) == 12  # ... and it is not empty
