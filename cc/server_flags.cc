@@ -83,10 +83,11 @@ const std::vector<FlagSpec>& Specs() {
        "Fixed number of threads running TensorFlow (products inferred concurrently). Each run already uses "
        "--tf_intra_op_threads cores.",
        IntFlag("inference_threads", &ServerFlags::inference_threads, 1, 64)},
-      {"inference_nice", "10",
+      {"inference_nice", "0",
        "Added to the nice value of the threads that run TensorFlow (model loads, inference and the pools "
-       "TensorFlow creates from them), so the gRPC threads that answer at the deadline get a core while "
-       "inference holds every core. 0 = same priority as the RPC threads.",
+       "TensorFlow creates from them); the gRPC threads keep theirs. 0 = same priority. Measured: no gain in "
+       "deadline replies under load, and under another process's load a positive value starves inference "
+       "(docs/serving.md, fail-safe rule 3).",
        IntFlag("inference_nice", &ServerFlags::inference_nice, 0, 19)},
       {"max_queue", "8", "Products waiting for an inference thread; beyond it requests get REJECT_INCOMPLETE "
                          "(OVERLOADED) at once.",

@@ -19,7 +19,7 @@ struct ServerFlags {
   int cycle_budget_ms = 450;
   int reply_margin_ms = 5;
   int inference_threads = 1;
-  int inference_nice = 10;
+  int inference_nice = 0;
   int max_queue = 8;
   int tf_intra_op_threads = 0;
   int tf_inter_op_threads = 0;

@@ -212,9 +212,9 @@ def blob_config(root: Path, output_dir: Path, **blob) -> object:
 
 
 def test_blob_config_errors_name_the_key(tiny_vials, tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"blob.parameters: .*min_aera"):
+    with pytest.raises(ConfigError, match=r"blob\.parameters\.min_aera: "):
         blob_config(tiny_vials, tmp_path, parameters={"min_aera": 3})
-    with pytest.raises(ConfigError, match="blob.parameters: .*polarity"):
+    with pytest.raises(ConfigError, match=r"blob\.parameters\.polarity: "):
         blob_config(tiny_vials, tmp_path, parameters={"polarity": "sideways"})
 
 
