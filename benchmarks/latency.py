@@ -256,6 +256,8 @@ def start_server(kind: str, models_root: Path, args: argparse.Namespace, log_pat
             *getattr(args, "py_flag", []),
         ]
     log = open(log_path, "w")  # noqa: SIM115 (closed by the caller)
+    # e.g. ["nice", "-n", "-10"]: start the server at another priority (deadline_under_load.py)
+    cmd = [*getattr(args, "command_prefix", []), *cmd]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     deadline = time.monotonic() + args.startup_timeout_s
     while time.monotonic() < deadline:
