@@ -199,6 +199,23 @@ class TrainingConfig:
     early_stopping_patience: int | None = _key(None, ge=0)
 
 
+#: Patch scores of the reconstruction models (tfad.scoring.reconstruction): ``ssim`` = 1-SSIM over the
+#: patch (Eq. 8.14), ``map-max`` = max of a mean-filtered per-pixel map.
+PATCH_SCORES = ("ssim", "map-max")
+
+
+@dataclass(frozen=True)
+class ResGANADConfig:
+    """ResGANAD's patch score (Eq. 8.14 or the map-max score; docs/evaluation.md). The heatmap is always the
+    min-max |X - X_hat|."""
+
+    # ssim: 1 - SSIM(X, X_hat) over the whole patch; map-max: max of score_map after the mean filter
+    patch_score: str = _key("ssim", choices=PATCH_SCORES)
+    # map-max's per-pixel map: the local 1-SSIM (SSIM's 11x11 windows) or |X - X_hat|, mean over channels
+    score_map: str = _key("ssim", choices=("ssim", "abs-error"))
+    score_filter_size: int = _key(21, ge=1, odd=True)  # map-max: the mean filter before the max
+
+
 @dataclass(frozen=True)
 class GRDNetConfig:
     """GRD-Net losses, learning-rate plateau and scoring (003 Eq. 8.4-8.9, 9.1, Table 9.3)."""
@@ -214,7 +231,9 @@ class GRDNetConfig:
     # lr <- lr * plateau_factor after this many epochs without improvement
     plateau_patience_epochs: int = _key(3, ge=1)
     plateau_factor: float = _key(math.exp(-0.1), gt=0.0, le=1.0)
-    score_filter_size: int = _key(21, ge=1, odd=True)  # image score = max of the map after this mean filter
+    # map-max: max of the anomaly map after the mean filter; ssim: 1 - SSIM(X, generator's X_hat)
+    patch_score: str = _key("map-max", choices=PATCH_SCORES)
+    score_filter_size: int = _key(21, ge=1, odd=True)  # map-max: score = max of the map after this filter
     inference_roi: str | None = _path("file")  # a mask image (white = inspect) multiplied into served maps
 
 
@@ -270,6 +289,7 @@ class Config:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    resganad: ResGANADConfig = field(default_factory=ResGANADConfig)
     grdnet: GRDNetConfig = field(default_factory=GRDNetConfig)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     blob: BlobConfig = field(default_factory=BlobConfig)

@@ -211,10 +211,14 @@ def _leftovers(ws: Workspace) -> list[str]:
     return found
 
 
-def run_case(key: Key, value: Any, ws: Workspace, capsys: pytest.CaptureFixture) -> str | None:
+def run_case(
+    key: Key, value: Any, ws: Workspace, capsys: pytest.CaptureFixture, also: dict[str, Any] | None = None
+) -> str | None:
     """What is wrong with how ``tfad fit`` handles ``key: value`` (None: exit 2, one line naming the key,
-    nothing written)."""
+    nothing written); ``also``: other keys set (dotted path: value), for values invalid only together."""
     data = ws.base(key.family)
+    for path, other in (also or {}).items():
+        _set(data, path, other)
     _set(data, key.path, value)
     ws.config.write_text(yaml.safe_dump(data))
     capsys.readouterr()
@@ -298,3 +302,16 @@ def test_entries_are_blamed_only_when_they_are_the_problem() -> None:
     from_dict({"blob": {"parameters": {"min_area": 3, "max_area": 5}}})
     with pytest.raises(schema.ConfigError, match=r"^blob.parameters.min_area / blob.parameters.max_area: "):
         from_dict({"blob": {"parameters": {"min_area": 50, "max_area": 20}}})
+
+
+def test_a_combination_invalid_only_together_stops_fit(
+    workspace: Workspace, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # grdnet.patch_score ssim scores the whole patch, so it cannot honour an inference ROI: each value is
+    # valid alone (with map-max the ROI passes every check and fit fails only at the empty data set).
+    monkeypatch.chdir(workspace.root / "cwd")
+    key = Key("grdnet.patch_score", "grdnet", str)
+    roi = {"grdnet.inference_roi": str(workspace.root / "a_file.txt")}
+    assert run_case(key, "ssim", workspace, capsys, also=roi) is None
+    assert "does not name grdnet.patch_score" in (run_case(key, "map-max", workspace, capsys, also=roi) or "")
+    assert "does not name grdnet.patch_score" in (run_case(key, "ssim", workspace, capsys) or "")

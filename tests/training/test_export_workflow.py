@@ -245,3 +245,55 @@ def test_cli_errors_are_clear(tmp_path, capsys) -> None:
     assert "did you mean 'epochs'" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "c.yaml"), "--set", "bad"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_map_max_export_serves_the_python_scores(tiny_run, tiny_vials, tmp_path) -> None:
+    """The tiny run re-scored with ``resganad.patch_score: map-max``, calibrated and exported: the manifest
+    names that score, and the SavedModel in a fresh process gives the scores Python scoring gives (not the
+    1-SSIM ones) with the heatmaps unchanged."""
+    from tests.training.export_checks import rescored_copy, served_outputs
+    from tfad.data.decode import load_images
+    from tfad.data.layouts import read_dataset
+    from tfad.serving.contract import load_manifest
+    from tfad.training.runs import load_run
+
+    settings = {"resganad": {"patch_score": "map-max", "score_map": "ssim", "score_filter_size": 5}}
+    run_dir = rescored_copy(tiny_run[1].run_dir, tmp_path / "mapmax", "tiny-mapmax", settings)
+    assert main(["calibrate", str(run_dir), "--data", str(tiny_vials), "--no-progress"]) == 0
+    version_dir = export_run(run_dir, tmp_path / "models")
+    manifest = json.loads((version_dir / "tfad_manifest.json").read_text())
+    assert manifest["score"] == {
+        "name": "max of the 5x5 mean-filtered local 1-SSIM map",
+        "patch_score": "map-max",
+        "score_map": "ssim",
+        "score_filter_size": 5,
+        "higher_is_anomalous": True,
+        "heatmap": "per-image min-max normalised |X - X_hat|",
+    }
+    load_manifest(version_dir)  # the servers' parser accepts it
+    images = load_images(read_dataset(str(tiny_vials), "test")[:6], (32, 32), 1)
+    served = served_outputs(version_dir, images, tmp_path)
+    python = load_run(run_dir).score_function()(images)
+    np.testing.assert_allclose(served["score"], python["score"].numpy(), atol=SCORE_ATOL)
+    np.testing.assert_allclose(served["heatmap"], python["heatmap"].numpy(), atol=HEATMAP_ATOL)
+    one_minus_ssim = load_run(tiny_run[1].run_dir).score_function()(images)
+    assert np.abs(served["score"] - one_minus_ssim["score"].numpy()).max() > 100 * SCORE_ATOL
+    np.testing.assert_allclose(served["heatmap"], one_minus_ssim["heatmap"].numpy(), atol=HEATMAP_ATOL)
+
+
+@pytest.mark.cc
+def test_cc_and_python_servers_serve_the_map_max_export(tiny_run, tiny_vials, tmp_path) -> None:
+    """The map-max score is in the SavedModel graph: both servers serve it unchanged (scores, decisions and
+    heatmaps equal the Python scoring of the SavedModel)."""
+    from tests.serving.serving_testutils import assert_servers_score_like_python
+    from tests.training.export_checks import rescored_copy
+    from tfad.data.decode import load_images
+    from tfad.data.layouts import read_dataset
+
+    settings = {"resganad": {"patch_score": "map-max", "score_map": "abs-error", "score_filter_size": 5}}
+    run_dir = rescored_copy(tiny_run[1].run_dir, tmp_path / "mapmax", "tiny-mapmax-cc", settings)
+    assert main(["calibrate", str(run_dir), "--data", str(tiny_vials), "--no-progress"]) == 0
+    version_dir = export_run(run_dir, tmp_path / "models")
+    records = read_dataset(str(tiny_vials), "test")
+    images = load_images(records, (32, 32), 1)
+    assert_servers_score_like_python(version_dir, images, [r.region for r in records], tmp_path)

@@ -130,6 +130,35 @@ def test_export_parity_in_a_fresh_process(grdnet_exported, tiny_vials, tmp_path)
     np.testing.assert_allclose(served["heatmap"], keras_out["heatmap"].numpy(), atol=HEATMAP_ATOL)
 
 
+def test_ssim_patch_score_export_serves_the_python_scores(grdnet_run, tiny_vials, tmp_path) -> None:
+    """The tiny GRD-Net re-scored with ``grdnet.patch_score: ssim`` (1-SSIM of its reconstruction): the
+    manifest names it, the SavedModel in a fresh process gives Python scoring's scores, the heatmap is A."""
+    from tests.training.export_checks import rescored_copy, served_outputs
+    from tfad.data.decode import load_images
+    from tfad.data.layouts import read_dataset
+    from tfad.export.savedmodel import export_run
+    from tfad.scoring.reconstruction import ssim_score
+    from tfad.training.runs import load_run
+
+    run_dir = rescored_copy(
+        grdnet_run[1].run_dir, tmp_path / "ssim", "tiny-grd-ssim", {"grdnet": {"patch_score": "ssim"}}
+    )
+    version_dir = export_run(run_dir, tmp_path / "models", allow_uncalibrated=True)
+    score = json.loads((version_dir / "tfad_manifest.json").read_text())["score"]
+    assert score["patch_score"] == "ssim" and score["name"].startswith("1-ssim")
+    images = load_images(read_dataset(str(tiny_vials), "test")[:6], (32, 32), 1)
+    served = served_outputs(version_dir, images, tmp_path)
+    python = load_run(run_dir).score_function()(images)
+    np.testing.assert_allclose(served["score"], python["score"].numpy(), atol=SCORE_ATOL)
+    np.testing.assert_allclose(served["heatmap"], python["heatmap"].numpy(), atol=HEATMAP_ATOL)
+    x = images.astype(np.float32) / 255.0
+    np.testing.assert_allclose(
+        served["score"], ssim_score(x, served["reconstruction"]).numpy(), atol=SCORE_ATOL
+    )
+    map_max = load_run(grdnet_run[1].run_dir).score_function()(images)
+    np.testing.assert_allclose(served["heatmap"], map_max["heatmap"].numpy(), atol=HEATMAP_ATOL)
+
+
 def test_eval_of_the_exported_grdnet(grdnet_exported, tiny_vials, tmp_path) -> None:
     _, version_dir = grdnet_exported
     out = tmp_path / "eval"

@@ -52,14 +52,9 @@ def _gaussian_blur_valid_transposed(x: tf.Tensor) -> tf.Tensor:
     return _blur_rows_valid(tf.transpose(_blur_rows_valid(x), [0, 2, 1]))
 
 
-def ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    """Per-image SSIM ``[N]`` of two NHWC batches in [0, 1].
-
-    The same definition as ``tf.image.ssim(max_val=1, filter_size=11, filter_sigma=1.5)`` (Gaussian
-    window, VALID region, mean over pixels and channels; equal to it within 1e-5, tested), computed with
-    a separable filter because ``tf.image.ssim``'s 11x11 depthwise convolution is slow on CPU.
-    H and W must be static (they are, for the fixed-size models here).
-    """
+def _ssim_pixels(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, int]:
+    # SSIM of every Gaussian window of the VALID region, channels folded into the batch:
+    # [N*C, W - 10, H - 10] (transposed, see _gaussian_blur_valid_transposed), and C.
     x = tf.convert_to_tensor(x, tf.float32)
     y = tf.convert_to_tensor(y, tf.float32)
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
@@ -79,8 +74,35 @@ def ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     cov = xy - mu_x * mu_y
     luminance = (2.0 * mu_x * mu_y + _SSIM_C1) / (mu_x * mu_x + mu_y * mu_y + _SSIM_C1)
     contrast_structure = (2.0 * cov + _SSIM_C2) / (var_x + var_y + _SSIM_C2)
-    per_channel = tf.reduce_mean(luminance * contrast_structure, axis=[1, 2])
+    return luminance * contrast_structure, channels
+
+
+def ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Per-image SSIM ``[N]`` of two NHWC batches in [0, 1].
+
+    The same definition as ``tf.image.ssim(max_val=1, filter_size=11, filter_sigma=1.5)`` (Gaussian
+    window, VALID region, mean over pixels and channels; equal to it within 1e-5, tested), computed with
+    a separable filter because ``tf.image.ssim``'s 11x11 depthwise convolution is slow on CPU.
+    H and W must be static (they are, for the fixed-size models here).
+    """
+    pixels, channels = _ssim_pixels(x, y)
+    per_channel = tf.reduce_mean(pixels, axis=[1, 2])
     return tf.reduce_mean(tf.reshape(per_channel, [-1, channels]), axis=1)
+
+
+def ssim_map(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Per-pixel (local) SSIM ``[N, H - 10, W - 10]`` of two NHWC batches in [0, 1], mean over channels.
+
+    The SSIM of the 11x11 Gaussian window centred on each pixel of the VALID region (5 pixels in from every
+    side): the values whose mean :func:`ssim` is. Pixel (i, j) of the map is the window centred on image
+    pixel (i + 5, j + 5).
+    """
+    pixels, channels = _ssim_pixels(x, y)
+    transposed_width, transposed_height = pixels.shape[1], pixels.shape[2]
+    per_image = tf.reduce_mean(
+        tf.reshape(pixels, [-1, channels, transposed_width, transposed_height]), axis=1
+    )
+    return tf.transpose(per_image, [0, 2, 1])
 
 
 def huber(x: tf.Tensor, y: tf.Tensor, delta: float = 1.0) -> tf.Tensor:

@@ -1,9 +1,10 @@
 """The GRD-Net family (003 s. 8.2.2.4, ch. 9): residual GANomaly + discriminative U-Net, ROI focal loss.
 
 This folder: ``networks`` (architecture, presets, the generator, critic and U-Net), ``trainer`` (the
-``keras.Model`` with three optimizers and the plateau learning rate). Its score, the maximum of the
-mean-filtered anomaly map, is shared with the segmentation family (``tfad.scoring.discriminative``). This
-module is the family's entry in the registry (``tfad.families``).
+``keras.Model`` with three optimizers and the plateau learning rate), ``scoring`` (the patch score: by
+default the maximum of the mean-filtered anomaly map, shared with the segmentation family
+(``tfad.scoring.discriminative``), or 1-SSIM of the reconstruction). This module is the family's entry in
+the registry (``tfad.families``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class GRDNetFamily(ModelFamily):
             g.roi_loss in ROI_LOSS_VARIANTS,
             f"grdnet.roi_loss: one of {ROI_LOSS_VARIANTS}, got {g.roi_loss!r}",
         )
+        require(
+            g.patch_score != "ssim" or not g.inference_roi,
+            "grdnet.patch_score: ssim scores the whole patch and cannot honour grdnet.inference_roi; "
+            "use map-max (or no inference ROI)",
+        )
 
     def networks(self, arch: Any, config: Any = None, build: dict | None = None) -> Any:  # noqa: D102
         from tfad.families.grdnet.networks import GRDNetNetworks
@@ -57,20 +63,32 @@ class GRDNetFamily(ModelFamily):
         return trainer
 
     def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:  # noqa: D102
-        from tfad.scoring.discriminative import score_anomaly_map
+        from tfad.families.grdnet.scoring import score_images
 
         roi = inference_roi(config)
-        size = config.grdnet.score_filter_size
-        return lambda images: score_anomaly_map(inference_model, images, size, roi)
+        g = config.grdnet
+        return lambda images: score_images(inference_model, images, g.patch_score, g.score_filter_size, roi)
 
     def score_description(self, config: Any) -> dict[str, Any]:  # noqa: D102
+        g = config.grdnet
+        if g.patch_score == "ssim":
+            score = {
+                "name": "1-ssim between the input and the generator's reconstruction",
+                "patch_score": "ssim",
+            }
+        else:
+            size = g.score_filter_size
+            score = {
+                "name": f"max of the {size}x{size} mean-filtered anomaly map",
+                "patch_score": "map-max",
+                "score_filter_size": size,
+            }
         return {
-            "name": f"max of the {config.grdnet.score_filter_size}x{config.grdnet.score_filter_size} "
-            "mean-filtered anomaly map",
+            **score,
             "higher_is_anomalous": True,
             "heatmap": "anomaly map A of the discriminative U-Net in [0, 1]"
-            + (" times the inference ROI" if config.grdnet.inference_roi else ""),
-            "inference_roi": config.grdnet.inference_roi,
+            + (" times the inference ROI" if g.inference_roi else ""),
+            "inference_roi": g.inference_roi,
         }
 
 

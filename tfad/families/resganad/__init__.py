@@ -2,8 +2,8 @@
 
 The trained family to read first (docs/architecture.md, "How to add a family"). This folder: ``networks``
 (architecture, presets and the Keras networks E1, decoder, E2, critic), ``trainer`` (the ``keras.Model``
-with the GAN ``train_step``), ``scoring`` (1-SSIM score and heatmap, the function the SavedModel runs).
-This module is the family's entry in the registry (``tfad.families``).
+with the GAN ``train_step``), ``scoring`` (the patch score, 1-SSIM or map-max, and the heatmap: the
+function the SavedModel runs). This module is the family's entry in the registry (``tfad.families``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tfad.families.base import ModelFamily
 
 
 class ResGANADFamily(ModelFamily):
-    """ResGANAD: wide residual autoencoder GAN, 1-SSIM score (003 s. 8.2.2.5)."""
+    """ResGANAD: wide residual autoencoder GAN, 1-SSIM or map-max score (003 s. 8.2.2.5)."""
 
     name = "resganad"
     title = "ResGANAD"
@@ -67,11 +67,23 @@ class ResGANADFamily(ModelFamily):
     def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:  # noqa: D102
         from tfad.families.resganad.scoring import score_images
 
-        return lambda images: score_images(inference_model, images)
+        r = config.resganad
+        return lambda images: score_images(
+            inference_model, images, r.patch_score, r.score_map, r.score_filter_size
+        )
 
     def score_description(self, config: Any) -> dict[str, Any]:  # noqa: D102
+        r = config.resganad
+        heatmap = "per-image min-max normalised |X - X_hat|"
+        if r.patch_score == "ssim":
+            return {"name": "1-ssim", "patch_score": "ssim", "higher_is_anomalous": True, "heatmap": heatmap}
+        size = r.score_filter_size
+        error = "local 1-SSIM" if r.score_map == "ssim" else "|X - X_hat|"
         return {
-            "name": "1-ssim",
+            "name": f"max of the {size}x{size} mean-filtered {error} map",
+            "patch_score": "map-max",
+            "score_map": r.score_map,
+            "score_filter_size": size,
             "higher_is_anomalous": True,
-            "heatmap": "per-image min-max normalised |X - X_hat|",
+            "heatmap": heatmap,
         }
