@@ -29,11 +29,17 @@ decisions, the test split is halved by a fixed seed (stratified by defect type):
 Results go to ``--out`` (one run directory and eval report per preset) and a table to stdout and
 ``results.md``; the training wall time is stated beside each row (the machine is shared: compare rows of
 one run).
+
+Patch scores: ResGANAD and GRD-Net are scored with every patch score of :data:`SCORE_VARIANTS` (the same
+trained model, no second training; ``--no-score-variants`` keeps only the configured one): one row each,
+e.g. ``line-cpu (ssim)`` and ``line-cpu (map-max, ssim map, filter 21)``, each with its own thresholds
+calibrated on the same half. The pixel metrics come from the heatmaps, which no patch score changes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -42,6 +48,22 @@ import numpy as np
 import yaml
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
+
+#: The patch scores each family is evaluated with (label, config section, keys; tfad.scoring.reconstruction).
+#: The filter size is the thesis's 21 (GRD-Net's default), fixed before measuring, not tuned on the test set.
+SCORE_VARIANTS = {
+    "resganad": [
+        ("ssim", "resganad", {"patch_score": "ssim"}),
+        ("map-max, ssim map, filter 21", "resganad", {"patch_score": "map-max", "score_map": "ssim",
+                                                      "score_filter_size": 21}),
+        ("map-max, abs-error map, filter 21", "resganad", {"patch_score": "map-max", "score_map": "abs-error",
+                                                           "score_filter_size": 21}),
+    ],
+    "grdnet": [
+        ("map-max, filter 21", "grdnet", {"patch_score": "map-max", "score_filter_size": 21}),
+        ("ssim", "grdnet", {"patch_score": "ssim"}),  # not with an inference ROI (a config error)
+    ],
+}  # fmt: skip
 
 
 def roi_dataset(data: Path, out: Path, border: float) -> tuple[Path, Path, int]:
@@ -119,15 +141,13 @@ def contaminated_dataset(data: Path, out: Path, share: float, seed: int) -> tupl
     return mirror, count, float(np.mean(fractions)) if fractions else 0.0
 
 
-def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) -> dict:
-    from tfad.config import from_dict
+def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) -> list[dict]:
+    """Train (or reuse) ``spec`` and evaluate it: one row per patch score (:data:`SCORE_VARIANTS`)."""
+    from tfad.config import from_dict, validate
     from tfad.data.layouts import read_dataset
-    from tfad.data.records import LABEL_GOOD
-    from tfad.evaluation.report import write_report
-    from tfad.evaluation.scorer import load_scorer, score_records
-    from tfad.scoring.metrics import f1_max, image_auroc
-    from tfad.scoring.thresholds import calibrate_table
+    from tfad.evaluation.scorer import load_scorer, scorer_from_run
     from tfad.training.fit import fit
+    from tfad.training.runs import load_run
 
     spec_preset, *knobs = spec.split("@")
     knobs = [k for k in knobs if not k.startswith("contamination=")]
@@ -205,27 +225,7 @@ def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) 
         train_seconds = sum(h["seconds"] for h in info["history"])
     del result
 
-    scorer = load_scorer(run_dir)
-    test = read_dataset(str(data_root), "test", "mvtec")
-    table, corrupt = score_records(
-        scorer, test, run_dir / "bench_scratch", batch_size=32, progress=not args.no_progress
-    )
-    rng = np.random.default_rng(args.seed)
-    calib = np.zeros(len(table), bool)
-    for defect in sorted(set(table.defect_types.tolist())):  # stratified halves
-        rows = np.flatnonzero(table.defect_types == defect)
-        calib[rng.permutation(rows)[: len(rows) // 2]] = True
-    thresholds = calibrate_table(table.subset(calib), "max-accuracy", default="pooled")
-    report = write_report(table.subset(~calib), thresholds, str(run_dir / "bench_eval"), k=1, n=1)
-    full_pixel = write_report(table, thresholds, str(run_dir / "bench_eval_full"), k=1, n=1, plots=False)
-    decisions = report["at_thresholds"]["patch"]
-    f1, _ = f1_max(table.labels, table.scores)
-    good = table.labels == LABEL_GOOD
-    by_defect = {}
-    for defect in sorted(set(table.defect_types[~good].tolist())):
-        rows = good | (table.defect_types == defect)
-        by_defect[defect] = image_auroc(table.labels[rows], table.scores[rows])
-    return {
+    base = {
         "preset": spec,
         "contamination": contamination,
         "defects_moved_to_train": moved,
@@ -236,6 +236,57 @@ def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) 
         "steps": steps,
         "batch_size": args.batch_size,
         "train_minutes": train_seconds / 60,
+    }
+    test = read_dataset(str(data_root), "test", "mvtec")
+    variants = [] if args.no_score_variants else SCORE_VARIANTS.get(family_name, [])
+    if roi_flag:  # 1-SSIM scores the whole patch: it cannot honour the inference ROI
+        variants = [v for v in variants if v[2].get("patch_score") != "ssim"]
+    if not variants:
+        return [{**base, **evaluate(load_scorer(run_dir), test, run_dir, "", args)}]
+    run = load_run(run_dir)  # the trained weights, loaded once and scored with each patch score
+    rows = []
+    for label, section, keys in variants:
+        config = validate(
+            dataclasses.replace(
+                run.config, **{section: dataclasses.replace(getattr(run.config, section), **keys)}
+            )
+        )
+        scorer = scorer_from_run(dataclasses.replace(run, config=config))
+        slug = "_" + label.replace(", ", "_").replace(" ", "-")
+        rows.append({**base, "preset": f"{spec} ({label})", **evaluate(scorer, test, run_dir, slug, args)})
+    return rows
+
+
+def evaluate(scorer, test: list, run_dir: Path, slug: str, args: argparse.Namespace) -> dict:
+    """Score the test split with ``scorer`` and report its metrics (outputs under ``run_dir``, ``slug``
+    appended to their folder names): thresholds calibrated on a stratified half, decisions on the other."""
+    from tfad.data.records import LABEL_GOOD
+    from tfad.evaluation.report import write_report
+    from tfad.evaluation.scorer import score_records
+    from tfad.scoring.metrics import f1_max, image_auroc
+    from tfad.scoring.thresholds import calibrate_table
+
+    table, corrupt = score_records(
+        scorer, test, run_dir / f"bench_scratch{slug}", batch_size=32, progress=not args.no_progress
+    )
+    rng = np.random.default_rng(args.seed)
+    calib = np.zeros(len(table), bool)
+    for defect in sorted(set(table.defect_types.tolist())):  # stratified halves
+        rows = np.flatnonzero(table.defect_types == defect)
+        calib[rng.permutation(rows)[: len(rows) // 2]] = True
+    thresholds = calibrate_table(table.subset(calib), "max-accuracy", default="pooled")
+    report = write_report(table.subset(~calib), thresholds, str(run_dir / f"bench_eval{slug}"), k=1, n=1)
+    full_pixel = write_report(
+        table, thresholds, str(run_dir / f"bench_eval_full{slug}"), k=1, n=1, plots=False
+    )
+    decisions = report["at_thresholds"]["patch"]
+    f1, _ = f1_max(table.labels, table.scores)
+    good = table.labels == LABEL_GOOD
+    by_defect = {}
+    for defect in sorted(set(table.defect_types[~good].tolist())):
+        rows = good | (table.defect_types == defect)
+        by_defect[defect] = image_auroc(table.labels[rows], table.scores[rows])
+    return {
         "image_auroc": image_auroc(table.labels, table.scores),
         "pixel_auroc": full_pixel["pixel_level"]["pixel_auroc"],
         "aupro_0.3": full_pixel["pixel_level"]["aupro"],
@@ -244,6 +295,8 @@ def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) 
         "heldout_accuracy": decisions.get("accuracy"),
         "heldout_true_accept_rate": decisions.get("true_accept_rate"),
         "heldout_true_reject_rate": decisions.get("true_reject_rate"),
+        "heldout_defective_rejected": f"{decisions.get('true_reject')}/{decisions.get('n_defective')}",
+        "heldout_good_accepted": f"{decisions.get('true_accept')}/{decisions.get('n_good')}",
         "test_images": len(table),
         "unreadable": len(corrupt),
     }
@@ -273,6 +326,12 @@ def main() -> None:
         help="comma-separated shares p of |train| (e.g. 0.05,0.1,0.2): each preset is also fitted with p x "
         "|train| defective test images moved into train/good (seeded) and out of the evaluated set",
     )
+    parser.add_argument(
+        "--no-score-variants",
+        action="store_true",
+        help="score ResGANAD / GRD-Net with their configured patch score only (default: every SCORE_VARIANTS "
+        "entry, one row each, from the same trained model)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench_out/magnetic_tile"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
@@ -282,7 +341,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     specs = [p.strip() for p in args.presets.split(",") if p.strip()] if not args.preset else []
     shares = [0.0] + [float(p) for p in args.contamination.split(",") if p.strip()]
-    rows = [run_preset(spec, args, share) for spec in specs + args.preset for share in shares]
+    rows = [row for spec in specs + args.preset for share in shares for row in run_preset(spec, args, share)]
     (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
 
     def fmt(v) -> str:
@@ -303,6 +362,8 @@ def main() -> None:
         "heldout_accuracy",
         "heldout_true_accept_rate",
         "heldout_true_reject_rate",
+        "heldout_defective_rejected",
+        "heldout_good_accepted",
     ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
