@@ -258,6 +258,23 @@ class SupervisedConfig:
 
 
 @dataclass(frozen=True)
+class SuperSimpleNetConfig:
+    """SuperSimpleNet (``model.family: supersimplenet``; 001, methods.md): regime and feature-space noise."""
+
+    # unsupervised: good images + feature noise; supervised: + labelled defect masks; weak: + image labels
+    # only (a GAP head whose CAM is the map). The supervised regimes read labelled defects like the
+    # supervised families (supervised.classes).
+    regime: str = _key("unsupervised", choices=("unsupervised", "supervised", "weak"))
+    # std of the feature-space noise relative to each channel's std (tfad.synthesis.feature_noise: the
+    # paper's absolute 0.015 suits WideResNet-50 features only)
+    noise_sigma: float = _key(0.1, gt=0.0, le=10.0)
+    perlin_threshold: float = _key(0.2, ge=-1.0, lt=1.0)  # Perlin noise > this: perturbed cells
+    # Compute the frozen backbone's features once and train on them (no rotation/flip augmentation then);
+    # one device and image folders only (otherwise the image streams are used)
+    cache_features: bool = True
+
+
+@dataclass(frozen=True)
 class BlobConfig:
     """The blob-analysis baseline (``model.family: blob``, docs/blob.md)."""
 
@@ -292,6 +309,7 @@ class Config:
     resganad: ResGANADConfig = field(default_factory=ResGANADConfig)
     grdnet: GRDNetConfig = field(default_factory=GRDNetConfig)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    supersimplenet: SuperSimpleNetConfig = field(default_factory=SuperSimpleNetConfig)
     blob: BlobConfig = field(default_factory=BlobConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 

@@ -16,6 +16,7 @@ from tfad.backbones.efficientnet_lite import (
     load_weights,
     package_weights_file,
 )
+from tfad.backbones.features import feature_map
 from tfad.backbones.torch_legacy import read_legacy_state_dict, write_legacy_state_dict
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "build_classifier",
     "build_feature_extractor",
     "converted_weights",
+    "feature_map",
     "flops_per_image",
     "load_weights",
     "package_weights_file",

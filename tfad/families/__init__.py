@@ -22,6 +22,7 @@ from tfad.families.embedding import EmbeddingFamily
 from tfad.families.grdnet import GRDNetFamily
 from tfad.families.resganad import ResGANADFamily
 from tfad.families.segmentation import SegmentationFamily
+from tfad.families.supersimplenet import SuperSimpleNetFamily
 from tfad.rundir import SAVEDMODEL_RUNTIME
 
 #: Every family; ``model.family`` names one of them.
@@ -32,6 +33,7 @@ REGISTRY: tuple[ModelFamily, ...] = (
     SegmentationFamily(),
     BlobFamily(),
     EmbeddingFamily(),
+    SuperSimpleNetFamily(),
 )
 
 _BY_NAME = {entry.name: entry for entry in REGISTRY}

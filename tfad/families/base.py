@@ -34,6 +34,11 @@ class ModelFamily:
     runtime: str = "savedmodel"
     outputs: tuple[str, ...] = ("score", "heatmap", "reconstruction")  # the serving signature's outputs
 
+    def uses_labels(self, config: Config) -> bool:
+        """Whether ``config``'s run trains on labelled images (good + defects, with class names) rather than
+        good images only; :attr:`supervised` unless the family's config decides (SuperSimpleNet's regime)."""
+        return self.supervised
+
     def with_defaults(self, config: Config) -> Config:
         """``config`` with this family's defaults filled in where it leaves them to the family (``None``):
         ``model.preset``, ``training.learning_rate``, ``adam_beta_1``, ``early_stopping_patience``."""

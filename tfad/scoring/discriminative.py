@@ -2,11 +2,14 @@
 
 The map A in [0, 1] is the heatmap (not re-normalised: its values are comparable across images); the
 image score is the maximum of A smoothed by a ``filter_size`` x ``filter_size`` mean filter (21 in the
-thesis, after DRAEM), so a single hot pixel cannot reject a patch but a defect-sized blob does. These run
+thesis, after DRAEM), so a single hot pixel cannot reject a patch but a defect-sized blob does; the Gaussian
+blur of the pretrained-feature maps (embedding, SuperSimpleNet) is here too. These run
 inside the exported SavedModel graph as well as in Python evaluation: one definition.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -43,6 +46,25 @@ def mean_filter(anomaly_map: tf.Tensor, filter_size: int = DEFAULT_FILTER_SIZE) 
     )
     counts = np.outer(rows + 1, cols + 1).astype(np.float32)[None, :, :, None]
     return sums / tf.constant(counts)
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian of radius ``ceil(4 sigma)``."""
+    radius = max(1, math.ceil(4 * sigma))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def gaussian_blur(maps: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Separable Gaussian blur of ``[N, H, W, 1]`` maps, reflecting at the border (no dark frame)."""
+    if sigma <= 0:
+        return maps
+    kernel = gaussian_kernel(sigma)
+    radius = len(kernel) // 2
+    padded = tf.pad(maps, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    rows = tf.nn.conv2d(padded, tf.constant(kernel[:, None, None, None]), 1, "VALID")
+    return tf.nn.conv2d(rows, tf.constant(kernel[None, :, None, None]), 1, "VALID")
 
 
 def smoothed_max_score(anomaly_map: tf.Tensor, filter_size: int = DEFAULT_FILTER_SIZE) -> tf.Tensor:

@@ -144,9 +144,12 @@ def training_data(config: Config, model_family: ModelFamily, with_fingerprint: b
     that trains on good images only).
     """
     if config.data.shards is None:
-        records = training_records(config, supervised=model_family.supervised)
+        records = training_records(config, supervised=model_family.uses_labels(config))
         train, val = split_by_product(
-            records, config.data.validation_fraction, config.training.seed, stratify=model_family.supervised
+            records,
+            config.data.validation_fraction,
+            config.training.seed,
+            stratify=model_family.uses_labels(config),
         )
         description = {
             "root": str(Path(config.data.root).resolve()),
@@ -160,7 +163,7 @@ def training_data(config: Config, model_family: ModelFamily, with_fingerprint: b
     def pack(path: str, what: str) -> dict:
         index = read_index(path)
         labels = index.get("counts", {}).get("labels", {})
-        if model_family.supervised:
+        if model_family.uses_labels(config):
             unknown = labels.get(str(-1), 0)
             if unknown:
                 raise ConfigError(f"{what} {path}: {unknown} packed image(s) have no label (-1)")
@@ -204,7 +207,7 @@ def training_data(config: Config, model_family: ModelFamily, with_fingerprint: b
         shards=config.data.shards,
         validation_shards=config.data.validation_shards,
     )
-    if model_family.supervised:
+    if model_family.uses_labels(config):
         data.train_records_by_index = packed_records(config.data.shards)
         data.records = data.train = [
             data.train_records_by_index[k] for k in sorted(data.train_records_by_index)

@@ -89,7 +89,7 @@ def fit(
     # (importing TensorFlow runs none).
     dist = resolve_distribution(strategy, model_family.trainable, config.model.family)
     data = training_data(config, model_family, with_fingerprint=dist.is_chief)
-    if model_family.supervised:
+    if model_family.uses_labels(config):
         config = with_class_names(config, data.records)
     latest = check_run_directory(config, resume, dist.kind == "multi-worker", dist.is_chief)
     if not model_family.trainable:
@@ -212,15 +212,23 @@ def new_session_info(
         config,
         model_family.architecture(config).to_dict(),
         data.description,
-        inference_gflops_per_patch=count_flops(networks.build_inference_model()) / 1e9,
+        inference_gflops_per_patch=inference_gflops(networks),
         parameters=networks.parameter_counts(),
         network_build=model_family.build_record(networks),
         steps_per_epoch=session.steps_per_epoch,
-        **({"classes": config.supervised.classes} if model_family.supervised else {}),
+        **({"classes": config.supervised.classes} if model_family.uses_labels(config) else {}),
     )
     if dist.distributed:
         info["distribution"] = dist.describe()
     return info
+
+
+def inference_gflops(networks: Any) -> float:
+    """GFLOP per patch of the inference path: the networks' own analytic count where they have one, else
+    :func:`count_flops` of the inference model."""
+    if hasattr(networks, "inference_gflops"):
+        return float(networks.inference_gflops())
+    return count_flops(networks.build_inference_model()) / 1e9
 
 
 def check_same_step(dist: Distribution, global_step: int, config: Config) -> None:

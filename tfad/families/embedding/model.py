@@ -18,15 +18,16 @@ Normal models (one layer each; ``features`` are ``[N, P, D]``, P grid cells, D c
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfad.backbones.features import feature_map
 from tfad.families.embedding.presets import EmbeddingArchitecture
 from tfad.families.embedding.product_quantization import exact_nearest_distance, pq_nearest_distance
+from tfad.scoring.discriminative import gaussian_blur
 
 
 def _weight(layer: keras.layers.Layer, name: str, shape: tuple[int, ...], dtype: str = "float32"):
@@ -104,46 +105,16 @@ class BankModel(keras.layers.Layer):
             self.codes.assign(state["codes"].astype(np.int32))
 
 
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """Normalised 1-D Gaussian of radius ``ceil(4 sigma)``."""
-    radius = max(1, math.ceil(4 * sigma))
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
-def gaussian_blur(maps: tf.Tensor, sigma: float) -> tf.Tensor:
-    """Separable Gaussian blur of ``[N, H, W, 1]`` maps, reflecting at the border (no dark frame)."""
-    if sigma <= 0:
-        return maps
-    kernel = gaussian_kernel(sigma)
-    radius = len(kernel) // 2
-    padded = tf.pad(maps, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-    rows = tf.nn.conv2d(padded, tf.constant(kernel[:, None, None, None]), 1, "VALID")
-    return tf.nn.conv2d(rows, tf.constant(kernel[None, :, None, None]), 1, "VALID")
-
-
 def patch_features(
     images: tf.Tensor, arch: EmbeddingArchitecture, extractor: keras.Model, channel_index: np.ndarray | None
 ) -> tf.Tensor:
     """Images in [0, 1] ``[N, H, W, C]`` -> aggregated patch features ``[N, P, D]``: the backbone's tapped
     stages upsampled to the finest grid and concatenated, the channel subset, the local k x k mean, the
     border cells dropped (P = ``arch.grid_size ** 2``)."""
-    size = arch.backbone_input_size
-    if images.shape[1] != size or images.shape[2] != size:
-        images = tf.image.resize(images, [size, size], method="bilinear", antialias=True)
-    maps = extractor(images, training=False)
-    maps = maps if isinstance(maps, list | tuple) else [maps]
-    grid = size // arch.finest_stride
-    upsampled = [
-        m if m.shape[1] == grid else tf.image.resize(m, [grid, grid], method="bilinear") for m in maps
-    ]
-    features = tf.concat(upsampled, axis=-1)
-    if channel_index is not None:
+    grid = arch.backbone_input_size // arch.finest_stride
+    features = feature_map(images, extractor, arch.backbone_input_size, grid, arch.local_average)
+    if channel_index is not None:  # after the (per-channel) local mean: the same as before it
         features = tf.gather(features, tf.constant(np.asarray(channel_index, np.int32)), axis=-1)
-    if arch.local_average > 1:
-        # SAME average pooling divides by the cells inside the grid: border cells are not darkened
-        features = tf.nn.avg_pool2d(features, arch.local_average, 1, "SAME")
     b = arch.border_cells
     if b:
         features = features[:, b:-b, b:-b, :]

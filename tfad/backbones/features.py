@@ -1,0 +1,39 @@
+"""Dense feature maps of a pretrained backbone, shared by the families built on it (embedding, SSN).
+
+The tapped stages of :func:`tfad.backbones.build_feature_extractor` have different resolutions; a family
+wants one grid of feature vectors: every tap bilinearly resized to the grid and concatenated along channels,
+then averaged over a k x k neighbourhood (PatchCore's "locally aware" features, SuperSimpleNet's pooling).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def feature_map(
+    images: tf.Tensor, extractor: keras.Model, input_size: int, grid_size: int, local_average: int = 1
+) -> tf.Tensor:
+    """Images in [0, 1] ``[N, H, W, C]`` -> features ``[N, grid_size, grid_size, D]``.
+
+    Args:
+        images: float images in [0, 1]; resized (bilinear, antialiased) to ``input_size`` inside the graph
+            when they have another size.
+        extractor: the frozen backbone (called with ``training=False``: its batch statistics never move).
+        input_size: the resolution the backbone sees.
+        grid_size: cells per side of the output grid; every tap is bilinearly resized to it.
+        local_average: odd k of the k x k mean over neighbouring cells (1 = off). SAME pooling divides by the
+            cells inside the grid, so border cells are not darkened.
+    """
+    if images.shape[1] != input_size or images.shape[2] != input_size:
+        images = tf.image.resize(images, [input_size, input_size], method="bilinear", antialias=True)
+    maps = extractor(images, training=False)
+    maps = maps if isinstance(maps, list | tuple) else [maps]
+    resized = [
+        m if m.shape[1] == grid_size else tf.image.resize(m, [grid_size, grid_size], method="bilinear")
+        for m in maps
+    ]
+    features = tf.concat(resized, axis=-1) if len(resized) > 1 else resized[0]
+    if local_average > 1:
+        features = tf.nn.avg_pool2d(features, local_average, 1, "SAME")
+    return features

@@ -1,0 +1,172 @@
+"""SuperSimpleNet's networks (001; methods.md): frozen backbone features -> adaptor -> segmentation and
+classification heads.
+
+- ``extractor``: the shared EfficientNet-Lite0 (``tfad.backbones``), frozen; its features are resized to one
+  grid (:attr:`~SuperSimpleNetArchitecture.grid_size`), concatenated and locally averaged
+  (:func:`tfad.backbones.feature_map`).
+- ``adaptor``: a 1x1 convolution D -> D (the paper's linear feature adaptor).
+- ``heads``: from the (perturbed, in training) adapted features ``[N, g, g, D]`` to ``map_logits``
+  ``[N, g, g, 1]`` and ``score_logit`` ``[N]``. Unsupervised and supervised: segmentation head (1x1 conv,
+  BatchNorm, LeakyReLU, 1x1 conv) and a classification head on the features and the map (k x k conv block,
+  global max + mean of its output and of the map, a dense layer); the map's contribution is a stop-gradient,
+  as in the paper. Weak (image labels only): no segmentation head; the classification head is a conv block,
+  global average pooling and a dense layer, and the map is its class activation map (CAM): the dense
+  layer applied at every cell, whose mean over the grid is the image logit.
+
+The inference model maps images in [0, 1] to ``{"anomaly_map": sigmoid(map) upsampled to the image and
+Gaussian-blurred [N, H, W, 1], "score_logit": [N]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from tfad.backbones import build_feature_extractor, feature_map
+from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
+from tfad.scoring.discriminative import gaussian_blur
+
+
+def class_activation_map(conv_features: tf.Tensor, dense: layers.Dense) -> tf.Tensor:
+    """CAM of a GAP head: ``dense`` (units 1) applied at every cell of ``[N, g, g, C]`` -> ``[N, g, g, 1]``.
+
+    Its mean over the grid equals ``dense(GAP(conv_features))`` (the head's image logit): GAP and a linear
+    layer commute.
+    """
+    kernel, bias = dense.kernel, dense.bias
+    return tf.einsum("nhwc,ck->nhwk", conv_features, kernel) + bias
+
+
+class SuperSimpleNetHeads(keras.Model):
+    """Adapted features ``[N, g, g, D]`` -> ``{"map_logits" [N, g, g, 1], "score_logit" [N]}``."""
+
+    def __init__(self, arch: SuperSimpleNetArchitecture, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.weak = arch.regime == "weak"
+        init = keras.initializers.GlorotNormal(seed=0)
+        if not self.weak:
+            self.segmentation = [
+                layers.Conv2D(arch.segmentation_hidden, 1, kernel_initializer=init, name="seg_hidden"),
+                layers.BatchNormalization(name="seg_bn"),
+                layers.LeakyReLU(0.2, name="seg_leaky_relu"),
+                layers.Conv2D(1, 1, use_bias=False, kernel_initializer=init, name="seg_out"),
+            ]
+        self.classification = [
+            layers.Conv2D(
+                arch.classification_channels, arch.classification_kernel, padding="same",
+                kernel_initializer=init, name="cls_conv",
+            ),
+            layers.BatchNormalization(name="cls_bn"),
+            layers.ReLU(name="cls_relu"),
+        ]  # fmt: skip
+        self.score_dense = layers.Dense(1, kernel_initializer=init, name="cls_dense")
+        if self.weak:  # its kernel is used at every cell (the CAM) before any pooled call could build it
+            self.score_dense.build((None, arch.classification_channels))
+
+    def call(self, features: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:  # noqa: D102
+        if self.weak:
+            h = features
+            for layer in self.classification:
+                h = layer(h, training=training)
+            cam = class_activation_map(h, self.score_dense)
+            return {"map_logits": cam, "score_logit": tf.reduce_mean(cam, axis=[1, 2, 3])}
+        m = features
+        for layer in self.segmentation:
+            m = layer(m, training=training)
+        m_detached = tf.stop_gradient(m)  # the classification loss does not train the segmentation head
+        h = tf.concat([features, m_detached], axis=-1)
+        for layer in self.classification:
+            h = layer(h, training=training)
+        pooled = tf.concat(
+            [
+                tf.reduce_max(h, axis=[1, 2]),
+                tf.reduce_mean(h, axis=[1, 2]),
+                tf.reduce_max(m_detached, axis=[1, 2]),
+                tf.reduce_mean(m_detached, axis=[1, 2]),
+            ],
+            axis=-1,
+        )
+        return {"map_logits": m, "score_logit": self.score_dense(pooled)[:, 0]}
+
+
+class SuperSimpleNetInference(keras.Model):
+    """Images in [0, 1] ``[N, H, W, C]`` -> ``{"anomaly_map" [N, H, W, 1] in (0, 1), "score_logit" [N]}``."""
+
+    def __init__(self, networks: SuperSimpleNetNetworks, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.arch = networks.arch
+        self.extractor, self.adaptor, self.heads = networks.extractor, networks.adaptor, networks.heads
+
+    def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:  # noqa: D102
+        a = self.arch
+        features = self.adaptor(
+            feature_map(images, self.extractor, a.backbone_input_size, a.grid_size, a.local_average)
+        )
+        out = self.heads(features, training=False)
+        size = self.arch.image_size
+        logits = tf.image.resize(out["map_logits"], [size, size], method="bilinear")
+        anomaly_map = tf.sigmoid(gaussian_blur(logits, self.arch.blur_sigma))
+        return {"anomaly_map": anomaly_map, "score_logit": out["score_logit"]}
+
+
+class SuperSimpleNetNetworks:
+    """The family's networks: frozen ``extractor``, trained ``adaptor`` and ``heads``."""
+
+    def __init__(self, arch: SuperSimpleNetArchitecture, pretrained: bool = True) -> None:
+        arch.validate()
+        self.arch = arch
+        taps = tuple(arch.tap_list())
+        self.extractor = build_feature_extractor(
+            arch.backbone_input_size, arch.channels, taps, weights="package" if pretrained else None
+        )
+        self.extractor.trainable = False
+        d, g = arch.feature_channels, arch.grid_size
+        init = keras.initializers.GlorotNormal(seed=0)
+        inputs = keras.Input((g, g, d), name="features")
+        self.adaptor = keras.Model(
+            inputs, layers.Conv2D(d, 1, kernel_initializer=init, name="adaptor_conv")(inputs), name="adaptor"
+        )
+        self.heads = SuperSimpleNetHeads(arch, name="heads")
+        self.heads(tf.zeros([1, g, g, d]))  # build
+
+    def features(self, images: tf.Tensor) -> tf.Tensor:
+        """Images in [0, 1] -> backbone features ``[N, g, g, D]`` (before the adaptor)."""
+        a = self.arch
+        return feature_map(images, self.extractor, a.backbone_input_size, a.grid_size, a.local_average)
+
+    def checkpoint_parts(self) -> dict[str, keras.Model]:
+        """Every network, by checkpoint name (the frozen backbone too: a run is restored without the
+        package's weights and audited with exactly the weights it was trained on)."""
+        return {"extractor": self.extractor, "adaptor": self.adaptor, "heads": self.heads}
+
+    def inference_parts(self) -> dict[str, keras.Model]:
+        """The networks the inference path needs (all of them)."""
+        return self.checkpoint_parts()
+
+    def build_inference_model(self) -> keras.Model:
+        """Images -> ``{"anomaly_map", "score_logit"}`` (the score function's input)."""
+        model = SuperSimpleNetInference(self, name="supersimplenet")
+        size, channels = self.arch.image_size, self.arch.channels
+        model(tf.zeros([1, size, size, channels]))
+        return model
+
+    def inference_gflops(self) -> float:
+        """Analytic inference GFLOP per image (the heads are not functional models ``count_flops`` reads)."""
+        return self.arch.gflops()["total"]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trained and frozen parameters."""
+        return {
+            "trained": int(self.adaptor.count_params() + self.heads.count_params()),
+            "frozen_backbone": int(self.extractor.count_params()),
+        }
+
+
+def score_images(model: SuperSimpleNetInference, images: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The serving contract on uint8 ``images`` ``[N, H, W, C]``: ``score`` [N] = the classification logit,
+    ``heatmap`` [N, H, W] = the anomaly map in (0, 1)."""
+    outputs = model(tf.cast(images, tf.float32) / 255.0, training=False)
+    return {"score": outputs["score_logit"], "heatmap": outputs["anomaly_map"][..., 0]}
