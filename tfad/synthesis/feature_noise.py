@@ -6,8 +6,9 @@ paper's sigma (0.015) is absolute, for WideResNet-50 features; its authors note 
 another backbone. EfficientNet-Lite0's stride-8/16 outputs are linear (no activation) with a standard
 deviation of several units, so 0.015 is invisible to them: here ``sigma`` is relative, the noise of a
 channel being N(0, (sigma * s_c)^2) with s_c that channel's standard deviation over the batch's cells (no
-gradient through it), which makes the noise independent of the backbone's and the adaptor's scale. Cells already anomalous in a labelled mask get no noise (SSN's "safe
-zones" are the normal cells). Stateless and seeded like P_q (``tfad.synthesis.perlin``).
+gradient through it), which makes the noise independent of the backbone's and the adaptor's scale
+(README's magnetic_tile table compares the two). Cells already anomalous in a labelled mask get no noise
+(SSN's "safe zones" are the normal cells). Stateless and seeded like P_q (``tfad.synthesis.perlin``).
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ class SuperSimpleNetTrainer(keras.Model):
         n = tf.shape(features)[0]
         return features, tf.zeros([n, self.grid, self.grid, 1]), tf.zeros([n])
 
-    def loss_values(self, batch: dict[str, tf.Tensor], seed: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
+    def loss_values(self, batch: dict[str, tf.Tensor], seed: tf.Tensor, training: bool) -> dict:
         features, masks, labels = self.inputs(batch)
         adapted = self.networks.adaptor(features, training=training)
         # the clean batch twice, each copy with its own Perlin masks (half of them empty)
