@@ -59,6 +59,10 @@ SCORE_VARIANTS = {
         ("map-max, abs-error map, filter 21", "resganad", {"patch_score": "map-max", "score_map": "abs-error",
                                                            "score_filter_size": 21}),
     ],
+    "supersimplenet": [
+        ("classification head", "supersimplenet", {"score": "classification"}),
+        ("map-max", "supersimplenet", {"score": "map-max"}),
+    ],
     "grdnet": [
         ("map-max, filter 21", "grdnet", {"patch_score": "map-max", "score_filter_size": 21}),
         ("ssim", "grdnet", {"patch_score": "ssim"}),  # not with an inference ROI (a config error)
@@ -174,11 +178,19 @@ def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) 
         # magnetic_tile's labelled defects are all in test/, which is never trained on: the supervised
         # families learn from train/good with synthetic defects (P_q) as their defect class
         extra = {"supervised": {"synthetic_probability": args.synthetic_probability}}
+    for assignment in args.set:  # "--set section.key=value": a config key (YAML-typed), e.g. noise_sigma
+        dotted, _, value = assignment.partition("=")
+        section, _, key = dotted.partition(".")
+        if not key:
+            raise SystemExit(f"--set {assignment!r}: expected section.key=value")
+        extra.setdefault(section, {})[key] = yaml.safe_load(value)
+    name_suffix = "".join(f"@{a.partition('.')[2]}" for a in args.set)
     epochs = 4
     config = from_dict(
         {
             "name": "mt-"
-            + spec.replace(":", "-")
+            + (spec + name_suffix)
+            .replace(":", "-")
             .replace("+", "-")
             .replace("@", "-")
             .replace("=", "")
@@ -226,7 +238,7 @@ def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) 
     del result
 
     base = {
-        "preset": spec,
+        "preset": spec + name_suffix.replace("@", " @"),
         "contamination": contamination,
         "defects_moved_to_train": moved,
         "moved_anomalous_pixel_fraction": moved_pixels,
@@ -332,6 +344,10 @@ def main() -> None:
         help="score ResGANAD / GRD-Net with their configured patch score only (default: every SCORE_VARIANTS "
         "entry, one row each, from the same trained model)",
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a config key for every preset of the run (repeatable), e.g. supersimplenet.noise_sigma=0.3",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench_out/magnetic_tile"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()

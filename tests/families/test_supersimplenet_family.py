@@ -204,3 +204,21 @@ def test_each_regime_fits_exports_and_both_servers_serve_it(regime, tiny_vials, 
     assert_servers_score_like_python(
         version, images, [r.region for r in records], tmp_path, score_atol=1e-4, cycle_budget_ms=10000
     )
+
+
+def test_map_max_score_is_the_max_of_the_blurred_map_logits() -> None:
+    from tfad.families.supersimplenet.networks import SuperSimpleNetNetworks, score_images
+    from tfad.families.supersimplenet.presets import PRESETS
+
+    arch = dataclasses.replace(PRESETS["line"], image_size=32, **TINY)
+    model = SuperSimpleNetNetworks(arch).build_inference_model()
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (3, 32, 32, 1)), tf.uint8)
+    by_map = score_images(model, images, "map-max")
+    by_head = score_images(model, images, "classification")
+    # the heatmap is the sigmoid of the map logits: its maximum is the sigmoid of the map-max score
+    np.testing.assert_allclose(
+        tf.sigmoid(by_map["score"]).numpy(), by_map["heatmap"].numpy().max(axis=(1, 2)), rtol=1e-5
+    )
+    np.testing.assert_array_equal(by_map["heatmap"].numpy(), by_head["heatmap"].numpy())
+    outputs = model(tf.cast(images, tf.float32) / 255.0)
+    np.testing.assert_allclose(by_head["score"].numpy(), outputs["score_logit"].numpy(), rtol=1e-6)

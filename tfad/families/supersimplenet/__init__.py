@@ -75,13 +75,18 @@ class SuperSimpleNetFamily(ModelFamily):
     def score_function(self, inference_model: Any, config: Any) -> Callable[[Any], dict]:  # noqa: D102
         from tfad.families.supersimplenet.networks import score_images
 
-        return lambda images: score_images(inference_model, images)
+        score = config.supersimplenet.score
+        return lambda images: score_images(inference_model, images, score)
 
     def score_description(self, config: Any) -> dict[str, Any]:  # noqa: D102
         arch = self.architecture(config)
         weak = arch.regime == "weak"
+        if config.supersimplenet.score == "map-max":
+            name = f"max of the blurred {'CAM' if weak else 'segmentation map'} logits"
+        else:
+            name = "logit of the classification head" + (" (mean of the CAM)" if weak else "")
         return {
-            "name": "logit of the classification head" + (" (mean of the CAM)" if weak else ""),
+            "name": name,
             "higher_is_anomalous": True,
             "heatmap": f"sigmoid of the {'CAM' if weak else 'segmentation map'}, upsampled to the image and "
             f"Gaussian-blurred (sigma {arch.blur_sigma})",

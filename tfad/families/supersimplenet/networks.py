@@ -14,7 +14,7 @@ classification heads.
   layer applied at every cell, whose mean over the grid is the image logit.
 
 The inference model maps images in [0, 1] to ``{"anomaly_map": sigmoid(map) upsampled to the image and
-Gaussian-blurred [N, H, W, 1], "score_logit": [N]}``.
+Gaussian-blurred [N, H, W, 1], "map_logits": the same before the sigmoid, "score_logit": [N]}``.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ class SuperSimpleNetHeads(keras.Model):
 
 
 class SuperSimpleNetInference(keras.Model):
-    """Images in [0, 1] ``[N, H, W, C]`` -> ``{"anomaly_map" [N, H, W, 1] in (0, 1), "score_logit" [N]}``."""
+    """Images in [0, 1] ``[N, H, W, C]`` -> ``{"anomaly_map" [N, H, W, 1] in (0, 1), "map_logits" (its
+    logits), "score_logit" [N]}``."""
 
     def __init__(self, networks: SuperSimpleNetNetworks, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -107,9 +108,10 @@ class SuperSimpleNetInference(keras.Model):
         )
         out = self.heads(features, training=False)
         size = self.arch.image_size
-        logits = tf.image.resize(out["map_logits"], [size, size], method="bilinear")
-        anomaly_map = tf.sigmoid(gaussian_blur(logits, self.arch.blur_sigma))
-        return {"anomaly_map": anomaly_map, "score_logit": out["score_logit"]}
+        logits = gaussian_blur(
+            tf.image.resize(out["map_logits"], [size, size], method="bilinear"), self.arch.blur_sigma
+        )
+        return {"anomaly_map": tf.sigmoid(logits), "map_logits": logits, "score_logit": out["score_logit"]}
 
 
 class SuperSimpleNetNetworks:
@@ -165,8 +167,13 @@ class SuperSimpleNetNetworks:
         }
 
 
-def score_images(model: SuperSimpleNetInference, images: tf.Tensor) -> dict[str, tf.Tensor]:
-    """The serving contract on uint8 ``images`` ``[N, H, W, C]``: ``score`` [N] = the classification logit,
+def score_images(model: SuperSimpleNetInference, images: tf.Tensor, score: str = "classification") -> dict:
+    """The serving contract on uint8 ``images`` ``[N, H, W, C]``: ``score`` [N] = the classification logit
+    (``score="classification"``, the paper's) or the maximum of the blurred map logits (``"map-max"``);
     ``heatmap`` [N, H, W] = the anomaly map in (0, 1)."""
     outputs = model(tf.cast(images, tf.float32) / 255.0, training=False)
-    return {"score": outputs["score_logit"], "heatmap": outputs["anomaly_map"][..., 0]}
+    if score == "map-max":  # the logits, not the sigmoid: no ties where the sigmoid rounds to 1.0
+        value = tf.reduce_max(outputs["map_logits"], axis=[1, 2, 3])
+    else:
+        value = outputs["score_logit"]
+    return {"score": value, "heatmap": outputs["anomaly_map"][..., 0]}
