@@ -183,12 +183,27 @@ def test_each_regime_fits_exports_and_both_servers_serve_it(regime, tiny_vials, 
     from tfad.data.decode import load_images
     from tfad.data.layouts import read_dataset
     from tfad.training.fit import fit
+    from tfad.training.runs import load_run
 
     config = ssn_config(tiny_vials, tmp_path / "runs", regime)
-    result = fit(config, progress=False)
+    trained = {}
+
+    def keep_weights(trainer) -> None:
+        parts = {"adaptor": trainer.networks.adaptor, "heads": trainer.networks.heads}
+        trained.update({f"{k}/{w.path}": w.numpy() for k, part in parts.items() for w in part.weights})
+
+    result = fit(config, progress=False, on_train_end=keep_weights)
     info = json.loads((result.run_dir / "run.json").read_text())
     assert info["status"] == "finished" and info["global_step"] == 10
     assert (result.run_dir / "feature_cache").is_dir()  # trained from cached features
+    # the run restores exactly the trained weights of every layer (a layer the checkpoint missed would keep
+    # its initial weights, and the export parity below could not tell)
+    restored = load_run(result.run_dir).inference_model
+    parts = {"adaptor": restored.adaptor, "heads": restored.heads}
+    restored_weights = {f"{k}/{w.path}": w.numpy() for k, part in parts.items() for w in part.weights}
+    assert restored_weights.keys() == trained.keys()
+    for name, value in trained.items():
+        np.testing.assert_array_equal(restored_weights[name], value, err_msg=name)
     calibrate = ["calibrate", str(result.run_dir), "--data", str(tiny_vials), "--no-progress"]
     assert main([*calibrate, "--policy", "false-reject-budget", "--false-reject-budget", "0.5"]) == 0
     models = tmp_path / "savedmodels"

@@ -66,6 +66,7 @@ EXTRA_INVALID: dict[str, list[Any]] = {
 #: Keys without an invalid value beyond a wrong type, and why.
 NO_RANGE: dict[str, str] = {
     "augment.vertical_flip": "a switch: true and false are both valid",
+    "supersimplenet.cache_features": "a switch: true and false are both valid",
 }
 
 #: dict-typed keys and the keys inside them that are walked (a new dict key needs an entry here).

@@ -31,11 +31,13 @@ def fit_streams(
 ) -> FitStreams:
     """The streams of ``trainer`` (P_q batches, or labelled ones for a supervised trainer) on ``data``; the
     training stream starts at sample ``global_step * batch_size`` (a resumed run continues it)."""
-    own = getattr(trainer, "fit_streams", None)  # a trainer with streams of its own (a feature cache)
+    # A trainer with streams of its own (e.g. SuperSimpleNet's feature cache): (train, validation, preview,
+    # corrupt counter), or None for the streams below
+    own = getattr(trainer, "fit_streams", None)
     if own is not None:
         streams = own(config, data, dist, val_steps, global_step)
         if streams is not None:
-            return streams
+            return FitStreams(*streams)
     batch_size = config.training.batch_size
     corrupt = CorruptFileCounter("train")
     classes = config.supervised.classes if trainer.supervised else None

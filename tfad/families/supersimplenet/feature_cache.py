@@ -197,11 +197,11 @@ def cached_dataset(
 
 
 def cached_streams(trainer: Any, config: Any, data: Any, dist: Any, val_steps: int, global_step: int) -> Any:
-    """``tfad fit``'s streams read from the feature cache (computed first if needed), or None when the cache
-    does not apply (``supersimplenet.cache_features`` off, a strategy, packed shards): the image streams."""
+    """``tfad fit``'s streams read from the feature cache (computed first if needed) as ``(train,
+    validation, preview, corrupt counter)`` (:class:`tfad.training.streams.FitStreams`' fields), or None when
+    the cache does not apply (``supersimplenet.cache_features`` off, a strategy, packed shards): the image
+    streams."""
     import sys
-
-    from tfad.training.streams import FitStreams
 
     if not config.supersimplenet.cache_features or dist.distributed or data.shards is not None:
         return None
@@ -229,4 +229,4 @@ def cached_streams(trainer: Any, config: Any, data: Any, dist: Any, val_steps: i
         name="preview",
     )
     trainer.cache_bytes_per_image = bytes_per_image(networks.arch)
-    return FitStreams(train, validation, preview, corrupt)
+    return train, validation, preview, corrupt

@@ -47,39 +47,37 @@ class SuperSimpleNetHeads(keras.Model):
         super().__init__(**kwargs)
         self.weak = arch.regime == "weak"
         init = keras.initializers.GlorotNormal(seed=0)
+        # Each layer is an attribute (not a list): tf.train.Checkpoint, which saves and restores runs,
+        # tracks attributes of a Keras 3 model but not the layers inside a Python list.
         if not self.weak:
-            self.segmentation = [
-                layers.Conv2D(arch.segmentation_hidden, 1, kernel_initializer=init, name="seg_hidden"),
-                layers.BatchNormalization(name="seg_bn"),
-                layers.LeakyReLU(0.2, name="seg_leaky_relu"),
-                layers.Conv2D(1, 1, use_bias=False, kernel_initializer=init, name="seg_out"),
-            ]
-        self.classification = [
-            layers.Conv2D(
-                arch.classification_channels, arch.classification_kernel, padding="same",
-                kernel_initializer=init, name="cls_conv",
-            ),
-            layers.BatchNormalization(name="cls_bn"),
-            layers.ReLU(name="cls_relu"),
-        ]  # fmt: skip
+            self.seg_hidden = layers.Conv2D(
+                arch.segmentation_hidden, 1, kernel_initializer=init, name="seg_hidden"
+            )
+            self.seg_bn = layers.BatchNormalization(name="seg_bn")
+            self.seg_out = layers.Conv2D(1, 1, use_bias=False, kernel_initializer=init, name="seg_out")
+        self.cls_conv = layers.Conv2D(
+            arch.classification_channels, arch.classification_kernel, padding="same", kernel_initializer=init,
+            name="cls_conv",
+        )  # fmt: skip
+        self.cls_bn = layers.BatchNormalization(name="cls_bn")
         self.score_dense = layers.Dense(1, kernel_initializer=init, name="cls_dense")
         if self.weak:  # its kernel is used at every cell (the CAM) before any pooled call could build it
             self.score_dense.build((None, arch.classification_channels))
 
+    def classify(self, x: tf.Tensor, training: bool) -> tf.Tensor:
+        """The classification head's conv block: k x k conv, BatchNorm, ReLU."""
+        return tf.nn.relu(self.cls_bn(self.cls_conv(x), training=training))
+
     def call(self, features: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:  # noqa: D102
         if self.weak:
-            h = features
-            for layer in self.classification:
-                h = layer(h, training=training)
+            h = self.classify(features, training)
             cam = class_activation_map(h, self.score_dense)
             return {"map_logits": cam, "score_logit": tf.reduce_mean(cam, axis=[1, 2, 3])}
-        m = features
-        for layer in self.segmentation:
-            m = layer(m, training=training)
+        m = self.seg_hidden(features)
+        m = tf.nn.leaky_relu(self.seg_bn(m, training=training), alpha=0.2)
+        m = self.seg_out(m)
         m_detached = tf.stop_gradient(m)  # the classification loss does not train the segmentation head
-        h = tf.concat([features, m_detached], axis=-1)
-        for layer in self.classification:
-            h = layer(h, training=training)
+        h = self.classify(tf.concat([features, m_detached], axis=-1), training)
         pooled = tf.concat(
             [
                 tf.reduce_max(h, axis=[1, 2]),

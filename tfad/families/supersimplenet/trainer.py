@@ -196,8 +196,8 @@ class SuperSimpleNetTrainer(keras.Model):
         return columns, [f"score {s:.3f}" for s in out["score_logit"].numpy()]
 
     def fit_streams(self, config: Any, data: Any, dist: Any, val_steps: int, global_step: int) -> Any:
-        """``tfad fit``'s streams from the feature cache, or None for the image streams
-        (:func:`tfad.families.supersimplenet.feature_cache.cached_streams`)."""
+        """``tfad fit``'s streams from the feature cache as ``(train, validation, preview, corrupt counter)``,
+        or None for the image streams (:func:`tfad.families.supersimplenet.feature_cache.cached_streams`)."""
         from tfad.families.supersimplenet.feature_cache import cached_streams
 
         return cached_streams(self, config, data, dist, val_steps, global_step)
