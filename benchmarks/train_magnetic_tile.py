@@ -145,6 +145,40 @@ def contaminated_dataset(data: Path, out: Path, share: float, seed: int) -> tupl
     return mirror, count, float(np.mean(fractions)) if fractions else 0.0
 
 
+def labelled_dataset(data: Path, out: Path, share: float, seed: int) -> tuple[Path, int]:
+    """A mirror of ``data`` (symlinks) whose ``train/<defect type>/`` folders hold a seeded ``share`` of each
+    defect type's test images (with their masks), which leave the mirror's test split: the few labelled
+    defects a line has, for the supervised regimes. Returns (mirror root, images moved)."""
+    from tfad.data.layouts import read_dataset
+    from tfad.data.records import LABEL_DEFECTIVE
+
+    test = read_dataset(str(data), "test", "mvtec")
+    rng = np.random.default_rng(seed)
+    moved: set[str] = set()
+    for defect in sorted({r.defect_type for r in test if r.label == LABEL_DEFECTIVE}):
+        paths = sorted(r.path for r in test if r.label == LABEL_DEFECTIVE and r.defect_type == defect)
+        count = round(share * len(paths))
+        moved.update(paths[i] for i in rng.choice(len(paths), count, replace=False))
+    mirror = out / f"magnetic_tile_labelled_{round(100 * share)}"
+    if mirror.exists():
+        import shutil
+
+        shutil.rmtree(mirror)
+    for split in ("train", "test"):
+        for record in read_dataset(str(data), split, "mvtec"):
+            source = Path(record.path)
+            target_split = "train" if record.path in moved else split
+            target = mirror / target_split / source.parent.name / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source.resolve())
+            if record.mask_path:
+                mask_target = mirror / "ground_truth" / source.parent.name / Path(record.mask_path).name
+                mask_target.parent.mkdir(parents=True, exist_ok=True)
+                if not mask_target.exists():
+                    mask_target.symlink_to(Path(record.mask_path).resolve())
+    return mirror, len(moved)
+
+
 def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) -> list[dict]:
     """Train (or reuse) ``spec`` and evaluate it: one row per patch score (:data:`SCORE_VARIANTS`)."""
     from tfad.config import from_dict, validate
@@ -169,6 +203,9 @@ def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) 
     if contamination:
         data_root, moved, moved_pixels = contaminated_dataset(args.data, args.out, contamination, args.seed)
         spec = f"{spec}@contamination={contamination:g}"
+    if args.labelled_share:
+        data_root, moved = labelled_dataset(args.data, args.out, args.labelled_share, args.seed)
+        spec = f"{spec}@labelled={args.labelled_share:g}"
     if roi_flag:
         if family_name != "grdnet":
             raise SystemExit(f"preset {spec!r}: '+roi' needs the grdnet family (ResGANAD has no ROI)")
@@ -344,6 +381,11 @@ def main() -> None:
         help="score ResGANAD / GRD-Net with their configured patch score only (default: every SCORE_VARIANTS "
         "entry, one row each, from the same trained model)",
     )
+    parser.add_argument(
+        "--labelled-share", type=float, default=0.0,
+        help="move this seeded share of each defect type's test images (with masks) into train/<type>/ "
+        "as labelled defects (they leave the evaluated set), for the supervised regimes",
+    )  # fmt: skip
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="a config key for every preset of the run (repeatable), e.g. supersimplenet.noise_sigma=0.3",
