@@ -302,7 +302,13 @@ def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) 
         )
         scorer = scorer_from_run(dataclasses.replace(run, config=config))
         slug = "_" + label.replace(", ", "_").replace(" ", "-")
-        rows.append({**base, "preset": f"{spec} ({label})", **evaluate(scorer, test, run_dir, slug, args)})
+        rows.append(
+            {
+                **base,
+                "preset": f"{spec}{name_suffix.replace('@', ' @')} ({label})",
+                **evaluate(scorer, test, run_dir, slug, args),
+            }
+        )
     return rows
 
 
