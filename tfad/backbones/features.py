@@ -37,3 +37,25 @@ def feature_map(
     if local_average > 1:
         features = tf.nn.avg_pool2d(features, local_average, 1, "SAME")
     return features
+
+
+#: Stages a family may tap for a dense feature map (the backbone's STRIDE_TAPS minus the coarse ones).
+FEATURE_TAPS = ("stride4", "stride8", "stride16")
+
+
+def tap_list(taps: str) -> list[str]:
+    """The comma-separated ``taps`` knob as a list, finest first (unknown names sort first, for the check)."""
+    names = [t.strip() for t in str(taps).split(",") if t.strip()]
+    return sorted(names, key=lambda t: int(t.removeprefix("stride")) if t in FEATURE_TAPS else 0)
+
+
+def check_taps(taps: str, backbone_input_size: int) -> list[str]:
+    """The validated ``taps`` knob (finest first); ValueError naming it, or ``backbone_input_size`` when
+    that is not a multiple of the deepest tap's stride."""
+    names = tap_list(taps)
+    if not names or any(t not in FEATURE_TAPS for t in names) or len(set(names)) != len(names):
+        raise ValueError(f"taps: a comma-separated list of distinct {FEATURE_TAPS}, got {taps!r}")
+    deepest = max(int(t.removeprefix("stride")) for t in names)
+    if backbone_input_size % deepest:
+        raise ValueError(f"backbone_input_size must be a multiple of {deepest} (the deepest tap's stride)")
+    return names

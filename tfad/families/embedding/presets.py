@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tfad.backbones.features import FEATURE_TAPS, check_taps, tap_list
 from tfad.networks.presets import require_positive_ints
 
 METHODS = ("padim", "padim-diagonal", "patchcore", "mhbc-patchcore")
 BACKBONES = ("efficientnet-lite0",)
-TAPS = ("stride4", "stride8", "stride16")
+TAPS = FEATURE_TAPS
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,8 @@ class EmbeddingArchitecture:
         )
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        taps = self.tap_list()
-        if not taps or any(t not in TAPS for t in taps) or len(set(taps)) != len(taps):
-            raise ValueError(f"taps: a comma-separated list of distinct {TAPS}, got {self.taps!r}")
-        finest = min(int(t.removeprefix("stride")) for t in taps)
-        deepest = max(int(t.removeprefix("stride")) for t in taps)
-        if self.backbone_input_size % deepest:
-            raise ValueError(
-                f"backbone_input_size must be a multiple of {deepest} (the deepest tap's stride)"
-            )
+        taps = check_taps(self.taps, self.backbone_input_size)
+        finest = int(taps[0].removeprefix("stride"))
         grid = self.backbone_input_size // finest
         for name in ("feature_channels", "border_cells", "pq_subspaces", "seed"):
             value = getattr(self, name)
@@ -98,8 +92,7 @@ class EmbeddingArchitecture:
 
     def tap_list(self) -> list[str]:
         """The tapped stages, finest first."""
-        taps = [t.strip() for t in str(self.taps).split(",") if t.strip()]
-        return sorted(taps, key=lambda t: int(t.removeprefix("stride")) if t in TAPS else 0)
+        return tap_list(self.taps)
 
     @property
     def finest_stride(self) -> int:

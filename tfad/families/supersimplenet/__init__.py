@@ -65,7 +65,6 @@ class SuperSimpleNetFamily(ModelFamily):
 
         s, t = config.supersimplenet, config.training
         trainer = SuperSimpleNetTrainer(networks, s.regime, s.noise_sigma, s.perlin_threshold, t.seed)
-        trainer.cache_features = s.cache_features
         trainer.compile_with_adam(
             t.learning_rate, t.adam_beta_1, steps_per_epoch * t.epochs,
             clip_norm=1.0 if s.regime == "supervised" else None,  # the paper clips in the supervised regime

@@ -228,5 +228,4 @@ def cached_streams(trainer: Any, config: Any, data: Any, dist: Any, val_steps: i
         batch_size=8,
         name="preview",
     )
-    trainer.cache_bytes_per_image = bytes_per_image(networks.arch)
     return train, validation, preview, corrupt

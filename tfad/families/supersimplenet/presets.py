@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tfad.backbones import STRIDE_TAPS, flops_per_image
+from tfad.backbones.features import FEATURE_TAPS, check_taps, tap_list
 from tfad.networks.presets import require_positive_ints
 
 REGIMES = ("unsupervised", "supervised", "weak")
 BACKBONES = ("efficientnet-lite0",)
-TAPS = ("stride4", "stride8", "stride16")
+TAPS = FEATURE_TAPS
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,7 @@ class SuperSimpleNetArchitecture:
         )
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        taps = self.tap_list()
-        if not taps or any(t not in TAPS for t in taps) or len(set(taps)) != len(taps):
-            raise ValueError(f"taps: a comma-separated list of distinct {TAPS}, got {self.taps!r}")
-        deepest = max(int(t.removeprefix("stride")) for t in taps)
-        if self.backbone_input_size % deepest:
-            raise ValueError(
-                f"backbone_input_size must be a multiple of {deepest} (the deepest tap's stride)"
-            )
+        check_taps(self.taps, self.backbone_input_size)
         for name in ("local_average", "classification_kernel"):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name} must be odd, got {getattr(self, name)}")
@@ -72,8 +66,7 @@ class SuperSimpleNetArchitecture:
 
     def tap_list(self) -> list[str]:
         """The tapped stages, finest first."""
-        taps = [t.strip() for t in str(self.taps).split(",") if t.strip()]
-        return sorted(taps, key=lambda t: int(t.removeprefix("stride")) if t in TAPS else 0)
+        return tap_list(self.taps)
 
     @property
     def grid_size(self) -> int:
