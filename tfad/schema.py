@@ -293,6 +293,7 @@ class CalibrationConfig:
 
     policy: str = _key("max-accuracy", choices=POLICIES)
     false_reject_budget: float | None = _key(None, ge=0.0, lt=1.0)  # required by policy false-reject-budget
+    n_sigma_k: float = _key(3.0, ge=0.0)  # k of policy n-sigma (mean + k * std of good scores)
     run_k: int = _key(7, ge=1)  # at most run_n (check)
     run_n: int = _key(10, ge=1)
 

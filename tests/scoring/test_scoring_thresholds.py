@@ -162,3 +162,33 @@ def test_run_acceptance_argument_errors():
         run_acceptance(["A", "A"], [True, True], [1, 0], k=2, n=2)
     with pytest.raises(ValueError, match="equal length"):
         run_acceptance(["A", "A"], [True], [1, 1], k=2, n=2)
+
+
+def test_n_sigma_is_mean_plus_k_sample_std_of_the_good_scores_only():
+    good = np.array([1.0, 2.0, 3.0, 4.0])  # mean 2.5, sample std sqrt(5/3)
+    scores = np.concatenate([good, [100.0, 0.5]])  # defects never move the n-sigma threshold
+    labels = [0, 0, 0, 0, 1, 1]
+    thr, rule, fallback = select_threshold(scores, labels, "n-sigma", n_sigma_k=3)
+    assert thr == pytest.approx(2.5 + 3 * np.sqrt(5 / 3))
+    assert not fallback and "mean + 3 * std of 4 good scores" in rule
+    assert select_threshold(good, [0] * 4, "n-sigma", n_sigma_k=0)[0] == pytest.approx(2.5)
+    assert select_threshold([0.7], [0], "n-sigma", n_sigma_k=3)[0] == pytest.approx(0.7)  # one sample: std 0
+
+
+def test_n_sigma_without_good_samples_falls_back_below_the_lowest_score():
+    thr, _, fallback = select_threshold([3.0, 4.0], [1, 1], "n-sigma", n_sigma_k=3)
+    assert fallback and thr < 3.0
+
+
+def test_n_sigma_per_region_and_its_parameter_checks():
+    scores = [1.0, 3.0, 10.0, 14.0]
+    table = calibrate(scores, [0, 0, 0, 0], ["A", "A", "B", "B"], "n-sigma", n_sigma_k=1)
+    assert table.regions["A"] == pytest.approx(2.0 + np.sqrt(2.0))
+    assert table.regions["B"] == pytest.approx(12.0 + np.sqrt(8.0))
+    assert table.to_dict()["n_sigma_k"] == 1.0
+    with pytest.raises(ValueError, match="needs n_sigma_k"):
+        select_threshold(scores, [0] * 4, "n-sigma")
+    with pytest.raises(ValueError, match="n_sigma_k only applies"):
+        select_threshold(scores, [0] * 4, "max-accuracy", n_sigma_k=3)
+    with pytest.raises(ValueError, match=">= 0"):
+        select_threshold(scores, [0] * 4, "n-sigma", n_sigma_k=-1)

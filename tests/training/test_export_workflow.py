@@ -297,3 +297,26 @@ def test_cc_and_python_servers_serve_the_map_max_export(tiny_run, tiny_vials, tm
     records = read_dataset(str(tiny_vials), "test")
     images = load_images(records, (32, 32), 1)
     assert_servers_score_like_python(version_dir, images, [r.region for r in records], tmp_path)
+
+
+def test_calibrate_n_sigma_sets_mean_plus_k_std_of_the_good_scores(tiny_run, tiny_vials, tmp_path) -> None:
+    """``tfad calibrate --policy n-sigma --k 2``: each region's threshold is the mean + 2 sample std of that
+    region's good scores; the defective images of the split do not move it (issue 16, seed 004's rule)."""
+    from tfad.scoring.table import ScoreTable
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[1].run_dir, run_dir)
+    args = ["calibrate", str(run_dir), "--data", str(tiny_vials), "--no-progress"]
+    assert main([*args, "--policy", "max-accuracy", "--k", "2"]) == 2  # --k belongs to n-sigma
+    assert main([*args, "--policy", "n-sigma", "--k", "-1"]) == 2
+    assert main([*args, "--policy", "n-sigma", "--k", "2"]) == 0
+    saved = json.loads((run_dir / "thresholds.json").read_text())
+    assert saved["thresholds"]["policy"] == "n-sigma" and saved["calibration"]["n_sigma_k"] == 2.0
+    assert saved["calibration"]["defective"] > 0  # present, and ignored by the rule
+    table = ScoreTable.load(str(run_dir / "calibration"))
+    regions = sorted(set(table.regions.tolist()))
+    assert regions == sorted(saved["thresholds"]["regions"])
+    for region in regions:
+        good = table.scores[(table.regions == region) & (table.labels == 0)]
+        expected = good.mean() + 2 * good.std(ddof=1)
+        assert saved["thresholds"]["regions"][region] == pytest.approx(expected, rel=1e-9)

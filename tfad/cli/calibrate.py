@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "calibrate",
         help="choose per-region thresholds on a labelled set",
         description="Score a labelled split (good and defective images) with the run's model and choose one "
-        "threshold per region by the given policy. Writes RUN/thresholds.json (used by tfad eval, "
+        "threshold per region by the given policy (n-sigma needs only good images: held-out ones, never the "
+        "training images). Writes RUN/thresholds.json (used by tfad eval, "
         "tfad predict and tfad export) and RUN/calibration/ (scores, heatmaps, plots) for the audit.",
     )
     parser.add_argument("run", metavar="RUN", help="run directory written by tfad fit")
@@ -25,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--false-reject-budget",
         type=float,
         help="largest accepted false-reject rate for --policy false-reject-budget, e.g. 0.01",
+    )
+    parser.add_argument(
+        "--k",
+        type=float,
+        help="k of --policy n-sigma: threshold = mean + k * std of the good scores (default: the config's "
+        "calibration.n_sigma_k, 3); needs no labelled defects, only held-out good images",
     )
     parser.add_argument(
         "--default",
@@ -53,6 +60,7 @@ def _default_rule(text: str):
 
 def _calibrate(args: argparse.Namespace) -> int:
     import json
+    import math
     import shutil
     from datetime import UTC, datetime
     from pathlib import Path
@@ -86,6 +94,13 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise CLIError("--policy false-reject-budget needs --false-reject-budget (e.g. 0.01)")
     if policy != "false-reject-budget":
         budget = None
+    if args.k is not None and policy != "n-sigma":
+        raise CLIError(f"--k applies to --policy n-sigma, not {policy}")
+    if args.k is not None and not (math.isfinite(args.k) and args.k >= 0):
+        raise CLIError(f"--k must be a finite number >= 0, got {args.k}")
+    n_sigma_k = (
+        (args.k if args.k is not None else run_config.calibration.n_sigma_k) if policy == "n-sigma" else None
+    )
     try:
         records = read_dataset(args.data, args.split, args.layout)
     except DataError as err:
@@ -93,18 +108,21 @@ def _calibrate(args: argparse.Namespace) -> int:
     labelled = [r for r in records if r.label in (0, 1)]
     if not labelled:
         raise CLIError(f"split {args.split!r} of {args.data} has no labelled images")
+    if policy == "n-sigma" and not any(r.label == 0 for r in labelled):
+        raise CLIError(f"--policy n-sigma needs good images; split {args.split!r} of {args.data} has none")
     out_dir = run_dir / "calibration"
     scratch = out_dir / ".scratch"
     table, corrupt = score_records(
         scorer, labelled, scratch, args.batch_size, run_config.data.on_corrupt, progress=not args.no_progress
     )
     try:
-        thresholds = calibrate_table(table, policy, budget, _default_rule(args.default))
+        thresholds = calibrate_table(table, policy, budget, _default_rule(args.default), n_sigma_k)
     except ValueError as err:
         raise CLIError(f"calibration failed: {err}") from err
     calibration = {
         "policy": policy,
         "false_reject_budget": budget,
+        "n_sigma_k": n_sigma_k,
         "data": str(Path(args.data).resolve()),
         "split": args.split,
         "fingerprint": fingerprint(labelled),
@@ -132,6 +150,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     print(
         f"policy {policy}"
         + (f" (false-reject budget {budget})" if budget is not None else "")
+        + (f" (k = {n_sigma_k:g})" if n_sigma_k is not None else "")
         + f" on {len(table)} images ({calibration['good']} good, {calibration['defective']} defective)"
     )
     print(f"{'region':<10}{'threshold':>12}{'good':>7}{'defect':>8}{'accuracy':>10}{'TAR':>8}{'TRR':>8}")

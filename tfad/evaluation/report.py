@@ -344,6 +344,8 @@ def format_summary(report: dict) -> str:
     policy = th["policy"]
     if th.get("false_reject_budget") is not None:
         policy += f" {th['false_reject_budget']:g}"
+    if th.get("n_sigma_k") is not None:
+        policy += f" k={th['n_sigma_k']:g}"
     lines.append(f"thresholds ({policy}): {region_thr}; default {default}")
     for region, stats in th.get("per_region", {}).items():
         if stats["fallback"]:

@@ -19,6 +19,12 @@ Policies (docs/evaluation.md has guidance on when to use which):
     the lowest threshold whose false-reject rate on good patches is <= ``false_reject_budget``
     (at most ``floor(budget * n_good)`` goods rejected). Region without good samples: below the lowest
     score (the ``no-defect-accepted`` operating point); flagged ``fallback``.
+``n-sigma``
+    ``mean + k * std`` of the region's good scores (``n_sigma_k`` = k, sample std), seed 004's rule: needs
+    no labelled defects, only held-out good images (never the training images, whose scores are
+    optimistic). Defective samples, if any, are ignored by the rule and only reported. A region with one
+    good sample has std 0 (the threshold is its score); without good samples: below the lowest score,
+    flagged ``fallback``. Unlike the other policies the threshold is not snapped to an operating point.
 
 Ties in the objective go to the lowest threshold (the one that rejects more), the safe side on a
 pharmaceutical line.
@@ -53,7 +59,7 @@ __all__ = [
     "select_threshold",
 ]
 
-POLICIES = ("max-accuracy", "max-balanced-accuracy", "no-defect-accepted", "false-reject-budget")
+POLICIES = ("max-accuracy", "max-balanced-accuracy", "no-defect-accepted", "false-reject-budget", "n-sigma")
 DEFAULT_RULES = ("pooled", "strictest")
 
 
@@ -85,9 +91,16 @@ class RegionCalibration:
         }
 
 
-def _check_policy(policy: str, false_reject_budget: float | None) -> None:
+def _check_policy(policy: str, false_reject_budget: float | None, n_sigma_k: float | None = None) -> None:
     if policy not in POLICIES:
         raise ValueError(f"unknown threshold policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    if policy == "n-sigma":
+        if n_sigma_k is None:
+            raise ValueError("policy 'n-sigma' needs n_sigma_k (e.g. 3)")
+        if not (math.isfinite(float(n_sigma_k)) and float(n_sigma_k) >= 0.0):
+            raise ValueError(f"n_sigma_k must be a finite number >= 0, got {n_sigma_k}")
+    elif n_sigma_k is not None:
+        raise ValueError(f"n_sigma_k only applies to 'n-sigma', not {policy!r}")
     if policy == "false-reject-budget":
         if false_reject_budget is None:
             raise ValueError("policy 'false-reject-budget' needs false_reject_budget (e.g. 0.01)")
@@ -102,13 +115,14 @@ def select_threshold(
     labels: Iterable[int],
     policy: str,
     false_reject_budget: float | None = None,
+    n_sigma_k: float | None = None,
 ) -> tuple[float, str, bool]:
     """Threshold for one group of samples under ``policy``; returns ``(threshold, rule, fallback)``.
 
     ``scores`` must be finite, ``labels`` 0/1, at least one sample. See the module docstring for the
-    policies.
+    policies (``false_reject_budget`` and ``n_sigma_k`` are the parameters of the policies so named).
     """
-    _check_policy(policy, false_reject_budget)
+    _check_policy(policy, false_reject_budget, n_sigma_k)
     scores_arr = np.asarray(scores, dtype=np.float64)
     labels_arr = np.asarray(labels)
     if scores_arr.ndim != 1 or scores_arr.shape != labels_arr.shape:
@@ -125,6 +139,8 @@ def select_threshold(
     n_def = int(labels_arr.sum())
     n_good = int(labels_arr.size - n_def)
     cands = candidate_thresholds(scores_arr)
+    if policy == "n-sigma":
+        return _n_sigma_threshold(scores_arr[labels_arr == 0], float(n_sigma_k), float(cands[0]))
     good_rej, def_rej = rejection_counts(labels_arr, scores_arr, cands)
 
     if policy == "max-accuracy":
@@ -177,6 +193,22 @@ def select_threshold(
     )
 
 
+def _n_sigma_threshold(good_scores: np.ndarray, k: float, below_lowest: float) -> tuple[float, str, bool]:
+    if good_scores.size == 0:
+        return (
+            below_lowest,
+            "no good samples: below the lowest score (no-defect-accepted operating point)",
+            True,
+        )
+    mean = float(good_scores.mean())
+    std = float(good_scores.std(ddof=1)) if good_scores.size > 1 else 0.0
+    return (
+        mean + k * std,
+        f"mean + {k:g} * std of {good_scores.size} good scores ({mean:.6g} + {k:g} * {std:.6g})",
+        False,
+    )
+
+
 @dataclass
 class ThresholdTable:
     """Per-region thresholds plus how they were obtained.
@@ -191,6 +223,7 @@ class ThresholdTable:
     per_region_stats: dict[str, RegionCalibration] = field(default_factory=dict)
     false_reject_budget: float | None = None
     default_rule: str | None = None
+    n_sigma_k: float | None = None
 
     def __post_init__(self) -> None:
         for name, value in self.regions.items():
@@ -249,12 +282,14 @@ class ThresholdTable:
             regions={str(k): float(v) for k, v in regions.items()},
             default=None if default is None else float(default),
             false_reject_budget=block.get("false_reject_budget"),
+            n_sigma_k=block.get("n_sigma_k"),
         )
 
     def to_dict(self) -> dict:
         """Manifest block plus calibration details, for reports."""
         out = self.to_manifest()
         out["false_reject_budget"] = self.false_reject_budget
+        out["n_sigma_k"] = self.n_sigma_k
         out["default_rule"] = self.default_rule
         out["per_region"] = {name: stats.as_dict() for name, stats in sorted(self.per_region_stats.items())}
         return out
@@ -267,6 +302,7 @@ def calibrate(
     policy: str = "max-accuracy",
     false_reject_budget: float | None = None,
     default: float | str | None = None,
+    n_sigma_k: float | None = None,
 ) -> ThresholdTable:
     """Calibrate one threshold per region on labelled patch scores.
 
@@ -279,8 +315,9 @@ def calibrate(
         default: threshold for regions absent from calibration: ``None`` (such regions are an error at
             decision time), a number, ``"pooled"`` (the same policy on all samples together) or
             ``"strictest"`` (the lowest region threshold).
+        n_sigma_k: required for ``"n-sigma"`` (k of mean + k * std), else must be None.
     """
-    _check_policy(policy, false_reject_budget)
+    _check_policy(policy, false_reject_budget, n_sigma_k)
     scores_arr = np.asarray(scores, dtype=np.float64)
     labels_arr = np.asarray(labels)
     regions_arr = np.asarray([str(r) for r in regions])
@@ -299,7 +336,7 @@ def calibrate(
         sel = regions_arr == region
         try:
             thr, rule, fallback = select_threshold(
-                scores_arr[sel], labels_arr[sel], policy, false_reject_budget
+                scores_arr[sel], labels_arr[sel], policy, false_reject_budget, n_sigma_k
             )
         except ValueError as exc:
             raise ValueError(f"region {region!r}: {exc}") from exc
@@ -320,7 +357,9 @@ def calibrate(
         default_value, default_rule = None, None
     elif isinstance(default, str):
         if default == "pooled":
-            default_value, rule, _ = select_threshold(scores_arr, labels_arr, policy, false_reject_budget)
+            default_value, rule, _ = select_threshold(
+                scores_arr, labels_arr, policy, false_reject_budget, n_sigma_k
+            )
             default_rule = f"pooled over all regions: {rule}"
         elif default == "strictest":
             default_value, default_rule = min(thresholds.values()), "lowest region threshold"
@@ -335,6 +374,7 @@ def calibrate(
         per_region_stats=stats,
         false_reject_budget=None if false_reject_budget is None else float(false_reject_budget),
         default_rule=default_rule,
+        n_sigma_k=None if n_sigma_k is None else float(n_sigma_k),
     )
 
 
@@ -343,6 +383,7 @@ def calibrate_table(
     policy: str = "max-accuracy",
     false_reject_budget: float | None = None,
     default: float | str | None = None,
+    n_sigma_k: float | None = None,
 ) -> ThresholdTable:
     """:func:`calibrate` on the labelled rows (label 0/1) of a score table; unknown (-1) rows are dropped."""
     labelled = table.labels != -1
@@ -355,6 +396,7 @@ def calibrate_table(
         policy=policy,
         false_reject_budget=false_reject_budget,
         default=default,
+        n_sigma_k=n_sigma_k,
     )
 
 
