@@ -334,6 +334,21 @@ def evaluate(scorer, test: list, run_dir: Path, slug: str, args: argparse.Namesp
     full_pixel = write_report(
         table, thresholds, str(run_dir / f"bench_eval_full{slug}"), k=1, n=1, plots=False
     )
+    shift_rows = None
+    if args.shift:  # the same thresholds; every test image (threshold-free metrics over the whole split)
+        from tfad.data.shift import parse_shifts
+        from tfad.evaluation.shift import evaluate_shifts
+
+        shift_rows = evaluate_shifts(
+            scorer,
+            test,
+            thresholds,
+            parse_shifts(args.shift, args.shift_strengths),
+            run_dir / f"bench_shift_scratch{slug}",
+            seed=args.seed,
+            progress=not args.no_progress,
+            baseline=full_pixel,
+        )
     decisions = report["at_thresholds"]["patch"]
     f1, _ = f1_max(table.labels, table.scores)
     good = table.labels == LABEL_GOOD
@@ -354,6 +369,7 @@ def evaluate(scorer, test: list, run_dir: Path, slug: str, args: argparse.Namesp
         "heldout_good_accepted": f"{decisions.get('true_accept')}/{decisions.get('n_good')}",
         "test_images": len(table),
         "unreadable": len(corrupt),
+        **({"shift": shift_rows} if shift_rows is not None else {}),
     }
 
 
@@ -396,6 +412,12 @@ def main() -> None:
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="a config key for every preset of the run (repeatable), e.g. supersimplenet.noise_sigma=0.3",
     )  # fmt: skip
+    parser.add_argument(
+        "--shift", metavar="KINDS",
+        help="also score the test split under domain shift (affine, scale, brightness, noise or all; seeded "
+        "by --seed) with the same thresholds: shift.md, shift_auroc.png (tfad.data.shift)",
+    )  # fmt: skip
+    parser.add_argument("--shift-strengths", default="0.25,0.5,1", help="strengths of --shift in [0, 1]")
     parser.add_argument("--out", type=Path, default=Path("bench_out/magnetic_tile"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
@@ -434,6 +456,36 @@ def main() -> None:
     table = "\n".join(lines)
     (args.out / "results.md").write_text(table + "\n")
     print(table)
+    if args.shift:
+        write_shift_table(rows, args.out)
+
+
+def write_shift_table(rows: list[dict], out: Path) -> None:
+    """shift.md (image / pixel AUROC per preset and shift condition, drop in brackets) and shift_auroc.png."""
+    from tfad.evaluation.plots import plot_shift_curves
+
+    results = {r["preset"]: r["shift"] for r in rows if r.get("shift")}
+    conditions = [(r["kind"], r["strength"]) for r in next(iter(results.values())) if r["kind"] != "none"]
+
+    def cell(row: dict, metric: str) -> str:
+        value, drop = row.get(metric), row.get(f"{metric}_drop")
+        return "n/a" if value is None else f"{value:.3f}" + ("" if drop is None else f" ({-drop:+.3f})")
+
+    lines = []
+    for metric in ("image_auroc", "pixel_auroc"):
+        header = ["model", "none", *(f"{kind} {strength:g}" for kind, strength in conditions)]
+        lines += [f"**{metric}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for preset, shift_rows in results.items():
+            by_condition = {(r["kind"], r["strength"]): r for r in shift_rows}
+            cells = [cell(by_condition["none", 0.0], metric)]
+            cells += [cell(by_condition[c], metric) if c in by_condition else "-" for c in conditions]
+            lines.append("| " + " | ".join([preset, *cells]) + " |")
+        lines.append("")
+    text = "\n".join(lines)
+    (out / "shift.md").write_text(text)
+    plot_shift_curves(results, str(out / "shift_auroc.png"))
+    print(text)
+    print(f"wrote {out / 'shift.md'} and {out / 'shift_auroc.png'}")
 
 
 if __name__ == "__main__":

@@ -320,3 +320,24 @@ def test_calibrate_n_sigma_sets_mean_plus_k_std_of_the_good_scores(tiny_run, tin
         good = table.scores[(table.regions == region) & (table.labels == 0)]
         expected = good.mean() + 2 * good.std(ddof=1)
         assert saved["thresholds"]["regions"][region] == pytest.approx(expected, rel=1e-9)
+
+
+def test_eval_shift_reports_each_condition_and_its_drop(calibrated, tiny_vials, tmp_path) -> None:
+    """``tfad eval --shift``: strength 0 reproduces the unshifted metrics exactly (drop 0), a strong shift
+    changes the scores, and shift.json / shift.csv / the plot are written (issue 16, item 4)."""
+    run_dir, _ = calibrated
+    out = tmp_path / "eval"
+    base = ["eval", str(run_dir), "--data", str(tiny_vials), "--out", str(out), "--no-progress", "--no-plots"]
+    assert main([*base, "--shift", "fog"]) == 2
+    assert main([*base, "--shift", "noise,affine", "--shift-strengths", "0,1"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    shift = json.loads((out / "shift" / "shift.json").read_text())
+    rows = {(r["kind"], r["strength"]): r for r in shift["rows"]}
+    assert set(rows) == {("none", 0.0), ("noise", 0.0), ("noise", 1.0), ("affine", 0.0), ("affine", 1.0)}
+    assert rows["none", 0.0]["image_auroc"] == report["image_level"]["auroc"]
+    for kind in ("noise", "affine"):
+        assert rows[kind, 0.0]["image_auroc_drop"] == 0.0 and rows[kind, 0.0]["true_accept_rate_drop"] == 0.0
+    assert rows["noise", 1.0]["image_auroc"] != rows["none", 0.0]["image_auroc"]
+    assert shift["seed"] == 0 and "sigma" in shift["full_strength"]["noise"]
+    assert (out / "shift" / "shift.csv").read_text().startswith("kind,strength,image_auroc")
+    assert (out / "shift" / "plots" / "shift_auroc.png").stat().st_size > 10_000

@@ -32,6 +32,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="skip",
         help="unreadable images: leave out and list in the report (skip) or stop (fail)",
     )
+    parser.add_argument(
+        "--shift",
+        metavar="KINDS",
+        help="also score the split under domain shift and report each metric's drop: comma list of "
+        "affine, scale, brightness, noise, or all (docs/evaluation.md, 'Domain shift'); written to "
+        "OUT/shift/",
+    )
+    parser.add_argument(
+        "--shift-strengths",
+        default="0.25,0.5,1",
+        help="strengths in [0, 1] of --shift (1 = the stated maximum of each kind; default: 0.25,0.5,1)",
+    )
+    parser.add_argument("--shift-seed", type=int, default=0, help="seed of the shift draws (default: 0)")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_eval)
@@ -64,6 +77,14 @@ def _eval(args: argparse.Namespace) -> int:
     k, n = args.k or scorer.run_k, args.n or scorer.run_n
     if not 1 <= k <= n:
         raise CLIError(f"run acceptance needs 1 <= k <= n, got {k} of {n}")
+    shifts = []
+    if args.shift is not None:
+        from tfad.data.shift import parse_shifts
+
+        try:
+            shifts = parse_shifts(args.shift, args.shift_strengths)
+        except ValueError as err:
+            raise CLIError(f"--shift: {err}") from err
     scratch = out / ".scratch"
     table, corrupt = score_records(
         scorer, records, scratch, args.batch_size, args.on_corrupt, progress=not args.no_progress
@@ -94,6 +115,27 @@ def _eval(args: argparse.Namespace) -> int:
     save_table(table, out)
     shutil.rmtree(scratch, ignore_errors=True)
     print(format_summary(report))
+    if shifts:
+        from tfad.evaluation.shift import evaluate_shifts, format_shift_table, write_shift_results
+
+        rows = evaluate_shifts(
+            scorer,
+            records,
+            scorer.thresholds,
+            shifts,
+            out / "shift" / ".scratch",
+            seed=args.shift_seed,
+            batch_size=args.batch_size,
+            on_corrupt=args.on_corrupt,
+            progress=not args.no_progress,
+            k=k,
+            n=n,
+            baseline=report,
+        )
+        write_shift_results(rows, out / "shift", args.shift_seed, scorer.name)
+        print(f"domain shift (seed {args.shift_seed}; thresholds as calibrated, unshifted):")
+        print(format_shift_table(rows))
+        print(f"shift: {out / 'shift' / 'shift.json'}   plot: {out / 'shift' / 'plots' / 'shift_auroc.png'}")
     if corrupt:
         print(f"{len(corrupt)} unreadable image(s) left out (listed in report.json under data.unreadable)")
     print(f"report: {out / 'report.json'}   summary: {out / 'summary.txt'}   plots: {out / 'plots'}/")

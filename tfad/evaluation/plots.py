@@ -352,6 +352,36 @@ def plot_pixel_curves(report: dict, path: str) -> str | None:
     return _save(fig, path)
 
 
+def plot_shift_curves(results: dict[str, list[dict]], path: str, metric: str = "image_auroc") -> str:
+    """``metric`` against shift strength, one panel per shift kind, one line per model of ``results``
+    (model name -> rows of :func:`tfad.evaluation.shift.evaluate_shifts`; the unshifted row is strength 0
+    of every kind)."""
+    kinds = list(dict.fromkeys(r["kind"] for rows in results.values() for r in rows if r["kind"] != "none"))
+    rows_n, cols_n = _grid(max(1, len(kinds)), max_cols=4)
+    fig = Figure(figsize=(3.6 * cols_n + 1.0, 3.2 * rows_n + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows_n, cols_n, squeeze=False)).ravel()
+    label = metric.replace("_", " ").replace("auroc", "AUROC")
+    for ax, kind in zip(axes, kinds, strict=False):
+        for model, rows in results.items():
+            base = [r for r in rows if r["kind"] == "none"]
+            points = sorted((r["strength"], r[metric]) for r in base + [r for r in rows if r["kind"] == kind])
+            points = [(x, y) for x, y in points if y is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", lw=1.6, label=model)
+        ax.axhline(0.5, color="grey", ls=":", lw=1)
+        ax.set_title(f"shift: {kind}")
+        ax.set_xlabel("strength (1 = the stated maximum)")
+        ax.set_ylabel(label)
+        ax.set_ylim(0.3, 1.01)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(kinds) :]:
+        ax.set_visible(False)
+    if len(results) > 1 or kinds:
+        axes[0].legend(loc="lower left", fontsize=7)
+    fig.suptitle(f"{label} under domain shift (thresholds and model fixed)")
+    return _save(fig, path)
+
+
 def write_plots(
     table: ScoreTable, thresholds: ThresholdTable, out_dir: str, report: dict | None = None
 ) -> list[str]:

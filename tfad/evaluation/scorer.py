@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tfad.data.records import LABEL_GOOD, ImageRecord
+from tfad.data.shift import Shift, apply_shift
 from tfad.families import family, runtime_family
 from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME, THRESHOLDS_FILE
 from tfad.scoring.table import ScoreTable, open_heatmap_store
@@ -191,8 +192,13 @@ def score_records(
     batch_size: int = 32,
     on_corrupt: str = "skip",
     progress: bool = True,
+    shift: Shift | None = None,
+    shift_seed: int = 0,
 ) -> tuple[ScoreTable, dict[str, str]]:
     """Score every record; heatmaps and model-resolution masks are memory-mapped in ``scratch_dir``.
+
+    ``shift`` (with ``shift_seed``) transforms each decoded image, and its mask, before scoring
+    (:mod:`tfad.data.shift`, ``tfad eval --shift``); the draws are seeded by the record's index.
 
     Returns the score table (unreadable images left out) and ``{path: reason}`` of the images that could
     not be read (empty unless ``on_corrupt="skip"``; with ``"fail"`` the first one raises). Keep the table
@@ -225,15 +231,19 @@ def score_records(
         with_masks=True,
         name="score",
     )
-    bar = tqdm(total=n, desc=f"scoring {scorer.name}", unit="img", disable=not progress, dynamic_ncols=True)
+    what = scorer.name if shift is None else f"{scorer.name} {shift.name}"
+    bar = tqdm(total=n, desc=f"scoring {what}", unit="img", disable=not progress, dynamic_ncols=True)
     for batch in dataset:
         index = batch["index"].numpy()
         # make_dataset yields float32 = uint8/255; undo exactly to feed the uint8 serving contract
         images = np.round(batch["image"].numpy() * 255.0).astype(np.uint8)
+        batch_masks = batch["mask"].numpy()[..., 0]
+        if shift is not None:
+            images, batch_masks = apply_shift(images, batch_masks, index, shift, shift_seed)
         result = scorer(images)
         scores[index] = result["score"]
         heatmaps[index] = result["heatmap"]
-        masks[index] = batch["mask"].numpy()[..., 0]
+        masks[index] = batch_masks
         bar.update(len(index))
     bar.close()
     corrupt = dataset.corrupt_counter.reasons
