@@ -11,7 +11,7 @@ import signal
 from types import SimpleNamespace
 
 import pytest
-from conftest import tiny_config
+from conftest import tiny_config, tiny_run_config
 
 from tfad.schema import ConfigError
 from tfad.training.callbacks import update_early_stopping
@@ -124,3 +124,58 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(tiny_vials, tmp_path) ->
     assert (result.run_dir / "checkpoints" / "ckpt-4.index").is_file()
     assert json.loads((result.run_dir / "run.json").read_text())["status"] == "interrupted"
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+
+
+def test_sigterm_before_the_first_step_leaves_a_run_that_resume_continues(tiny_vials, tmp_path, monkeypatch):
+    """A scheduler's SIGTERM while the input streams (or a feature cache) are being built, after run.json
+    said "running": status "interrupted", a step-0 checkpoint, and --resume trains to the end (issue 14)."""
+    import tfad.training.fit as fit_module
+
+    def sigterm_while_building_streams(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("the stop signal must end set-up at once")
+
+    before = signal.getsignal(signal.SIGTERM)
+    config = tiny_config(tiny_vials, tmp_path, epochs=1, steps_per_epoch=3)
+    with monkeypatch.context() as patch:
+        patch.setattr(fit_module, "fit_streams", sigterm_while_building_streams)
+        result = fit(config, progress=False)
+    assert result.status == "interrupted" and result.global_step == 0
+    assert (result.run_dir / "checkpoints" / "ckpt-0.index").is_file()
+    info = json.loads((result.run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    assert (
+        info["interruptions"][-1]["reason"] == "SIGTERM"
+        and info["interruptions"][-1]["checkpoint"] == "ckpt-0"
+    )
+    assert signal.getsignal(signal.SIGTERM) is before
+    with pytest.raises(RunError, match="pass --resume"):
+        fit(config, progress=False)
+    resumed = fit(config, resume=True, progress=False)
+    assert resumed.status == "finished" and resumed.global_step == 3
+
+
+def test_sigterm_during_a_fitted_familys_pass_is_resumed_by_fitting_again(tiny_vials, tmp_path, monkeypatch):
+    """A fitted family (blob analysis) stopped by SIGTERM during its pass: status "interrupted" (never left
+    "running"), --resume fits it again, and a finished fit has nothing to resume."""
+    from tfad.families.blob import BlobFamily
+
+    original = BlobFamily.fit_without_training
+
+    def sigterm_during_the_pass(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args, **kwargs)
+
+    config = tiny_run_config(tiny_vials, tmp_path, "blob", {"family": "blob"}, {})
+    with monkeypatch.context() as patch:
+        patch.setattr(BlobFamily, "fit_without_training", sigterm_during_the_pass)
+        result = fit(config, progress=False)
+    assert result.status == "interrupted"
+    info = json.loads((result.run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["interruptions"][-1]["reason"] == "SIGTERM"
+    with pytest.raises(RunError, match="pass --resume"):
+        fit(config, progress=False)
+    assert fit(config, resume=True, progress=False).status == "finished"
+    assert json.loads((result.run_dir / "run.json").read_text())["status"] == "finished"
+    with pytest.raises(RunError, match="already fitted"):
+        fit(config, resume=True, progress=False)

@@ -16,12 +16,13 @@ strategy every worker stops at the same step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +52,48 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 class StopTraining(Exception):
     """Raised inside the loop at a step boundary when a stop was requested (signal, ``should_stop``)."""
+
+
+class SetupInterrupted(Exception):
+    """A stop signal (SIGTERM, SIGINT) arrived while ``tfad fit`` was setting up, before the first step or
+    during a fitted family's pass; ``reason`` names the signal."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason} during set-up")
+        self.reason = reason
+
+
+@contextlib.contextmanager
+def stop_signals_abort_setup() -> Iterator[None]:
+    """While set-up work runs (input streams, a feature cache, a fitted family's pass), SIGTERM and SIGINT
+    raise :class:`SetupInterrupted` at once: there is no step to finish, and the default handlers would
+    kill the process with run.json still saying "running". Main thread only (where Python runs signal
+    handlers); the previous handlers are restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise SetupInterrupted(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def interruption_record(reason: str | None, step: int, checkpoint: str | None, forced: bool) -> dict:
+    """One entry of run.json's ``interruptions``: when, what asked, the step reached, the checkpoint
+    ``--resume`` continues from (None: a fitted family's pass, which --resume redoes)."""
+    return {
+        "utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "reason": reason,
+        "step": step,
+        "checkpoint": checkpoint,
+        "forced": forced,
+    }
 
 
 @dataclass
@@ -205,13 +248,7 @@ class EpochLoop:
     def _note_interruption(self, checkpoint: str | None, forced: bool) -> None:
         """Append the interruption to run.json's ``interruptions`` (written with the status at the end):
         what asked, the step reached, the checkpoint --resume continues from."""
-        record = {
-            "utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "reason": self.stop_reason,
-            "step": self.global_step,
-            "checkpoint": checkpoint,
-            "forced": forced,
-        }
+        record = interruption_record(self.stop_reason, self.global_step, checkpoint, forced)
         self.history.info.setdefault("interruptions", []).append(record)
 
     def _epoch(self, iterator: Any) -> bool:

@@ -16,6 +16,7 @@ interruption.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,7 +34,14 @@ from tfad.schema import Config, ConfigError, TrainingConfig, check_paths, dump_c
 from tfad.training.callbacks import Backups
 from tfad.training.data_selection import TrainingData, training_data, with_class_names
 from tfad.training.distributed import Distribution, all_workers_mean
-from tfad.training.epoch_loop import Callbacks, EpochLoop, Session
+from tfad.training.epoch_loop import (
+    Callbacks,
+    EpochLoop,
+    Session,
+    SetupInterrupted,
+    interruption_record,
+    stop_signals_abort_setup,
+)
 from tfad.training.fitted import fit_without_training
 from tfad.training.run_directory import (
     FitResult,
@@ -91,7 +99,9 @@ def fit(
     data = training_data(config, model_family, with_fingerprint=dist.is_chief)
     if model_family.uses_labels(config):
         config = with_class_names(config, data.records)
-    latest = check_run_directory(config, resume, dist.kind == "multi-worker", dist.is_chief)
+    latest = check_run_directory(
+        config, resume, dist.kind == "multi-worker", dist.is_chief, fitted=not model_family.trainable
+    )
     if not model_family.trainable:
         return fit_without_training(config, model_family, data, progress=progress)
 
@@ -111,22 +121,36 @@ def fit(
     if dist.is_chief:
         dump_config(config, config.run_dir / CONFIG_FILE)
     history = RunHistory(config.run_dir, info, write=dist.is_chief)
-    history.write_info(status="running", epochs_planned=config.training.epochs)
-
-    epochs = config.training.epochs
-    if global_step >= epochs * steps_per_epoch or info.get("early_stopping", {}).get("stopped"):
-        log.info(
-            "%s already trained %d steps (%d epochs); nothing to do", config.run_dir, global_step, epochs
-        )
-        history.write_info(status="finished")
-        session.backups.close()
-        epochs_done = global_step // steps_per_epoch
-        return FitResult(config.run_dir, global_step, epochs_done, "finished", info["history"])
-
-    streams = fit_streams(config, data, session.trainer, dist, val_steps, global_step)
-    loop = EpochLoop(
-        config, dist, session, streams, history, Callbacks(progress, on_epoch_end, should_stop, on_train_end)
-    )
+    # From "running" to the loop's own signal handling (streams, a feature cache: minutes), a stop signal
+    # ends the session with a checkpoint --resume continues from. Multi-worker: a restarted job resumes
+    # from the chief's backup by itself, and a save here would be a collective the others never join.
+    guard = stop_signals_abort_setup() if dist.kind != "multi-worker" else contextlib.nullcontext()
+    try:
+        with guard:
+            history.write_info(status="running", epochs_planned=config.training.epochs)
+            epochs = config.training.epochs
+            if global_step >= epochs * steps_per_epoch or info.get("early_stopping", {}).get("stopped"):
+                log.info(
+                    "%s already trained %d steps (%d epochs); nothing to do",
+                    config.run_dir,
+                    global_step,
+                    epochs,
+                )
+                history.write_info(status="finished")
+                session.backups.close()
+                epochs_done = global_step // steps_per_epoch
+                return FitResult(config.run_dir, global_step, epochs_done, "finished", info["history"])
+            streams = fit_streams(config, data, session.trainer, dist, val_steps, global_step)
+            loop = EpochLoop(
+                config,
+                dist,
+                session,
+                streams,
+                history,
+                Callbacks(progress, on_epoch_end, should_stop, on_train_end),
+            )
+    except SetupInterrupted as stop:
+        return _interrupted_in_setup(config, session, history, global_step, latest, stop.reason)
     log.info(
         "training %s: %d train / %d validation images, %d steps/epoch x %d epochs, batch %d, "
         "%.3f GFLOP/patch inference%s",
@@ -140,6 +164,30 @@ def fit(
         describe_distribution(dist) if dist.distributed else "",
     )
     return loop.run(global_step)
+
+
+def _interrupted_in_setup(
+    config: Config, session: Session, history: RunHistory, step: int, latest: str | None, reason: str
+) -> FitResult:
+    """End a session stopped by a signal before its first step: a checkpoint to resume from (the restored
+    one, or a new one at step 0), the interruption and status "interrupted" in run.json."""
+    if latest is None:
+        session.backups.save(step)
+    session.backups.close()
+    checkpoint = tf.train.latest_checkpoint(str(config.run_dir / CHECKPOINT_DIR))
+    name = checkpoint.rsplit("/", 1)[-1] if checkpoint else None
+    history.info.setdefault("interruptions", []).append(interruption_record(reason, step, name, False))
+    history.write_info(status="interrupted", global_step=step)
+    log.warning(
+        "%s before training began (step %d): checkpoint %s saved; continue with `tfad fit %s --resume`",
+        reason,
+        step,
+        name,
+        config.run_dir / CONFIG_FILE,
+    )
+    return FitResult(
+        config.run_dir, step, step // session.steps_per_epoch, "interrupted", history.info["history"]
+    )
 
 
 def plan_steps(training: TrainingConfig, data: TrainingData, dist: Distribution) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from tfad.families.base import ModelFamily
 from tfad.rundir import CONFIG_FILE
 from tfad.schema import Config, dump_config
 from tfad.training.data_selection import TrainingData
+from tfad.training.epoch_loop import SetupInterrupted, interruption_record, stop_signals_abort_setup
 from tfad.training.run_directory import FitResult, RunHistory, new_run_info
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,18 @@ def fit_without_training(
     history = RunHistory(run_dir, info)
     history.write_info()
     try:
-        summary = model_family.fit_without_training(
-            config, list(data.records), list(data.train), list(data.val), run_dir, progress=progress
-        )
+        with stop_signals_abort_setup():  # a scheduler's SIGTERM / Ctrl-C: "interrupted", --resume redoes it
+            summary = model_family.fit_without_training(
+                config, list(data.records), list(data.train), list(data.val), run_dir, progress=progress
+            )
+    except SetupInterrupted as stop:
+        history.info.setdefault("interruptions", []).append(interruption_record(stop.reason, 0, None, False))
+        history.write_info(status="interrupted")
+        log.warning(
+            "%s: the fit of %s stopped; `tfad fit %s --resume` fits it again", stop.reason, config.name,
+            run_dir / CONFIG_FILE,
+        )  # fmt: skip
+        return FitResult(run_dir, 0, 0, "interrupted", info["history"])
     except BaseException:
         history.write_info(status="failed")
         raise

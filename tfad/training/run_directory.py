@@ -48,7 +48,9 @@ class FitResult:
     history: list[dict[str, Any]]
 
 
-def check_run_directory(config: Config, resume: bool, multi_worker: bool, chief: bool) -> str | None:
+def check_run_directory(
+    config: Config, resume: bool, multi_worker: bool, chief: bool, fitted: bool = False
+) -> str | None:
     """The checkpoint a run continues from (None: it starts at step 0), after checking that the run
     directory may be used as asked.
 
@@ -56,7 +58,8 @@ def check_run_directory(config: Config, resume: bool, multi_worker: bool, chief:
     overwritten; with it, a run directory without a checkpoint is. Under multi-worker a restarted job
     resumes from the chief's latest backup by itself (BackupAndRestore semantics); an attempt that died
     before its first backup starts again at step 0. A run that continues must have the same config but
-    for :data:`RESUMABLE_CHANGES`.
+    for :data:`RESUMABLE_CHANGES`. A ``fitted`` family (one pass, no checkpoints) resumes an unfinished run
+    by fitting it again.
 
     Raises:
         RunError: the message says what to do.
@@ -64,6 +67,15 @@ def check_run_directory(config: Config, resume: bool, multi_worker: bool, chief:
     run_dir = config.run_dir
     latest = tf.train.latest_checkpoint(str(run_dir / CHECKPOINT_DIR))
     earlier_attempt = (run_dir / RUN_FILE).exists()
+    if fitted and resume:
+        status = json.loads((run_dir / RUN_FILE).read_text()).get("status") if earlier_attempt else None
+        if status is None:
+            raise RunError(f"--resume: {run_dir} holds no earlier fit to resume")
+        if status == "finished":
+            raise RunError(f"--resume: {run_dir} is already fitted (status finished); nothing to resume")
+        check_resumable(load_config(run_dir / CONFIG_FILE), config)
+        log.info("%s: fitting again the run that ended %r", run_dir, status)
+        return None
     if resume and latest is None:
         raise RunError(f"--resume: {run_dir} holds no checkpoint to resume from")
     if not resume and not multi_worker and (latest is not None or earlier_attempt):
