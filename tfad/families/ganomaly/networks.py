@@ -59,7 +59,7 @@ class GANomalyArchitecture:
 
 # `line`: sized for a 2-core CPU line PC (0.28 GFLOP per 256x256 grayscale patch for G_E + G_D + E:
 # tests/families/test_baseline_families.py); `paper`: the paper's DCGAN widths (ndf 64, doubling per level
-# down to 4x4) at 256x256, about 37 GFLOP per patch: GPU-sized, for reference only.
+# down to 4x4) at 256x256, ~17.4 GFLOP and ~144 M parameters per patch (analytic): GPU-sized, for reference.
 PRESETS: dict[str, GANomalyArchitecture] = {
     "line": GANomalyArchitecture(),
     "paper": GANomalyArchitecture(stem="conv", stem_filters=64, stem_stride=2, base_width=128, stages=5),
