@@ -6,7 +6,8 @@
 
 A preset is ``[family:]preset[+roi][@knob=value...]`` (family ``resganad`` when omitted), e.g.
 ``grdnet:crae``, ``classifier:mobilenetv3-small``, ``segmentation:unet``, ``blob:standard``,
-``embedding:padim@feature_channels=0`` (``@`` sets an architecture knob, as ``model.overrides`` would).
+``embedding:padim@feature_channels=0`` (``@`` sets an architecture knob, as ``model.overrides`` would),
+the comparison baselines ``ganomaly:line`` and ``draem:line`` (docs/baselines.md).
 The supervised families (classifier, segmentation) cannot use magnetic_tile's labelled defects - they are
 all in ``test/``, which is never trained on - so they learn from ``train/good`` with synthetic defects
 (P_q, a share ``--synthetic-probability`` of the good images) as their defect class. The blob baseline

@@ -277,6 +277,24 @@ class SuperSimpleNetConfig:
 
 
 @dataclass(frozen=True)
+class GANomalyConfig:
+    """GANomaly baseline (``model.family: ganomaly``; docs/baselines.md): the generator loss weights."""
+
+    adversarial: float = _key(1.0, ge=0.0)  # L_G = adversarial * L_adv + contextual * L1 + latent * L_enc
+    contextual: float = _key(50.0, ge=0.0)  # (the paper's 1, 50, 1)
+    latent: float = _key(1.0, ge=0.0)
+
+
+@dataclass(frozen=True)
+class DRAEMConfig:
+    """DRAEM baseline (``model.family: draem``; docs/baselines.md): loss and score."""
+
+    ssim: float = _key(1.0, ge=0.0)  # L = L2 + ssim * (1 - SSIM) + focal loss (the paper's lambda = 1)
+    focal_gamma: float = _key(2.0, ge=0.0)
+    score_filter_size: int = _key(21, ge=1, odd=True)  # score = max of the map after this mean filter
+
+
+@dataclass(frozen=True)
 class BlobConfig:
     """The blob-analysis baseline (``model.family: blob``, docs/blob.md)."""
 
@@ -313,6 +331,8 @@ class Config:
     grdnet: GRDNetConfig = field(default_factory=GRDNetConfig)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     supersimplenet: SuperSimpleNetConfig = field(default_factory=SuperSimpleNetConfig)
+    ganomaly: GANomalyConfig = field(default_factory=GANomalyConfig)
+    draem: DRAEMConfig = field(default_factory=DRAEMConfig)
     blob: BlobConfig = field(default_factory=BlobConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 

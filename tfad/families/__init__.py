@@ -18,7 +18,9 @@ from __future__ import annotations
 from tfad.families.base import ModelFamily
 from tfad.families.blob import BlobFamily
 from tfad.families.classifier import ClassifierFamily
+from tfad.families.draem import DRAEMFamily
 from tfad.families.embedding import EmbeddingFamily
+from tfad.families.ganomaly import GANomalyFamily
 from tfad.families.grdnet import GRDNetFamily
 from tfad.families.resganad import ResGANADFamily
 from tfad.families.segmentation import SegmentationFamily
@@ -34,6 +36,8 @@ REGISTRY: tuple[ModelFamily, ...] = (
     BlobFamily(),
     EmbeddingFamily(),
     SuperSimpleNetFamily(),
+    GANomalyFamily(),
+    DRAEMFamily(),
 )
 
 _BY_NAME = {entry.name: entry for entry in REGISTRY}

@@ -131,7 +131,8 @@ def residual_critic(
     return keras.Model(inputs, [features, logit], name=name)
 
 
-def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+def double_conv(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+    """Two 3x3 conv + BN + ReLU at ``filters`` (a U-Net level; DRAEM's reconstructive levels)."""
     for i in range(2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
@@ -163,13 +164,13 @@ def unet(
     for d in range(depth):
         if d:
             x = layers.MaxPooling2D(2, name=f"{name}_pool{d}")(x)
-        x = _conv_bn_relu(x, base_width * 2**d, f"{name}_down{d}")
+        x = double_conv(x, base_width * 2**d, f"{name}_down{d}")
         skips.append(x)
     for d in reversed(range(depth - 1)):
         width = base_width * 2**d
         x = layers.Conv2DTranspose(width, 2, strides=2, name=f"{name}_upconv{d}")(x)
         x = layers.Concatenate(name=f"{name}_skip{d}")([x, skips[d]])
-        x = _conv_bn_relu(x, width, f"{name}_up{d}")
+        x = double_conv(x, width, f"{name}_up{d}")
     x = layers.Conv2D(
         stem_stride * stem_stride,
         3,
