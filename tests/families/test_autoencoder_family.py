@@ -88,8 +88,8 @@ def test_masked_loss_weighs_the_mean_errors_of_clean_and_corrupted_pixels() -> N
     # the same error on a 4x larger corrupted area costs the same
     reconstruction_big = reconstruction.copy()
     reconstruction_big[0, :4, :] = 0.0
-    same = float(masked_reconstruction_loss(tf.constant(target), tf.constant(reconstruction_big), bigger, lam))
-    assert same == pytest.approx(expected, rel=1e-6)
+    same = masked_reconstruction_loss(tf.constant(target), tf.constant(reconstruction_big), bigger, lam)
+    assert float(same) == pytest.approx(expected, rel=1e-6)
     # a one-channel mask applies to every channel of a 3-channel image (the norms count channels)
     rgb = float(
         masked_reconstruction_loss(
@@ -208,7 +208,8 @@ def test_an_interrupted_fit_resumes_to_the_same_weights(tiny_vials, tmp_path) ->
         return keep
 
     straight, resumed = {}, {}
-    fit(ae_config(tiny_vials, tmp_path / "a", "self-supervised"), progress=False, on_train_end=weights_of(straight))
+    straight_config = ae_config(tiny_vials, tmp_path / "a", "self-supervised")
+    fit(straight_config, progress=False, on_train_end=weights_of(straight))
     config = ae_config(tiny_vials, tmp_path / "b", "self-supervised")
     first = fit(config, progress=False, should_stop=lambda step: step >= 3)
     assert first.status == "interrupted" and first.global_step == 3

@@ -107,7 +107,8 @@ class AutoencoderTrainer(keras.Model):
         if c.variant == "plain":
             total = mse_ssim_loss(target, reconstruction, c.mse_weight, c.ssim_weight)
         else:
-            total = masked_reconstruction_loss(target, reconstruction, batch["noise_mask"], c.corrupted_weight)
+            mask = batch["noise_mask"]
+            total = masked_reconstruction_loss(target, reconstruction, mask, c.corrupted_weight)
         return {
             "total_loss": total,
             "mse": tf.reduce_mean(tf.square(target - reconstruction)),
