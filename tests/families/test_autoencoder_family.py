@@ -85,7 +85,7 @@ def test_masked_loss_weighs_the_mean_errors_of_clean_and_corrupted_pixels() -> N
     mixed = float(masked_reconstruction_loss(tf.constant(target), tf.constant(reconstruction), bigger, lam))
     expected_mixed = ((1 - lam) * 0.01 + lam * (0.25 + 0.01) / 2 + (1 - lam) * 0.04) / 2
     assert mixed == pytest.approx(expected_mixed, rel=1e-6)
-    # the same error on a 4x larger corrupted area costs the same
+    # the same error on a twice larger corrupted area costs the same
     reconstruction_big = reconstruction.copy()
     reconstruction_big[0, :4, :] = 0.0
     same = masked_reconstruction_loss(tf.constant(target), tf.constant(reconstruction_big), bigger, lam)
