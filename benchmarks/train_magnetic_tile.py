@@ -7,7 +7,8 @@
 A preset is ``[family:]preset[+roi][@knob=value...]`` (family ``resganad`` when omitted), e.g.
 ``grdnet:crae``, ``classifier:mobilenetv3-small``, ``segmentation:unet``, ``blob:standard``,
 ``embedding:padim@feature_channels=0`` (``@`` sets an architecture knob, as ``model.overrides`` would),
-the comparison baselines ``ganomaly:line`` and ``draem:line`` (docs/baselines.md).
+the comparison baselines ``ganomaly:line`` and ``draem:line`` (docs/baselines.md), ``autoencoder:line``
+(``--set autoencoder.variant=self-supervised`` trains the autoencoder's self-supervised variant).
 The supervised families (classifier, segmentation) cannot use magnetic_tile's labelled defects - they are
 all in ``test/``, which is never trained on - so they learn from ``train/good`` with synthetic defects
 (P_q, a share ``--synthetic-probability`` of the good images) as their defect class. The blob baseline
@@ -63,6 +64,11 @@ SCORE_VARIANTS = {
     "supersimplenet": [
         ("classification head", "supersimplenet", {"score": "classification"}),
         ("map-max", "supersimplenet", {"score": "map-max"}),
+    ],
+    "autoencoder": [  # seed 004's alpha (0.1, the default) and both of its terms alone
+        ("alpha 0.1", "autoencoder", {"score_alpha": 0.1}),
+        ("alpha 1: MSE", "autoencoder", {"score_alpha": 1.0}),
+        ("alpha 0: 1-SSIM", "autoencoder", {"score_alpha": 0.0}),
     ],
     "grdnet": [
         ("map-max, filter 21", "grdnet", {"patch_score": "map-max", "score_filter_size": 21}),

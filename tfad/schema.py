@@ -295,6 +295,23 @@ class DRAEMConfig:
 
 
 @dataclass(frozen=True)
+class AutoencoderConfig:
+    """The plain convolutional autoencoder (``model.family: autoencoder``; seed 004, methods.md): training
+    variant, loss weights and the patch score's alpha (docs/autoencoder.md)."""
+
+    # plain: clean image in and out, MSE + SSIM loss; self-supervised: P_q-corrupted image in (synthesis.*),
+    # the clean one as target, the masked loss (seed 004 Eq. 4)
+    variant: str = _key("plain", choices=("plain", "self-supervised"))
+    # plain: loss = mse_weight * MSE + ssim_weight * (1 - SSIM) (seed 004's best: alpha 0.1; not both 0)
+    mse_weight: float = _key(0.1, ge=0.0)
+    ssim_weight: float = _key(0.9, ge=0.0)
+    # self-supervised: lambda of Eq. 4, the corrupted pixels' share of the loss (the clean ones: 1 - lambda)
+    corrupted_weight: float = _key(0.9, **_FRACTION)
+    # patch score = score_alpha * MSE + (1 - score_alpha) * (1 - SSIM) (seed 004 Eq. 1)
+    score_alpha: float = _key(0.1, **_FRACTION)
+
+
+@dataclass(frozen=True)
 class BlobConfig:
     """The blob-analysis baseline (``model.family: blob``, docs/blob.md)."""
 
@@ -333,6 +350,7 @@ class Config:
     supersimplenet: SuperSimpleNetConfig = field(default_factory=SuperSimpleNetConfig)
     ganomaly: GANomalyConfig = field(default_factory=GANomalyConfig)
     draem: DRAEMConfig = field(default_factory=DRAEMConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     blob: BlobConfig = field(default_factory=BlobConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 

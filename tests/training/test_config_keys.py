@@ -316,3 +316,27 @@ def test_a_combination_invalid_only_together_stops_fit(
     assert run_case(key, "ssim", workspace, capsys, also=roi) is None
     assert "does not name grdnet.patch_score" in (run_case(key, "map-max", workspace, capsys, also=roi) or "")
     assert "does not name grdnet.patch_score" in (run_case(key, "ssim", workspace, capsys) or "")
+
+
+def test_the_autoencoder_keys_are_walked() -> None:
+    # issue 16 item 1: the autoencoder section and the family's architecture knobs are among the cases
+    ids = {key.id for key in KEYS}
+    section = {"autoencoder.variant", "autoencoder.mse_weight", "autoencoder.ssim_weight",
+               "autoencoder.corrupted_weight", "autoencoder.score_alpha"}  # fmt: skip
+    knobs = {f"model.overrides.{k}@autoencoder" for k in ("bottleneck", "latent_dim", "kernel_size")}
+    assert section | knobs <= ids, sorted((section | knobs) - ids)
+
+
+def test_autoencoder_loss_weights_both_zero_stop_fit(
+    workspace: Workspace, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each weight may be 0 alone (MSE only, or SSIM only); both 0 leave the plain variant no loss. The check
+    # runs whatever the family trained (a bad value in an unused section is an error too).
+    monkeypatch.chdir(workspace.root / "cwd")
+    for family in ("autoencoder", None):
+        key = Key("autoencoder.mse_weight", family, float)
+        assert run_case(key, 0.0, workspace, capsys, also={"autoencoder.ssim_weight": 0.0}) is None
+        # valid alone: fit gets past the config and fails at the empty data set, with another message
+        assert "does not name autoencoder.mse_weight" in (run_case(key, 0.0, workspace, capsys) or "")
+    key = Key("autoencoder.ssim_weight", None, float)
+    assert run_case(key, 0.0, workspace, capsys, also={"autoencoder.mse_weight": 0.0}) is None

@@ -15,6 +15,7 @@ in the Python server only.
 
 from __future__ import annotations
 
+from tfad.families.autoencoder import AutoencoderFamily
 from tfad.families.base import ModelFamily
 from tfad.families.blob import BlobFamily
 from tfad.families.classifier import ClassifierFamily
@@ -38,6 +39,7 @@ REGISTRY: tuple[ModelFamily, ...] = (
     SuperSimpleNetFamily(),
     GANomalyFamily(),
     DRAEMFamily(),
+    AutoencoderFamily(),
 )
 
 _BY_NAME = {entry.name: entry for entry in REGISTRY}
