@@ -488,6 +488,22 @@ def write_shift_table(rows: list[dict], out: Path) -> None:
             cells += [cell(by_condition[c], metric) if c in by_condition else "-" for c in conditions]
             lines.append("| " + " | ".join([preset, *cells]) + " |")
         lines.append("")
+    header = ["model", "none", *(f"{kind} {strength:g}" for kind, strength in conditions)]
+    lines += [
+        "**true-accept / true-reject rate at the thresholds calibrated on unshifted images "
+        "(all test images)**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for preset, shift_rows in results.items():
+        by_condition = {(r["kind"], r["strength"]): r for r in shift_rows}
+        rates = [
+            f"{r['true_accept_rate']:.2f} / {r['true_reject_rate']:.2f}" if r else "-"
+            for r in [by_condition["none", 0.0], *(by_condition.get(c) for c in conditions)]
+        ]
+        lines.append("| " + " | ".join([preset, *rates]) + " |")
+    lines.append("")
     text = "\n".join(lines)
     (out / "shift.md").write_text(text)
     plot_shift_curves(results, str(out / "shift_auroc.png"))
