@@ -15,6 +15,7 @@ in the Python server only.
 
 from __future__ import annotations
 
+from tfad.families.aexad import AEXADFamily
 from tfad.families.base import ModelFamily
 from tfad.families.blob import BlobFamily
 from tfad.families.classifier import ClassifierFamily
@@ -34,6 +35,7 @@ REGISTRY: tuple[ModelFamily, ...] = (
     BlobFamily(),
     EmbeddingFamily(),
     SuperSimpleNetFamily(),
+    AEXADFamily(),
 )
 
 _BY_NAME = {entry.name: entry for entry in REGISTRY}
