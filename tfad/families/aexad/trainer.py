@@ -54,17 +54,17 @@ class AEXADTrainer(SupervisedTrainer):
         """AdamW with cosine annealing over ``total_steps`` and gradient clipping (built here, so a checkpoint
         restores its state before the first step)."""
         keras.Model.compile(self)
-        schedule = keras.optimizers.schedules.CosineDecay(
+        self.schedule = keras.optimizers.schedules.CosineDecay(
             learning_rate, max(1, total_steps), alpha=min(1.0, MIN_LEARNING_RATE / learning_rate)
         )
         self.optimizer_ = keras.optimizers.AdamW(
-            schedule, beta_1=beta_1, weight_decay=WEIGHT_DECAY, global_clipnorm=CLIP_NORM
+            self.schedule, beta_1=beta_1, weight_decay=WEIGHT_DECAY, global_clipnorm=CLIP_NORM
         )
         self.optimizer_.build(self.trainable_parameters)
 
     def learning_rate(self, step: int) -> float:
         """The learning rate at global ``step``."""
-        return float(self.optimizer_.learning_rate(step))
+        return float(self.schedule(step))
 
     def _loss_values(self, batch: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
         x = batch["image"]
