@@ -28,8 +28,19 @@ def aexad_config(root: Path, output_dir: Path, **extra):
             "output_dir": str(output_dir),
             "model": {"family": "aexad", "preset": "line", "overrides": dict(TINY)},
             # calib holds labelled defects with masks (train: good products only)
-            "data": {"root": str(root), "image_size": 32, "validation_fraction": 0.34, "train_split": "calib"},
-            "training": {"epochs": 2, "batch_size": 4, "steps_per_epoch": 4, "validation_steps": 1, "seed": 0},
+            "data": {
+                "root": str(root),
+                "image_size": 32,
+                "validation_fraction": 0.34,
+                "train_split": "calib",
+            },
+            "training": {
+                "epochs": 2,
+                "batch_size": 4,
+                "steps_per_epoch": 4,
+                "validation_steps": 1,
+                "seed": 0,
+            },
             "aexad": {"blur_sigma": 1.0},
             "calibration": {"run_k": 1, "run_n": 2},
             **extra,
@@ -127,7 +138,7 @@ def test_score_variants_read_the_filtered_error_map() -> None:
     np.testing.assert_allclose(out["max"]["heatmap"].numpy(), filtered, rtol=1e-6)  # F = 2: within [0, 1]
     np.testing.assert_allclose(out["max"]["score"].numpy(), filtered.max(axis=(1, 2)), rtol=1e-6)
     np.testing.assert_allclose(out["mean"]["score"].numpy(), filtered.mean(axis=(1, 2)), rtol=1e-5)
-    area = (filtered > filtered.mean(axis=(1, 2), keepdims=True) + filtered.std(axis=(1, 2), keepdims=True))
+    area = filtered > filtered.mean(axis=(1, 2), keepdims=True) + filtered.std(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(out["area"]["score"].numpy(), area.mean(axis=(1, 2)), atol=1 / 1024)
     assert 0 < out["area"]["score"].numpy().min() and out["area"]["score"].numpy().max() < 0.5
     assert out["max"]["reconstruction"].shape == (3, 32, 32, 1)
@@ -234,7 +245,7 @@ def test_config_errors_of_the_aexad_keys(tmp_path, capsys, monkeypatch) -> None:
                 failures.append(f"{key.path}: {value!r} ({why}): {problem}")
     assert not failures, "\n".join(failures)
     # the scaling's bound keeps (F - x)^2 > 0 for pixels in [0, 1]; the message names the key
-    with pytest.raises(ConfigError, match=r"^aexad.scaling must be > 1"):
+    with pytest.raises(ConfigError, match=r"^aexad.scaling must be in \(1, 100\], got 1.0"):
         from_dict({"model": {"family": "aexad"}, "aexad": {"scaling": 1.0}})
     # an image size the decoder cannot reach from the latent grid by x2 upsamplings
     with pytest.raises(ConfigError, match="backbone_input_size"):

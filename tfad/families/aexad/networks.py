@@ -49,8 +49,9 @@ def build_decoder(arch: AEXADArchitecture) -> keras.Model:
                           name=f"b2_conv{i}")(h)  # fmt: skip
     b2 = layers.Conv2D(c, 1, kernel_initializer=init, name="b2_project")(h)
     fused = fuse_branches(b1, b2)
-    out = layers.Conv2D(arch.channels, 3, padding="same", activation="sigmoid",
-                        kernel_initializer=keras.initializers.GlorotUniform(seed=0), name="output")(fused)  # fmt: skip
+    out_init = keras.initializers.GlorotUniform(seed=0)
+    out = layers.Conv2D(arch.channels, 3, padding="same", activation="sigmoid", kernel_initializer=out_init,
+                        name="output")(fused)  # fmt: skip
     return keras.Model(latent, out, name="decoder")
 
 
@@ -123,4 +124,5 @@ class AEXADNetworks:
         encoder = int(self.extractor.count_params())
         decoder = int(self.decoder.count_params())
         trained = decoder + (encoder if self.arch.train_encoder else 0)
-        return {"inference": encoder + decoder, "trained": trained, "frozen_backbone": encoder + decoder - trained}
+        frozen = encoder + decoder - trained
+        return {"inference": encoder + decoder, "trained": trained, "frozen_backbone": frozen}
