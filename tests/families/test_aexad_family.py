@@ -166,9 +166,13 @@ def test_a_tiny_training_run_lowers_the_loss_and_pushes_labelled_pixels_away() -
         losses.append(float(step(batch)["total_loss"][0]))
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert last < 0.5 * first, (first, last)
-    error = normalised_error(images, networks.reconstruct(tf.constant(images))).numpy()
+    reconstruction = networks.reconstruct(tf.constant(images)).numpy()
+    error = normalised_error(images, reconstruction).numpy()
     inside, outside = error[:3][masks[:3] > 0].mean(), error[masks == 0].mean()
-    assert inside > 5 * outside, (inside, outside)  # the labelled defects are reconstructed away from x
+    # the labelled pixels are pushed towards F = 2, i.e. to the sigmoid's ceiling 1 (without the anomalous
+    # term they stay near their dark input, ~0.35 after these steps, and the error ratio is ~8)
+    assert reconstruction[:3][masks[:3] > 0].mean() > 0.8
+    assert inside > 30 * outside, (inside, outside)
 
 
 def test_a_split_without_labelled_defects_is_a_config_error(tiny_vials, tmp_path) -> None:
