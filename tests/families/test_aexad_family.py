@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 from tfad.cli import main
 from tfad.config import from_dict
@@ -175,12 +176,19 @@ def test_a_tiny_training_run_lowers_the_loss_and_pushes_labelled_pixels_away() -
     assert inside > 30 * outside, (inside, outside)
 
 
-def test_a_split_without_labelled_defects_is_a_config_error(tiny_vials, tmp_path) -> None:
+def test_without_labelled_defects_it_needs_and_trains_on_synthetic_ones(tiny_vials, tmp_path) -> None:
     from tfad.training.fit import fit
 
-    config = aexad_config(tiny_vials, tmp_path, data={"root": str(tiny_vials), "image_size": 32})
+    good_only = {"data": {"root": str(tiny_vials), "image_size": 32}}  # the train split: good products only
     with pytest.raises(ConfigError, match="synthetic_probability"):
-        fit(config, progress=False)
+        fit(aexad_config(tiny_vials, tmp_path, **good_only), progress=False)
+    config = aexad_config(tiny_vials, tmp_path, **good_only, supervised={"synthetic_probability": 0.5})
+    result = fit(config, progress=False)
+    info = json.loads((result.run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["global_step"] == 8
+    written = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    # P_q defects (with their Perlin masks) are its labelled class
+    assert written["supervised"]["classes"] == ["good", "synthetic"]
 
 
 def test_fits_on_labelled_defects_exports_and_both_servers_serve_it(tiny_vials, tmp_path) -> None:
