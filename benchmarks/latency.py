@@ -374,7 +374,8 @@ def build_model(spec: str, work: Path, eval_products: int = 4) -> Path:
         "data": {"root": str(data), "layout": "line", "validation_fraction": 0.0},
         "training": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 4},
     }
-    if family_name in ("classifier", "segmentation"):  # the generated train split has only good patches
+    # the generated train split has only good patches: the families that read labelled defects get P_q ones
+    if family_name in ("classifier", "segmentation", "aexad"):
         config["supervised"] = {"synthetic_probability": 0.5}
     config_path = work / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config))

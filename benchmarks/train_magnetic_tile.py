@@ -9,6 +9,9 @@ A preset is ``[family:]preset[+roi][@knob=value...]`` (family ``resganad`` when 
 ``embedding:padim@feature_channels=0`` (``@`` sets an architecture knob, as ``model.overrides`` would),
 the comparison baselines ``ganomaly:line`` and ``draem:line`` (docs/baselines.md), ``autoencoder:line``
 (``--set autoencoder.variant=self-supervised`` trains the autoencoder's self-supervised variant).
+AE-XAD (``aexad:line``) is few-shot supervised: run it with ``--labelled-share`` (0.05 moves 13 labelled
+defects, 6 blowhole / 4 break / 3 crack, out of the evaluated set into ``train/``), and ``--learning-rate
+5e-4`` (the seed's); without a share it learns from synthetic defects like the supervised families.
 The supervised families (classifier, segmentation) cannot use magnetic_tile's labelled defects - they are
 all in ``test/``, which is never trained on - so they learn from ``train/good`` with synthetic defects
 (P_q, a share ``--synthetic-probability`` of the good images) as their defect class. The blob baseline
@@ -69,6 +72,11 @@ SCORE_VARIANTS = {
         ("alpha 0.1", "autoencoder", {"score_alpha": 0.1}),
         ("alpha 1: MSE", "autoencoder", {"score_alpha": 1.0}),
         ("alpha 0: 1-SSIM", "autoencoder", {"score_alpha": 0.0}),
+    ],
+    "aexad": [
+        ("filtered-error max", "aexad", {"score": "max"}),
+        ("filtered-error mean", "aexad", {"score": "mean"}),
+        ("mean+std binarised area", "aexad", {"score": "area"}),
     ],
     "grdnet": [
         ("map-max, filter 21", "grdnet", {"patch_score": "map-max", "score_filter_size": 21}),
@@ -218,9 +226,10 @@ def run_preset(spec: str, args: argparse.Namespace, contamination: float = 0.0) 
             raise SystemExit(f"preset {spec!r}: '+roi' needs the grdnet family (ResGANAD has no ROI)")
         data_root, model_roi, defects_outside_roi = roi_dataset(args.data, args.out, args.roi_border)
         extra = {"grdnet": {"inference_roi": str(model_roi)}}
-    if family_name in ("classifier", "segmentation"):
+    if family_name in ("classifier", "segmentation") or (family_name == "aexad" and not args.labelled_share):
         # magnetic_tile's labelled defects are all in test/, which is never trained on: the supervised
-        # families learn from train/good with synthetic defects (P_q) as their defect class
+        # families learn from train/good with synthetic defects (P_q) as their defect class (AE-XAD too when
+        # --labelled-share gives it no labelled defects)
         extra = {"supervised": {"synthetic_probability": args.synthetic_probability}}
     for assignment in args.set:  # "--set section.key=value": a config key (YAML-typed), e.g. noise_sigma
         dotted, _, value = assignment.partition("=")
@@ -396,7 +405,8 @@ def main() -> None:
         "--synthetic-probability",
         type=float,
         default=0.5,
-        help="classifier/segmentation: share of good training images made synthetic defects",
+        help="classifier/segmentation (and AE-XAD without --labelled-share): share of good training images "
+        "made synthetic defects",
     )
     parser.add_argument(
         "--contamination",

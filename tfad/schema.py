@@ -312,6 +312,19 @@ class AutoencoderConfig:
 
 
 @dataclass(frozen=True)
+class AEXADConfig:
+    """AE-XAD (``model.family: aexad``; 000, methods.md, docs/aexad.md): the loss's scaling and the score."""
+
+    # F of the loss (x - x~)^2 / (F - x)^2 (the seed's 2): anomalous pixels are pushed towards it. Above 1,
+    # so the denominator is never 0 for pixels in [0, 1]
+    scaling: float = _key(2.0, gt=1.0, le=100.0)
+    # sigma (pixels) of the Gaussian filter of the error map; 0 = off
+    blur_sigma: float = _key(4.0, ge=0.0, le=64.0)
+    # patch score: max or mean of the filtered error map, or area = share of its mean + std binarisation
+    score: str = _key("max", choices=("max", "mean", "area"))
+
+
+@dataclass(frozen=True)
 class BlobConfig:
     """The blob-analysis baseline (``model.family: blob``, docs/blob.md)."""
 
@@ -351,6 +364,7 @@ class Config:
     ganomaly: GANomalyConfig = field(default_factory=GANomalyConfig)
     draem: DRAEMConfig = field(default_factory=DRAEMConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    aexad: AEXADConfig = field(default_factory=AEXADConfig)
     blob: BlobConfig = field(default_factory=BlobConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 

@@ -67,6 +67,7 @@ EXTRA_INVALID: dict[str, list[Any]] = {
 NO_RANGE: dict[str, str] = {
     "augment.vertical_flip": "a switch: true and false are both valid",
     "supersimplenet.cache_features": "a switch: true and false are both valid",
+    "model.overrides.train_encoder": "a switch (AE-XAD's encoder frozen or trained): both are valid",
 }
 
 #: dict-typed keys and the keys inside them that are walked (a new dict key needs an entry here).

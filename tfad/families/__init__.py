@@ -15,6 +15,7 @@ in the Python server only.
 
 from __future__ import annotations
 
+from tfad.families.aexad import AEXADFamily
 from tfad.families.autoencoder import AutoencoderFamily
 from tfad.families.base import ModelFamily
 from tfad.families.blob import BlobFamily
@@ -40,6 +41,7 @@ REGISTRY: tuple[ModelFamily, ...] = (
     GANomalyFamily(),
     DRAEMFamily(),
     AutoencoderFamily(),
+    AEXADFamily(),
 )
 
 _BY_NAME = {entry.name: entry for entry in REGISTRY}
