@@ -2,11 +2,14 @@
 family gives the scores recorded on main before the move (commit 38af99d, ``tests/families/parity_cases.py``
 run as a script in a checkout of that commit).
 
-Tolerance: 1e-3 relative (1e-6 absolute). The recorded and the re-run scores come from the same seeds, data
-and graph; what may differ is float rounding between CPU kernels (AVX2 vs AVX-512 oneDNN paths) over four
-Adam steps, orders of magnitude below this. A moved family whose networks, losses, data order or score
-changed by anything real misses it by far more (e.g. one more training step changes ResGANAD's scores in
-the first decimal).
+Tolerance: 1e-3 relative (1e-6 absolute), 1e-2 for the classifier. The recorded and the re-run scores come
+from the same seeds, data and graph; what may differ is float rounding between CPU kernels (oneDNN paths of
+different CPUs) over four Adam steps. Measured (2026-12-04): on an AMD EPYC machine the classifier's scores
+differed from the ones recorded on an Intel Xeon by up to 0.28 % relative (the other families by less than
+0.1 %), while a real change moves them far more: one more training step changes them by up to 13.5 %
+(classifier), 1.1 % (ResGANAD), 2.8 % (segmentation), 4.2 % (GRD-Net), a learning rate 5 % higher by 11.9 %
+(classifier). So a moved family whose networks, losses, data order or score changed by anything real misses
+its tolerance, and a CPU does not.
 """
 
 from __future__ import annotations
@@ -95,8 +98,12 @@ def parity_data(tmp_path_factory):
     return make_data(tmp_path_factory.mktemp("parity") / "data")
 
 
+#: Cases whose CPU-to-CPU rounding differences exceed 1e-3 (module docstring: measured spread and margin).
+RELATIVE_TOLERANCE = {"classifier": 1e-2}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tiny_fit_scores_equal_those_recorded_before_the_redesign(case, parity_data, tmp_path) -> None:
     scores = tiny_fit_scores(case, parity_data, tmp_path)
-    np.testing.assert_allclose(scores, RECORDED[case], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(scores, RECORDED[case], rtol=RELATIVE_TOLERANCE.get(case, 1e-3), atol=1e-6)
