@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import keras
 
+from tfad.networks.generator import EncoderDecoderEncoder
 from tfad.networks.plain import dcgan_decoder, dcgan_discriminator, dcgan_encoder
 from tfad.networks.presets import require_positive_ints, select_preset
 
@@ -71,7 +72,7 @@ def preset(name: str, **overrides: int | str) -> GANomalyArchitecture:
     return select_preset(PRESETS, name, "GANomaly", overrides)
 
 
-class GANomalyNetworks:
+class GANomalyNetworks(EncoderDecoderEncoder):
     """GANomaly's four networks: G_E (``encoder``), G_D (``decoder``), E (``encoder2``) and the
     discriminator (``critic``), named as the GAN trainer base (:mod:`tfad.trainers.adversarial`) expects."""
 
@@ -84,23 +85,9 @@ class GANomalyNetworks:
         self.encoder2 = dcgan_encoder(*common, arch.latent_dim, "encoder2")
         self.critic = dcgan_discriminator(*common, "critic")
 
-    @property
-    def generator_variables(self) -> list:
-        """Trainable variables of G_E + G_D + E."""
-        return (
-            self.encoder.trainable_variables
-            + self.decoder.trainable_variables
-            + self.encoder2.trainable_variables
-        )
-
     def checkpoint_parts(self) -> dict[str, keras.Model]:
         """Every network, by checkpoint name."""
-        return {
-            "encoder": self.encoder,
-            "decoder": self.decoder,
-            "encoder2": self.encoder2,
-            "critic": self.critic,
-        }
+        return self.gan_checkpoint_parts()
 
     def inference_parts(self) -> dict[str, keras.Model]:
         """The networks the score needs: the whole generator (the latent distance needs E)."""

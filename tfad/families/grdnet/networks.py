@@ -26,6 +26,7 @@ from tfad.networks.blocks import (
     residual_stage,
     unet,
 )
+from tfad.networks.generator import EncoderDecoderEncoder
 from tfad.networks.presets import require_positive_ints, select_preset
 
 BOTTLENECKS = ("conv", "dense")
@@ -198,7 +199,7 @@ def build_unet(arch: GRDNetArchitecture, name: str = "unet") -> keras.Model:
     )
 
 
-class GRDNetNetworks:
+class GRDNetNetworks(EncoderDecoderEncoder):
     """The five networks of GRD-Net: E1, decoder, E2, the critic and the discriminative U-Net."""
 
     def __init__(self, arch: GRDNetArchitecture) -> None:
@@ -212,24 +213,9 @@ class GRDNetNetworks:
         )
         self.unet = build_unet(arch)
 
-    @property
-    def generator_variables(self) -> list:
-        """Trainable variables of E1 + decoder + E2."""
-        return (
-            self.encoder.trainable_variables
-            + self.decoder.trainable_variables
-            + self.encoder2.trainable_variables
-        )
-
     def checkpoint_parts(self) -> dict[str, keras.Model]:
         """Every network, by checkpoint name."""
-        return {
-            "encoder": self.encoder,
-            "decoder": self.decoder,
-            "encoder2": self.encoder2,
-            "critic": self.critic,
-            "unet": self.unet,
-        }
+        return {**self.gan_checkpoint_parts(), "unet": self.unet}
 
     def inference_parts(self) -> dict[str, keras.Model]:
         """The networks the inference path needs (restored from a checkpoint for scoring/export)."""
@@ -247,9 +233,4 @@ class GRDNetNetworks:
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters of the inference path, the generator, the critic and the U-Net."""
-        return {
-            "inference": int(self.build_inference_model().count_params()),
-            "generator": int(sum(int(v.numpy().size) for v in self.generator_variables)),
-            "critic": int(self.critic.count_params()),
-            "unet": int(self.unet.count_params()),
-        }
+        return {**self.gan_parameter_counts(), "unet": int(self.unet.count_params())}

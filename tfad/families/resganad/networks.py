@@ -17,6 +17,7 @@ import keras
 from keras import layers
 
 from tfad.networks.blocks import final_bn_relu, image_head, image_stem, residual_critic, residual_stage
+from tfad.networks.generator import EncoderDecoderEncoder
 from tfad.networks.presets import require_positive_ints, select_preset
 
 
@@ -142,7 +143,7 @@ def build_decoder(arch: ResGANADArchitecture, name: str = "decoder") -> keras.Mo
     return keras.Model(inputs, outputs, name=name)
 
 
-class ResGANADNetworks:
+class ResGANADNetworks(EncoderDecoderEncoder):
     """The four networks of ResGANAD: E1, decoder, E2 and the critic."""
 
     def __init__(self, arch: ResGANADArchitecture) -> None:
@@ -155,23 +156,9 @@ class ResGANADNetworks:
             arch.image_size, arch.channels, arch.critic_base_width, arch.critic_stages
         )
 
-    @property
-    def generator_variables(self) -> list:
-        """Trainable variables of E1 + decoder + E2."""
-        return (
-            self.encoder.trainable_variables
-            + self.decoder.trainable_variables
-            + self.encoder2.trainable_variables
-        )
-
     def checkpoint_parts(self) -> dict[str, keras.Model]:
         """Every network, by checkpoint name."""
-        return {
-            "encoder": self.encoder,
-            "decoder": self.decoder,
-            "encoder2": self.encoder2,
-            "critic": self.critic,
-        }
+        return self.gan_checkpoint_parts()
 
     def inference_parts(self) -> dict[str, keras.Model]:
         """The networks the inference path needs (restored from a checkpoint for scoring/export)."""
@@ -184,8 +171,4 @@ class ResGANADNetworks:
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters of the inference path, the generator (E1 + decoder + E2) and the critic."""
-        return {
-            "inference": int(self.build_inference_model().count_params()),
-            "generator": int(sum(int(v.numpy().size) for v in self.generator_variables)),
-            "critic": int(self.critic.count_params()),
-        }
+        return self.gan_parameter_counts()
