@@ -269,8 +269,9 @@ class SuperSimpleNetConfig:
     # paper's absolute 0.015 suits WideResNet-50 features only)
     noise_sigma: float = _key(1.0, gt=0.0, le=10.0)
     perlin_threshold: float = _key(0.2, ge=-1.0, lt=1.0)  # Perlin noise > this: perturbed cells
-    # patch score: the classification head's logit (the paper's) or the max of the blurred map's logits
-    score: str = _key("map-max", choices=("map-max", "classification"))
+    # patch score: the classification head's logit (the paper's) or the max of the blurred map's logits;
+    # null: by the regime (map-max unsupervised, classification with labels: measured on magnetic_tile)
+    score: str | None = _key(None, choices=("map-max", "classification"))
     # Compute the frozen backbone's features once and train on them (no rotation/flip augmentation then);
     # one device and image folders only (otherwise the image streams are used)
     cache_features: bool = True

@@ -237,3 +237,21 @@ def test_map_max_score_is_the_max_of_the_blurred_map_logits() -> None:
     np.testing.assert_array_equal(by_map["heatmap"].numpy(), by_head["heatmap"].numpy())
     outputs = model(tf.cast(images, tf.float32) / 255.0)
     np.testing.assert_allclose(by_head["score"].numpy(), outputs["score_logit"].numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("regime", "given", "resolved"),
+    [
+        ("unsupervised", None, "map-max"),
+        ("supervised", None, "classification"),
+        ("weak", None, "classification"),
+        ("supervised", "map-max", "map-max"),  # an explicit choice is kept
+        ("unsupervised", "classification", "classification"),
+    ],
+)
+def test_the_score_left_null_is_chosen_by_the_regime(regime, given, resolved) -> None:
+    from tfad.config import from_dict
+
+    section = {"regime": regime, **({"score": given} if given else {})}
+    config = from_dict({"model": {"family": "supersimplenet"}, "supersimplenet": section})
+    assert config.supersimplenet.score == resolved
