@@ -16,7 +16,7 @@ namespace tfad {
 
 struct ServiceOptions {
   std::chrono::milliseconds cycle_budget{450};
-  std::chrono::milliseconds reply_margin{5};
+  std::chrono::milliseconds reply_margin{25};  // --reply_margin_ms (server_flags.h)
   RequestLimits limits;
   bool log_requests = true;
   std::string server_version = "0.1.0";

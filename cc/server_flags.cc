@@ -75,7 +75,7 @@ const std::vector<FlagSpec>& Specs() {
        "Longest time from receiving a request to its verdict. When inference cannot finish within it (or "
        "within the client's gRPC deadline, whichever is earlier) the verdict is REJECT_INCOMPLETE.",
        IntFlag("cycle_budget_ms", &ServerFlags::cycle_budget_ms, 1, 600000)},
-      {"reply_margin_ms", "5",
+      {"reply_margin_ms", "25",
        "Time reserved before the client's deadline to send the reply, so an incomplete verdict arrives "
        "instead of a DEADLINE_EXCEEDED status.",
        IntFlag("reply_margin_ms", &ServerFlags::reply_margin_ms, 0, 10000)},

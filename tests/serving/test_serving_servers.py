@@ -198,7 +198,7 @@ def test_short_deadline_is_reject_incomplete(server_kind, client, product_images
     # default reply margin, which it keeps back to send the reply before the client gives up.
     inference_s = min(client.inspect_request(request, timeout_s=10).timings_ms["inference"] for _ in range(2))
     inference_s /= 1000.0
-    reply_margin_s = {"cc": 0.005, "python": 0.020}[server_kind]
+    reply_margin_s = {"cc": 0.025, "python": 0.060}[server_kind]
     try:
         result = client.inspect_request(request, timeout_s=reply_margin_s + 0.25 * inference_s)
     except grpc.RpcError as err:

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     add("--listen", default="127.0.0.1:8500", help="HOST:PORT (loopback by default; port 0 = any free port)")
     add("--poll-interval-ms", "--poll_interval_ms", type=int, default=5000, help="new-version poll (0 = off)")
     add("--cycle-budget-ms", "--cycle_budget_ms", type=int, default=450, help="request-to-verdict budget")
-    add("--reply-margin-ms", "--reply_margin_ms", type=int, default=20, help="time kept before the deadline")
+    add("--reply-margin-ms", "--reply_margin_ms", type=int, default=60, help="time kept before the deadline")
     add("--inference-threads", "--inference_threads", type=int, default=1, help="fixed inference threads")
     add("--max-queue", "--max_queue", type=int, default=8, help="waiting products before OVERLOADED")
     add("--warmup-batch", "--warmup_batch", type=int, default=60, help="images in the warm-up run")

@@ -48,7 +48,9 @@ class ServerConfig:
     listen: str = "127.0.0.1:8500"
     poll_interval_ms: int = 5000
     cycle_budget_ms: int = 450
-    reply_margin_ms: int = 20  # Python needs more time than C++ to send a reply (GIL, serialization)
+    # Python needs more time than C++ to send a reply (GIL, serialization): 60 ms measured 99.9 % in time
+    # with both cores busy (benchmarks/deadline_under_load.py, docs/serving.md)
+    reply_margin_ms: int = 60
     inference_threads: int = 1
     max_queue: int = 8
     warmup_batch: int = 60
