@@ -435,6 +435,12 @@ def main() -> None:
         "by --seed) with the same thresholds: shift.md, shift_auroc.png (tfad.data.shift)",
     )  # fmt: skip
     parser.add_argument("--shift-strengths", default="0.25,0.5,1", help="strengths of --shift in [0, 1]")
+    parser.add_argument(
+        "--merge", metavar="DIRS",
+        help="train nothing: merge the results.json of these comma-separated --out folders of earlier "
+        "runs into --out (results.md, results.json, and shift.md / shift_auroc.png for the rows scored "
+        "with --shift)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench_out/magnetic_tile"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
@@ -442,9 +448,14 @@ def main() -> None:
     if not args.data.is_dir():
         raise SystemExit(f"magnetic_tile not found at {args.data} (pass --data)")
     args.out.mkdir(parents=True, exist_ok=True)
-    specs = [p.strip() for p in args.presets.split(",") if p.strip()] if not args.preset else []
-    shares = [0.0] + [float(p) for p in args.contamination.split(",") if p.strip()]
-    rows = [row for spec in specs + args.preset for share in shares for row in run_preset(spec, args, share)]
+    if args.merge:
+        rows = merged_rows([Path(d.strip()) for d in args.merge.split(",") if d.strip()])
+    else:
+        specs = [p.strip() for p in args.presets.split(",") if p.strip()] if not args.preset else []
+        shares = [0.0] + [float(p) for p in args.contamination.split(",") if p.strip()]
+        rows = [
+            row for spec in specs + args.preset for share in shares for row in run_preset(spec, args, share)
+        ]
     (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
 
     def fmt(v) -> str:
@@ -473,8 +484,24 @@ def main() -> None:
     table = "\n".join(lines)
     (args.out / "results.md").write_text(table + "\n")
     print(table)
-    if args.shift:
+    if args.shift or (args.merge and any(r.get("shift") for r in rows)):
         write_shift_table(rows, args.out)
+
+
+def merged_rows(folders: list[Path]) -> list[dict]:
+    """The rows of earlier runs' results.json, in the order given; a missing file or a model named twice is
+    an error (the tables are keyed by model)."""
+    rows: list[dict] = []
+    for folder in folders:
+        path = folder / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"--merge: {path} not found (run the benchmark with --out {folder} first)")
+        rows += json.loads(path.read_text())
+    names = [r["preset"] for r in rows]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SystemExit(f"--merge: these models appear in more than one folder: {', '.join(twice)}")
+    return rows
 
 
 def write_shift_table(rows: list[dict], out: Path) -> None:
@@ -482,6 +509,8 @@ def write_shift_table(rows: list[dict], out: Path) -> None:
     from tfad.evaluation.plots import plot_shift_curves
 
     results = {r["preset"]: r["shift"] for r in rows if r.get("shift")}
+    if not results:
+        raise SystemExit("no row was scored under shift (run with --shift)")
     conditions = [(r["kind"], r["strength"]) for r in next(iter(results.values())) if r["kind"] != "none"]
 
     def cell(row: dict, metric: str) -> str:

@@ -362,12 +362,14 @@ def plot_shift_curves(results: dict[str, list[dict]], path: str, metric: str = "
     axes = np.atleast_1d(fig.subplots(rows_n, cols_n, squeeze=False)).ravel()
     label = metric.replace("_", " ").replace("auroc", "AUROC")
     for ax, kind in zip(axes, kinds, strict=False):
-        for model, rows in results.items():
+        for index, (model, rows) in enumerate(results.items()):
             base = [r for r in rows if r["kind"] == "none"]
             points = sorted((r["strength"], r[metric]) for r in base + [r for r in rows if r["kind"] == kind])
             points = [(x, y) for x, y in points if y is not None]
             if points:
-                ax.plot(*zip(*points, strict=True), marker="o", lw=1.6, label=model)
+                # the colour cycle has 10 entries: the line style tells the next ten apart
+                style = ("-", "--", ":", "-.")[index // 10 % 4]
+                ax.plot(*zip(*points, strict=True), marker="o", lw=1.6, ls=style, label=model)
         ax.axhline(0.5, color="grey", ls=":", lw=1)
         ax.set_title(f"shift: {kind}")
         ax.set_xlabel("strength (1 = the stated maximum)")
