@@ -4,15 +4,20 @@ without a cluster: test_strategy_and_shards.py).
 The multi-worker tests start real ``tfad fit --strategy multi-worker`` processes (CUDA hidden, free loopback
 ports). They run this module as a script (``python test_distributed.py worker ...``): a thin driver around
 ``tfad.cli.main`` that passes two test hooks through ``tfad.training.fit.fit``'s public arguments - every
-worker dumps its final in-memory weights to an .npz (``on_train_end``), and one worker can SIGKILL itself
-right after a given step (``should_stop``), so the kill lands at a known point mid-epoch whatever the
-machine's speed. Every subprocess is killed in a ``finally`` if a test fails.
+worker dumps its final in-memory weights to an .npz (``on_train_end``), and one worker can SIGKILL itself,
+or send itself a SIGTERM, right after a given step (``should_stop``), so the kill or the stop request lands
+at a known point mid-epoch whatever the machine's speed. Every subprocess is killed in a ``finally`` if a
+test fails.
 
 Tested recovery procedure (docs/cluster.md): SIGKILL worker 1 after the chief's first backup (step 5), at
 step 7; the chief's
 next collective fails and it exits by itself with code 75 (no backup written after the failure); the whole
 job is restarted with the same command lines (same TF_CONFIG) and both workers resume from the chief's
 latest backup, logging the steps redone.
+
+Tested stop on purpose: one worker gets a SIGTERM after step 12; its stop request travels in the next step's
+all-reduce, both workers stop after the same step, the chief saves a checkpoint of it, both exit 130, and
+``--resume`` continues there with nothing redone and ends with the uninterrupted run's weights.
 """
 
 from __future__ import annotations
@@ -77,9 +82,14 @@ class Job:
         work: Path,
         tag: str,
         kill_worker1_at: int = 0,
+        term_at: int = 0,
+        term_worker: int = 1,
+        resume: bool = False,
     ) -> None:
         self.config, self.ports, self.work, self.tag = config, ports, work, tag
         self.kill_worker1_at = kill_worker1_at  # worker 1 SIGKILLs itself after this step (0: never)
+        self.term_at, self.term_worker = term_at, term_worker  # that worker SIGTERMs itself (0: never)
+        self.resume = resume  # --resume
         self.procs: list[subprocess.Popen] = []
 
     def npz(self, index: int) -> Path:
@@ -96,10 +106,12 @@ class Job:
             env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
             env.pop("TF_CONFIG", None)
             die_at = self.kill_worker1_at if index == 1 else 0
+            term_at = self.term_at if index == self.term_worker else 0
             command = [
-                sys.executable, str(Path(__file__)), "worker", str(self.npz(index)), str(die_at), "--",
-                "fit", str(self.config), "--strategy", "multi-worker", "--workers", workers,
-                "--task-index", str(index), "--no-progress",
+                sys.executable, str(Path(__file__)), "worker", str(self.npz(index)), str(die_at),
+                str(term_at), "--", "fit", str(self.config), "--strategy", "multi-worker",
+                "--workers", workers, "--task-index", str(index), "--no-progress",
+                *(["--resume"] if self.resume else []),
             ]  # fmt: skip
             with open(self.log(index), "a") as log:
                 self.procs.append(
@@ -264,6 +276,75 @@ def test_killed_worker_job_restarts_from_the_last_backup_and_matches(
     print(f"restarted vs uninterrupted: max |difference| {worst:.3g}")
 
 
+TERM_AT = 12  # mid-epoch 2: after epoch 1's history row and the backup at step 10, before the one at 15
+
+
+def test_sigterm_on_one_worker_stops_both_at_one_step_and_resume_matches(
+    reference_job, tiny_vials, tmp_path
+) -> None:
+    """Worker 1 (not the chief, which writes everything) sends itself a SIGTERM right after step 12. Its stop
+    wish travels in a following step's all-reduce: both workers stop after that same step (the final
+    barrier is named by the step, so workers stopping apart would hang there), the chief saves a checkpoint
+    of it, run.json says "interrupted", both exit 130 (tfad.cli.fit: an interrupted fit), and ``--resume``
+    continues there with nothing redone and ends with the uninterrupted reference run's weights."""
+    import tensorflow as tf
+
+    reference, _, _ = reference_job
+    config = write_config(tmp_path / "config.yaml", tiny_vials, tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "tiny"
+    ports = free_ports(2)
+    first = Job(config, ports, tmp_path, "first", term_at=TERM_AT, term_worker=1)
+    with running(first):
+        codes = first.wait()
+    assert codes == [130, 130], first.tail()
+    logs = [first.log(index).read_text() for index in (0, 1)]
+    assert "SIGTERM: stopping after the current step" in logs[1], first.tail()
+    assert "SIGTERM: stopping" not in logs[0], first.tail()  # the chief got no signal: only the shared wish
+    # Each worker logs the step it stopped at and why; the same step for both
+    steps = []
+    for index, log in enumerate(logs):
+        (line,) = [ln for ln in log.splitlines() if "interrupted at step" in ln]
+        steps.append(int(line.split("interrupted at step ")[1].split()[0]))
+        reason = "SIGTERM" if index == 1 else "another worker's request"
+        assert f"({reason}): checkpoint saved" in line, line
+        assert f"all 2 workers finished at step {steps[-1]}" in log, first.tail()  # the final barrier
+    stopped = steps[0]
+    assert steps == [stopped, stopped], steps
+    # A wish is noted at a step boundary and shared in the next step's all-reduce. The hook's signal arrives
+    # at step 12's boundary, after _stop_agreed read the flag (it calls should_stop second), so it is noted
+    # at 13 and all stop after 14; a stop later than that is a lost step, earlier is impossible.
+    assert TERM_AT + 1 <= stopped <= TERM_AT + 2, stopped
+    assert stopped % 5, stopped  # not a regular backup step: the checkpoint is the stop's own
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["global_step"] == stopped, info
+    (interruption,) = info["interruptions"]
+    # the chief writes run.json: it only knows that another worker asked
+    assert interruption["reason"] == "another worker's request" and not interruption["forced"], interruption
+    assert interruption["step"] == stopped and interruption["checkpoint"] == f"ckpt-{stopped}", interruption
+    assert Path(tf.train.latest_checkpoint(str(run_dir / "checkpoints"))).name == f"ckpt-{stopped}"
+    assert [h["epoch"] for h in info["history"]] == [1]
+
+    second = Job(config, ports, tmp_path, "second", resume=True)
+    with running(second):
+        codes = second.wait()
+    assert codes == [0, 0], second.tail()
+    resumed = json.loads((run_dir / "run.json").read_text())
+    assert resumed["status"] == "finished" and resumed["global_step"] == 20 and resumed["epochs_done"] == 2
+    (resumption,) = resumed["resumptions"]
+    assert resumption["from_step"] == stopped and resumption["steps_redone"] == 0, resumption
+    for index in (0, 1):
+        assert f"from step {stopped} (ckpt-{stopped}); nothing was lost" in second.log(index).read_text()
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["interruptions"] == info["interruptions"]  # the interruption stays on record
+    reference_weights = load_npz(reference.npz(0))
+    worst = 0.0
+    for index in (0, 1):
+        for a, b in zip(load_npz(second.npz(index)), reference_weights, strict=True):
+            np.testing.assert_allclose(a, b, rtol=RESUME_RTOL, atol=RESUME_ATOL)
+            worst = max(worst, float(np.max(np.abs(a - b))) if a.size else 0.0)
+    print(f"stopped at step {stopped}, SIGTERM after {TERM_AT}; resumed vs uninterrupted: {worst:.3g}")
+
+
 def test_two_replica_step_equals_one_replica_step_on_the_global_batch(tiny_vials, tmp_path) -> None:
     """Loss scaling, every family with a train_step: one SGD step of 2 replicas on half batches equals one
     step of one device on the whole batch; without the 1/replicas scale it is twice as large. Then a whole
@@ -291,9 +372,9 @@ def test_two_replica_step_equals_one_replica_step_on_the_global_batch(tiny_vials
 
 
 # ------------------------------------------------------------------------------- subprocess entry points
-def _worker_main(npz: str, die_at: int, cli_args: list[str]) -> int:
+def _worker_main(npz: str, die_at: int, term_at: int, cli_args: list[str]) -> int:
     """``tfad <cli_args>`` with the test hooks: dump the final weights to ``npz``; SIGKILL this process right
-    after step ``die_at`` (0: never)."""
+    after step ``die_at``, send it a SIGTERM right after step ``term_at`` (0: never)."""
     import tfad.training.fit as fit_module
 
     real_fit = fit_module.fit
@@ -302,15 +383,18 @@ def _worker_main(npz: str, die_at: int, cli_args: list[str]) -> int:
         parts = trainer.networks.checkpoint_parts()
         np.savez(npz, *[np.asarray(v.numpy()) for part in parts.values() for v in part.variables])
 
-    def die_after(step: int) -> bool:
+    def after_step(step: int) -> bool:
         if step == die_at:
             os.kill(os.getpid(), signal.SIGKILL)  # a worker lost at a known step, mid-epoch
+        if step == term_at:
+            # a scheduler's stop request at a known step: the loop's handler turns it into a stop wish
+            os.kill(os.getpid(), signal.SIGTERM)
         return False
 
     def fit_with_hooks(*args, **kwargs):
         kwargs["on_train_end"] = dump
-        if die_at:
-            kwargs["should_stop"] = die_after
+        if die_at or term_at:
+            kwargs["should_stop"] = after_step
         return real_fit(*args, **kwargs)
 
     fit_module.fit = fit_with_hooks  # tfad.cli.fit imports it at call time
@@ -462,9 +546,9 @@ def _loss_scaling_main(out: str, data_root: str, work: str) -> int:
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))  # conftest helpers
     if sys.argv[1] == "worker":
-        npz_path, die_at, separator, *rest = sys.argv[2:]
+        npz_path, die_at, term_at, separator, *rest = sys.argv[2:]
         assert separator == "--"
-        sys.exit(_worker_main(npz_path, int(die_at), rest))
+        sys.exit(_worker_main(npz_path, int(die_at), int(term_at), rest))
     if sys.argv[1] == "loss-scaling":
         sys.exit(_loss_scaling_main(*sys.argv[2:5]))
     sys.exit(f"unknown entry point {sys.argv[1]!r}")
