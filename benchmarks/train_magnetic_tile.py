@@ -47,6 +47,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -441,6 +442,11 @@ def main() -> None:
         "runs into --out (results.md, results.json, and shift.md / shift_auroc.png for the rows scored "
         "with --shift)",
     )  # fmt: skip
+    parser.add_argument(
+        "--only", metavar="REGEX",
+        help="with --merge: keep the models whose name matches this regular expression (re.search), e.g. "
+        "one patch score per family for a readable plot",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("bench_out/magnetic_tile"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
@@ -449,7 +455,7 @@ def main() -> None:
         raise SystemExit(f"magnetic_tile not found at {args.data} (pass --data)")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.merge:
-        rows = merged_rows([Path(d.strip()) for d in args.merge.split(",") if d.strip()])
+        rows = merged_rows([Path(d.strip()) for d in args.merge.split(",") if d.strip()], args.only)
     else:
         specs = [p.strip() for p in args.presets.split(",") if p.strip()] if not args.preset else []
         shares = [0.0] + [float(p) for p in args.contamination.split(",") if p.strip()]
@@ -488,15 +494,24 @@ def main() -> None:
         write_shift_table(rows, args.out)
 
 
-def merged_rows(folders: list[Path]) -> list[dict]:
-    """The rows of earlier runs' results.json, in the order given; a missing file or a model named twice is
-    an error (the tables are keyed by model)."""
+def merged_rows(folders: list[Path], only: str | None = None) -> list[dict]:
+    """The rows of earlier runs' results.json, in the order given, optionally only the models whose name
+    matches ``only``; a missing file, a model named twice or no model left is an error (the tables are keyed
+    by model)."""
     rows: list[dict] = []
     for folder in folders:
         path = folder / "results.json"
         if not path.is_file():
             raise SystemExit(f"--merge: {path} not found (run the benchmark with --out {folder} first)")
         rows += json.loads(path.read_text())
+    if only:
+        try:
+            pattern = re.compile(only)
+        except re.error as err:
+            raise SystemExit(f"--only {only!r}: not a regular expression ({err})") from None
+        rows = [r for r in rows if pattern.search(r["preset"])]
+        if not rows:
+            raise SystemExit(f"--only {only!r}: no model of the merged folders matches")
     names = [r["preset"] for r in rows]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
