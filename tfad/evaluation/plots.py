@@ -358,7 +358,7 @@ def plot_shift_curves(results: dict[str, list[dict]], path: str, metric: str = "
     of every kind)."""
     kinds = list(dict.fromkeys(r["kind"] for rows in results.values() for r in rows if r["kind"] != "none"))
     rows_n, cols_n = _grid(max(1, len(kinds)), max_cols=4)
-    fig = Figure(figsize=(3.6 * cols_n + 1.0, 3.2 * rows_n + 0.4), layout="constrained")
+    fig = Figure(figsize=(3.6 * cols_n + 3.4, 3.2 * rows_n + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows_n, cols_n, squeeze=False)).ravel()
     label = metric.replace("_", " ").replace("auroc", "AUROC")
     for ax, kind in zip(axes, kinds, strict=False):
@@ -379,7 +379,8 @@ def plot_shift_curves(results: dict[str, list[dict]], path: str, metric: str = "
     for ax in axes[len(kinds) :]:
         ax.set_visible(False)
     if len(results) > 1 or kinds:
-        axes[0].legend(loc="lower left", fontsize=7)
+        # beside the panels: with many models a legend inside one would hide its curves
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=7)
     fig.suptitle(f"{label} under domain shift (thresholds and model fixed)")
     return _save(fig, path)
 
