@@ -59,9 +59,12 @@ def server_kind(request) -> str:
 
 @pytest.fixture
 def server(server_kind, make_model_root, tmp_path) -> Iterator[ServerHandle]:
-    """A server of each kind on its own copy of the model tree (poll every 200 ms)."""
+    """A server of each kind on its own copy of the model tree (poll every 200 ms). Its cycle budget is
+    60 s, not the line's 450 ms: these tests check complete verdicts, which must not depend on the machine's
+    speed or load (a 14-patch first call took 614 ms once on an idle CI machine); the budget itself is
+    tested with a server of its own (test_cycle_budget_is_reject_incomplete)."""
     root = make_model_root(f"models-{server_kind}")
-    handle = start_server_of_kind(server_kind, root, tmp_path, poll_interval_ms=200)
+    handle = start_server_of_kind(server_kind, root, tmp_path, poll_interval_ms=200, cycle_budget_ms=60000)
     yield handle
     handle.stop()
 

@@ -104,14 +104,15 @@ def assert_servers_score_like_python(
     log_dir: Path,
     kinds: tuple[str, ...] = ("cc", "python"),
     score_atol: float = 1e-5,
-    cycle_budget_ms: int = 450,
+    cycle_budget_ms: int = 60000,
 ) -> None:
     """Serve the exported model ``version_dir`` (``<models>/<name>/<version>``) with each server kind and
     check, for one product of ``images`` (uint8 ``[N, H, W, C]``), that scores, patch decisions, the verdict
     and every heatmap equal the Python scoring of the same SavedModel (``tfad.evaluation.scorer``).
 
     Heatmaps travel as 8-bit PNGs: equal to the reference within half a grey level (+ the score tolerance).
-    ``cycle_budget_ms``: the servers' budget (raise it for products far larger than a line's).
+    ``cycle_budget_ms``: the servers' budget; 60 s by default, so that a complete verdict does not depend on
+    the machine's speed or load (the 450 ms budget has its own test).
     """
     import cv2
     import numpy as np

@@ -174,6 +174,18 @@ def load_npz(path: Path) -> list[np.ndarray]:
         return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
+def assert_both_workers_match(job: Job, reference: Job) -> float:
+    """Both workers' final weights of ``job`` equal the reference job's chief's within the resume tolerances;
+    the largest absolute difference."""
+    reference_weights = load_npz(reference.npz(0))
+    worst = 0.0
+    for index in (0, 1):
+        for a, b in zip(load_npz(job.npz(index)), reference_weights, strict=True):
+            np.testing.assert_allclose(a, b, rtol=RESUME_RTOL, atol=RESUME_ATOL)
+            worst = max(worst, float(np.max(np.abs(a - b))) if a.size else 0.0)
+    return worst
+
+
 @pytest.fixture(scope="module")
 def reference_job(tiny_vials, tmp_path_factory):
     """An uninterrupted 2-worker run of the tiny config: (job, run_dir, seconds)."""
@@ -267,12 +279,7 @@ def test_killed_worker_job_restarts_from_the_last_backup_and_matches(
         assert f"from the backup at step {resumption['from_step']}" in log and "lost and redone" in log
     # no finished epoch lost or repeated: one history row per epoch
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
-    reference_weights = load_npz(reference.npz(0))
-    worst = 0.0
-    for index in (0, 1):
-        for a, b in zip(load_npz(second.npz(index)), reference_weights, strict=True):
-            np.testing.assert_allclose(a, b, rtol=RESUME_RTOL, atol=RESUME_ATOL)
-            worst = max(worst, float(np.max(np.abs(a - b))) if a.size else 0.0)
+    worst = assert_both_workers_match(second, reference)
     print(f"restarted vs uninterrupted: max |difference| {worst:.3g}")
 
 
@@ -336,12 +343,7 @@ def test_sigterm_on_one_worker_stops_both_at_one_step_and_resume_matches(
         assert f"from step {stopped} (ckpt-{stopped}); nothing was lost" in second.log(index).read_text()
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     assert resumed["interruptions"] == info["interruptions"]  # the interruption stays on record
-    reference_weights = load_npz(reference.npz(0))
-    worst = 0.0
-    for index in (0, 1):
-        for a, b in zip(load_npz(second.npz(index)), reference_weights, strict=True):
-            np.testing.assert_allclose(a, b, rtol=RESUME_RTOL, atol=RESUME_ATOL)
-            worst = max(worst, float(np.max(np.abs(a - b))) if a.size else 0.0)
+    worst = assert_both_workers_match(second, reference)
     print(f"stopped at step {stopped}, SIGTERM after {TERM_AT}; resumed vs uninterrupted: {worst:.3g}")
 
 
