@@ -133,19 +133,21 @@ def product_request(manifest: dict, n: int, seed: int):
     )
 
 
-def call_in_child(function: str, *args) -> object:
-    """``function(*args)`` of this module in a fresh Python process; its JSON-encoded result.
+def call_in_child(function: str, *args, module: str = "latency") -> object:
+    """``function(*args)`` of ``module`` (this one, or another script of benchmarks/) in a fresh Python
+    process; its JSON-encoded result.
 
     The bare TensorFlow run and the FLOP count run apart from the benchmark: TensorFlow's CPU allocator keeps
     its peak, and the `thesis` preset's 60-patch product needs ~11 GB per process, so the servers started
     next would otherwise share the machine's memory with that peak (the first attempts were OOM-killed).
     """
     code = (
-        "import sys, json; sys.path.insert(0, sys.argv[1]); import latency; "
-        "print('RESULT', json.dumps(getattr(latency, sys.argv[2])(*json.loads(sys.argv[3]))))"
+        "import sys, json, importlib; sys.path.insert(0, sys.argv[1]); "
+        "m = importlib.import_module(sys.argv[4]); "
+        "print('RESULT', json.dumps(getattr(m, sys.argv[2])(*json.loads(sys.argv[3]))))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(Path(__file__).parent), function, json.dumps(args)],
+        [sys.executable, "-c", code, str(Path(__file__).parent), function, json.dumps(args), module],
         capture_output=True,
         text=True,
     )

@@ -21,6 +21,7 @@ from tfad.backbones import (
     build_feature_extractor,
     converted_weights,
     flops_per_image,
+    folded_features,
     package_weights_file,
     read_legacy_state_dict,
     write_legacy_state_dict,
@@ -209,6 +210,49 @@ def test_grey_input_equals_replicated_rgb() -> None:
         grey(image, training=False), rgb(np.repeat(image, 3, axis=-1), training=False), strict=True
     ):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def _randomise_batch_norms(model: keras.Model, seed: int) -> None:
+    # fresh BatchNormalization layers are the identity (gamma 1, beta 0, mean 0, var 1): folding them would
+    # pass even if the folding were wrong
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            gamma, beta, mean = rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c)
+            layer.set_weights([gamma, beta, mean, rng.uniform(0.3, 2.0, c)])
+
+
+@pytest.mark.parametrize(
+    ("size", "channels", "taps", "weights"),
+    [
+        (64, 1, ("stride8", "stride16"), None),
+        (64, 3, ("stride4",), None),
+        (96, 1, ("stride16", "stride8"), "package"),  # the line-fast backbone, outputs in the given order
+    ],
+)
+def test_folded_features_equal_the_extractor(
+    size: int, channels: int, taps: tuple, weights: str | None
+) -> None:
+    model = build_feature_extractor(size, channels, taps, weights=weights)
+    if weights is None:
+        _randomise_batch_norms(model, seed=size + channels)
+    image = np.random.default_rng(2).random((3, size, size, channels), dtype=np.float32)
+    expected = model(image, training=False)
+    expected = expected if isinstance(expected, list) else [expected]
+    got = folded_features(model, image)
+    assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
+    for e, g in zip(expected, got, strict=True):
+        e = np.asarray(e)
+        np.testing.assert_allclose(np.asarray(g), e, rtol=0, atol=1e-5 * np.abs(e).max())
+        assert np.abs(e).max() > 0.1  # a real signal, not two zero maps
+
+
+def test_folded_features_refuse_other_models() -> None:
+    inputs = keras.Input((8, 8, 1))
+    other = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="conv")(inputs))
+    with pytest.raises(ValueError, match="not a block output"):
+        folded_features(other, np.zeros((1, 8, 8, 1), np.float32))
 
 
 def test_extractor_matches_the_classifier_with_package_weights(classifier: keras.Model) -> None:

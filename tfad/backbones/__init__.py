@@ -13,10 +13,12 @@ from tfad.backbones.efficientnet_lite import (
     build_feature_extractor,
     converted_weights,
     flops_per_image,
+    folded_features,
     load_weights,
     package_weights_file,
 )
 from tfad.backbones.features import feature_map
+from tfad.backbones.resampling import resize_images, upsample_blur
 from tfad.backbones.torch_legacy import read_legacy_state_dict, write_legacy_state_dict
 
 __all__ = [
@@ -27,8 +29,11 @@ __all__ = [
     "converted_weights",
     "feature_map",
     "flops_per_image",
+    "folded_features",
     "load_weights",
     "package_weights_file",
     "read_legacy_state_dict",
+    "resize_images",
+    "upsample_blur",
     "write_legacy_state_dict",
 ]

@@ -22,11 +22,13 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from tfad.backbones.torch_legacy import read_legacy_state_dict
@@ -160,6 +162,66 @@ def build_feature_extractor(
     if weights is not None:
         load_weights(model, weights)
     return model
+
+
+def _block_index(layer_name: str) -> int:
+    # "blocks_4_add" / "blocks_4_bn2" -> 4: the block a tapped output comes from
+    found = re.match(r"blocks_(\d+)_", layer_name)
+    if not found:
+        raise ValueError(f"{layer_name!r} is not a block output of an EfficientNet-Lite0 feature extractor")
+    return int(found.group(1))
+
+
+def _folded(conv: layers.Layer, bn: layers.BatchNormalization, depthwise: bool = False) -> tuple:
+    # BN(conv(x, K)) = conv(x, K * s) + (beta - mean * s), s = gamma / sqrt(var + eps): one convolution with a
+    # bias instead of a convolution and two passes over its output (BN's multiply and add).
+    scale = bn.gamma * tf.math.rsqrt(bn.moving_variance + bn.epsilon)
+    kernel = conv.kernel * (scale[:, None] if depthwise else scale)  # depthwise kernel: [k, k, C, 1]
+    return kernel, bn.beta - bn.moving_mean * scale
+
+
+def folded_features(extractor: keras.Model, images: tf.Tensor) -> list[tf.Tensor]:
+    """The tapped outputs of :func:`build_feature_extractor`'s model in inference mode, computed with every
+    BatchNormalization folded into the convolution before it and a grey input's RGB replication folded
+    into the stem.
+
+    The same function of the same variables as ``extractor(images, training=False)`` (equal within float
+    rounding, tested), but each convolution becomes one fused convolution + bias (+ ReLU6) op on CPU instead
+    of a convolution followed by a multiply and an add over its whole output: on the serving path of the
+    families built on this backbone that is the largest share of the time after the convolutions
+    (benchmarks/serving_profile.py, docs/performance.md). The folded weights are computed from the
+    variables in the graph, so nothing new is stored and fine-tuned weights are folded as they are.
+
+    Args:
+        extractor: a model built by :func:`build_feature_extractor`.
+        images: float images in [0, 1] ``[N, S, S, C]`` at the extractor's input size.
+
+    Returns:
+        The tapped block outputs, in the extractor's output order (a list even for a single tap).
+    """
+    layer = extractor.get_layer
+    taps = [_block_index(t._keras_history.operation.name) for t in extractor.outputs]
+    normalise = layer("tflite_normalise")
+    x = images * normalise.scale + normalise.offset
+    kernel, bias = _folded(layer("conv_stem"), layer("bn0"))
+    if images.shape[-1] == 1:  # conv over [x, x, x] = conv over x with the kernel summed over RGB (exact)
+        kernel = tf.reduce_sum(kernel, axis=2, keepdims=True)
+    x = tf.nn.relu6(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 2, "SAME"), bias))
+    outputs = {}
+    for index, (cin, cout, expand, _, stride) in enumerate(_block_specs()[: max(taps) + 1]):
+        p = f"blocks_{index}_"
+        h = x
+        if expand != 1:
+            kernel, bias = _folded(layer(f"{p}expand_conv"), layer(f"{p}bn0"))
+            h = tf.nn.relu6(tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, "VALID"), bias))
+        kernel, bias = _folded(layer(f"{p}depthwise_conv"), layer(f"{p}bn1"), depthwise=True)
+        h = tf.nn.depthwise_conv2d(h, kernel, [1, stride, stride, 1], "SAME")
+        h = tf.nn.relu6(tf.nn.bias_add(h, bias))
+        kernel, bias = _folded(layer(f"{p}project_conv"), layer(f"{p}bn2"))
+        h = tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, "VALID"), bias)
+        x = x + h if stride == 1 and cin == cout else h
+        outputs[index] = x
+    return [outputs[i] for i in taps]
 
 
 def flops_per_image(input_size: int, taps: tuple[str, ...] = ("stride8", "stride16")) -> float:

@@ -9,10 +9,10 @@ inside the exported SavedModel graph as well as in Python evaluation: one defini
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import tensorflow as tf
+
+from tfad.backbones.resampling import gaussian_kernel
 
 DEFAULT_FILTER_SIZE = 21
 
@@ -46,14 +46,6 @@ def mean_filter(anomaly_map: tf.Tensor, filter_size: int = DEFAULT_FILTER_SIZE) 
     )
     counts = np.outer(rows + 1, cols + 1).astype(np.float32)[None, :, :, None]
     return sums / tf.constant(counts)
-
-
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """Normalised 1-D Gaussian of radius ``ceil(4 sigma)``."""
-    radius = max(1, math.ceil(4 * sigma))
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    return (kernel / kernel.sum()).astype(np.float32)
 
 
 def gaussian_blur(maps: tf.Tensor, sigma: float) -> tf.Tensor:

@@ -24,10 +24,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfad.backbones.features import feature_map
+from tfad.backbones import feature_map, upsample_blur
 from tfad.families.embedding.presets import EmbeddingArchitecture
 from tfad.families.embedding.product_quantization import exact_nearest_distance, pq_nearest_distance
-from tfad.scoring.discriminative import gaussian_blur
 
 
 def _weight(layer: keras.layers.Layer, name: str, shape: tuple[int, ...], dtype: str = "float32"):
@@ -154,9 +153,9 @@ class EmbeddingModel(keras.Model):
     def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:  # noqa: D102
         grid = self.distance_grid(images)
         size = self.arch.image_size
-        anomaly_map = gaussian_blur(
-            tf.image.resize(grid, [size, size], method="bilinear"), self.arch.blur_sigma
-        )
+        # bilinear resize to the image, then the Gaussian blur: one matrix product per axis (far faster on
+        # CPU than the resize and a 33-tap blur of the full-size map; the same function)
+        anomaly_map = upsample_blur(grid, size, self.arch.blur_sigma)
         low, high = self.heatmap_range[0], self.heatmap_range[1]
         heatmap = tf.clip_by_value((anomaly_map - low) / tf.maximum(high - low, 1e-12), 0.0, 1.0)
         return {"anomaly_map": anomaly_map, "heatmap": heatmap}

@@ -25,9 +25,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from tfad.backbones import build_feature_extractor, feature_map
+from tfad.backbones import build_feature_extractor, feature_map, upsample_blur
 from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
-from tfad.scoring.discriminative import gaussian_blur
 
 
 def class_activation_map(conv_features: tf.Tensor, dense: layers.Dense) -> tf.Tensor:
@@ -106,9 +105,7 @@ class SuperSimpleNetInference(keras.Model):
         )
         out = self.heads(features, training=False)
         size = self.arch.image_size
-        logits = gaussian_blur(
-            tf.image.resize(out["map_logits"], [size, size], method="bilinear"), self.arch.blur_sigma
-        )
+        logits = upsample_blur(out["map_logits"], size, self.arch.blur_sigma)  # resize + blur as products
         return {"anomaly_map": tf.sigmoid(logits), "map_logits": logits, "score_logit": out["score_logit"]}
 
 
