@@ -199,6 +199,11 @@ def folded_features(extractor: keras.Model, images: tf.Tensor) -> list[tf.Tensor
     Returns:
         The tapped block outputs, in the extractor's output order (a list even for a single tap).
     """
+    with tf.name_scope("backbone"):  # one scope for benchmarks/serving_profile.py
+        return _folded_forward(extractor, images)
+
+
+def _folded_forward(extractor: keras.Model, images: tf.Tensor) -> list[tf.Tensor]:
     layer = extractor.get_layer
     taps = [_block_index(t._keras_history.operation.name) for t in extractor.outputs]
     normalise = layer("tflite_normalise")

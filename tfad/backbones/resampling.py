@@ -66,6 +66,12 @@ def resample(maps: tf.Tensor, rows: np.ndarray, cols: np.ndarray) -> tf.Tensor:
     _, height, width, channels = maps.shape
     if (rows.shape[1], cols.shape[1]) != (height, width):
         raise ValueError(f"resample: matrices {rows.shape} x {cols.shape} do not fit maps {maps.shape}")
+    with tf.name_scope("resample"):  # one scope for benchmarks/serving_profile.py
+        return _resample(maps, rows, cols)
+
+
+def _resample(maps: tf.Tensor, rows: np.ndarray, cols: np.ndarray) -> tf.Tensor:
+    _, height, width, channels = maps.shape
     x = maps if channels == 1 else tf.transpose(maps, [0, 3, 1, 2])  # channels as images
     x = tf.reshape(x, [-1, width])
     x = tf.matmul(x, tf.constant(cols.T))  # every row at once: one large matrix product
