@@ -489,6 +489,8 @@ def markdown_table(models: list[dict]) -> str:
     ]
     for m in models:
         label = f"{m['model']['family']}:{m['model']['preset']}"
+        if m["model"]["name"] != f"{m['model']['family']}-{m['model']['preset']}":
+            label += f" ({m['model']['name']})"  # e.g. the same preset exported before and after a change
         gflop = f"{m['flops_per_product'] / 1e9:.2f}" if m.get("flops_per_product") else "n/a"
         for kind, r in m["servers"].items():
             lat = r["latency"]
