@@ -296,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             models.append(latency.build_model(spec, Path(tmp) / spec.replace(":", "-")))
         for model_dir in models:
             manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
-            name = f"{manifest.get('model_family', '?')}:{manifest.get('preset', '?')}"
+            family, preset = manifest.get("model_family", "?"), manifest.get("preset", "?")
+            name = f"{family}:{preset}"
+            if manifest.get("name") != f"{family}-{preset}":  # e.g. the same preset before and after a change
+                name += f" ({manifest.get('name')})"
             print(f"profiling {name} ({model_dir}) ...", flush=True)
             raw = latency.call_in_child(
                 "profile_model", str(model_dir), args.patches, args.runs, args.warmup,

@@ -198,8 +198,8 @@ class SpaceToDepth(keras.layers.Layer):
         self.block_size = block_size
 
     def call(self, inputs):  # noqa: D102
-        # tf.nn.space_to_depth's result, as a reshape and a transpose: the op's CPU kernel took 64 ms on a
-        # 60-patch product where this takes 12 (benchmarks/serving_profile.py, docs/performance.md)
+        # tf.nn.space_to_depth's result, as a reshape and a transpose: the op's CPU kernel was several times
+        # slower on a 60-patch product (benchmarks/serving_profile.py, docs/performance.md)
         import tensorflow as tf
 
         _, h, w, c = inputs.shape
