@@ -248,7 +248,7 @@ def summarise(raw: dict, peak_gflops: float, top: int) -> dict:
     }
 
 
-def markdown(name: str, summary: dict, peak_gflops: float) -> str:
+def markdown(name: str, summary: dict) -> str:
     """One model's report: wall time, the op classes, the top scopes."""
 
     def cell(value, fmt: str) -> str:
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             summary = summarise(raw, machine["peak_gflops"], args.top)
             report["models"][name] = summary
-            print(markdown(name, summary, machine["peak_gflops"]), "\n", flush=True)
+            print(markdown(name, summary), "\n", flush=True)
     text = json.dumps(report, indent=1)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -159,7 +159,8 @@ def test_every_method_fits_exports_and_scores_like_the_run(preset, overrides, ti
 def test_blur_keeps_a_constant_map_and_spreads_a_spike() -> None:
     import tensorflow as tf
 
-    from tfad.scoring.discriminative import gaussian_blur, gaussian_kernel
+    from tfad.backbones.resampling import gaussian_kernel
+    from tfad.scoring.discriminative import gaussian_blur
 
     constant = tf.fill([1, 16, 16, 1], 3.0)
     np.testing.assert_allclose(gaussian_blur(constant, 2.0).numpy(), 3.0, rtol=1e-6)

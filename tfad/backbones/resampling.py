@@ -9,7 +9,7 @@ matrices are built once per size from TensorFlow's own resize (so they are its d
 and the results equal the ops' within float rounding (tested).
 
 Used by the backbone's input downscale (:func:`tfad.backbones.feature_map`) and by the families that turn a
-feature-grid distance map into an image-size heatmap (``tfad.scoring.discriminative.upsample_blur``).
+feature-grid distance map into an image-size heatmap (:func:`upsample_blur`).
 """
 
 from __future__ import annotations
@@ -67,18 +67,13 @@ def resample(maps: tf.Tensor, rows: np.ndarray, cols: np.ndarray) -> tf.Tensor:
     if (rows.shape[1], cols.shape[1]) != (height, width):
         raise ValueError(f"resample: matrices {rows.shape} x {cols.shape} do not fit maps {maps.shape}")
     with tf.name_scope("resample"):  # one scope for benchmarks/serving_profile.py
-        return _resample(maps, rows, cols)
-
-
-def _resample(maps: tf.Tensor, rows: np.ndarray, cols: np.ndarray) -> tf.Tensor:
-    _, height, width, channels = maps.shape
-    x = maps if channels == 1 else tf.transpose(maps, [0, 3, 1, 2])  # channels as images
-    x = tf.reshape(x, [-1, width])
-    x = tf.matmul(x, tf.constant(cols.T))  # every row at once: one large matrix product
-    x = tf.matmul(tf.constant(rows), tf.reshape(x, [-1, height, cols.shape[0]]))
-    if channels == 1:
-        return tf.reshape(x, [-1, rows.shape[0], cols.shape[0], 1])
-    return tf.transpose(tf.reshape(x, [-1, channels, rows.shape[0], cols.shape[0]]), [0, 2, 3, 1])
+        x = maps if channels == 1 else tf.transpose(maps, [0, 3, 1, 2])  # channels as images
+        x = tf.reshape(x, [-1, width])
+        x = tf.matmul(x, tf.constant(cols.T))  # every row at once: one large matrix product
+        x = tf.matmul(tf.constant(rows), tf.reshape(x, [-1, height, cols.shape[0]]))
+        if channels == 1:
+            return tf.reshape(x, [-1, rows.shape[0], cols.shape[0], 1])
+        return tf.transpose(tf.reshape(x, [-1, channels, rows.shape[0], cols.shape[0]]), [0, 2, 3, 1])
 
 
 def resize_images(images: tf.Tensor, size: int, antialias: bool = False) -> tf.Tensor:
@@ -87,13 +82,15 @@ def resize_images(images: tf.Tensor, size: int, antialias: bool = False) -> tf.T
     return resample(images, resize_matrix(height, size, antialias), resize_matrix(width, size, antialias))
 
 
+@functools.lru_cache(maxsize=64)
+def upsample_blur_matrix(size_in: int, size: int, sigma: float) -> np.ndarray:
+    """``[size, size_in]``: the bilinear resize to ``size``, then :func:`blur_matrix`, along one axis."""
+    blur = blur_matrix(size, float(sigma)).astype(np.float64)
+    return (blur @ resize_matrix(size_in, size).astype(np.float64)).astype(np.float32)
+
+
 def upsample_blur(maps: tf.Tensor, size: int, sigma: float) -> tf.Tensor:
     """Bilinear resize of ``[N, g, g', C]`` maps to ``size`` x ``size``, then the ``REFLECT``-bordered
     Gaussian blur of ``sigma`` (none for ``sigma <= 0``), in one product per axis."""
     height, width = maps.shape[1], maps.shape[2]
-    blur = blur_matrix(size, float(sigma)).astype(np.float64)
-
-    def then_blur(size_in: int) -> np.ndarray:
-        return (blur @ resize_matrix(size_in, size).astype(np.float64)).astype(np.float32)
-
-    return resample(maps, then_blur(height), then_blur(width))
+    return resample(maps, upsample_blur_matrix(height, size, sigma), upsample_blur_matrix(width, size, sigma))
