@@ -431,11 +431,12 @@ def serve_and_measure(kinds: list[str], models_root: Path, request, args: argpar
             log.close()
 
 
-def measure_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict:
-    """Bare TensorFlow, FLOPs and both servers' latency for one exported version directory."""
+def measure_model(model_dir: Path, args: argparse.Namespace, work: Path, index: int = 0) -> dict:
+    """Bare TensorFlow, FLOPs and both servers' latency for one exported version directory (``index``: its
+    place in the run, which keeps two exports of the same model name apart)."""
     manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
     name, version = manifest["name"], int(manifest["version"])
-    models_root = work / f"models-{name}"
+    models_root = work / f"models-{index}-{name}"
     (models_root / name).mkdir(parents=True)
     os.symlink(model_dir, models_root / name / str(version))
     images, request = product_request(manifest, args.patches, seed=1)
@@ -487,10 +488,13 @@ def markdown_table(models: list[dict]) -> str:
         "| bare TF p50 ms | GFLOP/product | server peak MB | bare TF peak MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    names = [m["model"]["name"] for m in models]
     for m in models:
         label = f"{m['model']['family']}:{m['model']['preset']}"
         if m["model"]["name"] != f"{m['model']['family']}-{m['model']['preset']}":
             label += f" ({m['model']['name']})"  # e.g. the same preset exported before and after a change
+        if names.count(m["model"]["name"]) > 1:
+            label += f" [{m['model']['dir']}]"  # the same name exported twice: the directory tells them apart
         gflop = f"{m['flops_per_product'] / 1e9:.2f}" if m.get("flops_per_product") else "n/a"
         for kind, r in m["servers"].items():
             lat = r["latency"]
@@ -522,8 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine, "peak_gflops": args.peak_gflops},
         "models": [],
     }
-    for d in model_dirs:
-        report["models"].append(measure_model(d, args, work))
+    for index, d in enumerate(model_dirs):
+        report["models"].append(measure_model(d, args, work, index))
         print(markdown_table(report["models"][-1:]), flush=True)  # each model's rows as soon as measured
     text = json.dumps(report, indent=2)
     print(text)

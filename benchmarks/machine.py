@@ -6,6 +6,12 @@ cores x FMA units per core x float32 lanes x 2 FLOP (multiply + add) x clock. La
 have (an assumption: /proc/cpuinfo does not say); the clock is the nominal one in the model name
 ("@ 2.80GHz"), else "cpu MHz". Machines of this project have differed (2.45 GHz AVX2 and 2.80 GHz
 AVX-512 were both seen), so every benchmark report states the machine it ran on.
+
+``ONEDNN_MAX_CPU_ISA=AVX2`` in the environment keeps oneDNN (TensorFlow's convolutions and matrix products)
+to its AVX2 kernels; the benchmarks' children and the C++ server inherit it. On an AVX-512 machine that runs
+the slow machine kind's kernel set (not its clock, caches or memory): the report then says so and the peak
+counts 8 lanes. TensorFlow's own (Eigen) kernels in the tensorflow-cpu wheel do not use AVX2 or AVX-512
+either way (its start-up message lists them as not compiled in).
 """
 
 from __future__ import annotations
@@ -18,12 +24,18 @@ FMA_UNITS_PER_CORE = 2
 
 
 def describe_machine() -> dict:
-    """``{"cpu", "cores", "lanes_fp32", "clock_ghz", "peak_gflops", "peak_formula"}`` of this machine."""
+    """``{"cpu", "cores", "lanes_fp32", "clock_ghz", "peak_gflops", "peak_formula", "onednn_max_cpu_isa"}`` of
+    this machine (lanes and peak within the ``ONEDNN_MAX_CPU_ISA`` limit, when one is set)."""
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
     flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
     flag_set = set(flags.group(1).split()) if flags else set()
     lanes = 16 if "avx512f" in flag_set else 8 if "avx2" in flag_set else 4
+    isa_limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().lower() or None
+    if isa_limit is not None and isa_limit.startswith("avx2"):
+        lanes = min(lanes, 8)
+    elif isa_limit is not None and isa_limit in ("sse41", "avx"):
+        lanes = min(lanes, 4)
     clock = None
     if model:
         m = re.search(r"@\s*([\d.]+)\s*GHz", model.group(1))
@@ -40,4 +52,5 @@ def describe_machine() -> dict:
         "clock_ghz": clock,
         "peak_gflops": round(peak, 1),
         "peak_formula": f"{cores} cores x {FMA_UNITS_PER_CORE} FMA x {lanes} lanes x 2 FLOP x {clock} GHz",
+        "onednn_max_cpu_isa": isa_limit,
     }

@@ -171,15 +171,16 @@ def ramp(target: str, request, stations: int, rates: list[float], seconds: float
     }
 
 
-def qualify_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict:
+def qualify_model(model_dir: Path, args: argparse.Namespace, work: Path, index: int = 0) -> dict:
     """Bare run and FLOPs (child processes), then the sequential products, the load and the ramp through one
-    C++ server; the model's PASS / FAIL."""
+    C++ server; the model's PASS / FAIL (``index``: its place in the run, which keeps two exports of the same
+    model name apart)."""
     from tfad.serving.client import InspectionClient
 
     manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
     name, version = manifest["name"], int(manifest["version"])
     label = f"{manifest.get('model_family')}:{manifest.get('preset')}"
-    models_root = work / f"models-{name}"  # the server sees this model only
+    models_root = work / f"models-{index}-{name}"  # the server sees this model only
     (models_root / name).mkdir(parents=True)
     os.symlink(model_dir, models_root / name / str(version))
     images, request = latency.product_request(manifest, args.patches, seed=1)
@@ -253,9 +254,12 @@ def qualify_model(model_dir: Path, args: argparse.Namespace, work: Path) -> dict
 def machine_line(machine: dict) -> str:
     """One line naming the machine; AVX2 / AVX-512 from the float32 lanes machine.py read in the flags."""
     lanes = machine["lanes_fp32"]
+    limit = machine.get("onednn_max_cpu_isa")
     return (
         f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['clock_ghz']} GHz, "
-        f"AVX2 {'yes' if lanes >= 8 else 'no'}, AVX-512 {'yes' if lanes >= 16 else 'no'}, "
+        f"AVX2 {'yes' if lanes >= 8 else 'no'}, AVX-512 {'yes' if lanes >= 16 else 'no'}"
+        + (f" (oneDNN limited by ONEDNN_MAX_CPU_ISA={limit})" if limit else "")
+        + ", "
         f"float32 peak {machine['peak_gflops']} GFLOP/s ({machine['peak_formula']}); "
         f"load average at start {machine['load_average_1min']}"
     )
@@ -317,8 +321,8 @@ def run(args: argparse.Namespace) -> int:
             )
             model_dirs.append(latency.build_model(spec, work, args.build_eval_products))
         models = []
-        for d in model_dirs:
-            models.append(qualify_model(d, args, work))
+        for index, d in enumerate(model_dirs):
+            models.append(qualify_model(d, args, work, index))
             print(table(models[-1:]), flush=True)  # each model's row as soon as it is measured
     report = {
         "machine": args.machine,
