@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
-    vector = {16: "AVX-512", 8: "AVX2"}.get(machine["lanes_fp32"], "SSE")
+    vector = "AVX-512" if machine["avx512f"] else "AVX2" if machine["avx2"] else "SSE"
     print(f"\nmachine: {machine['cpu']}, {machine['cores']} cores, {vector}")
     print(f"load: {report['load']}; probe deadlines {args.deadline_ms} ms\n")
     print(

@@ -2,10 +2,12 @@
 
 The peak is an upper bound for the achieved-FLOP/s ratios the benchmarks print:
 cores x FMA units per core x float32 lanes x 2 FLOP (multiply + add) x clock. Lanes come from
-/proc/cpuinfo's flags (16 with AVX-512F, 8 with AVX2); two FMA units per core is what server Xeons
+/proc/cpuinfo's flags (16 with AVX-512F, 8 with AVX2; 8 on AMD Zen 4, family 25, whose AVX-512
+instructions run on 256-bit FMA units); two FMA units per core is what server Xeons
 have (an assumption: /proc/cpuinfo does not say); the clock is the nominal one in the model name
-("@ 2.80GHz"), else "cpu MHz". Machines of this project have differed (2.45 GHz AVX2 and 2.80 GHz
-AVX-512 were both seen), so every benchmark report states the machine it ran on.
+("@ 2.80GHz"), else "cpu MHz" (a core that boosts above it can exceed the peak). Machines of this
+project have differed (2.45 GHz AVX2 and 2.80 GHz AVX-512 were both seen),
+so every benchmark report states the machine it ran on.
 
 ``ONEDNN_MAX_CPU_ISA=AVX2`` in the environment keeps oneDNN (TensorFlow's convolutions and matrix products)
 to its AVX2 kernels; the benchmarks' children and the C++ server inherit it. On an AVX-512 machine that runs
@@ -24,13 +26,17 @@ FMA_UNITS_PER_CORE = 2
 
 
 def describe_machine() -> dict:
-    """``{"cpu", "cores", "lanes_fp32", "clock_ghz", "peak_gflops", "peak_formula", "onednn_max_cpu_isa"}`` of
-    this machine (lanes and peak within the ``ONEDNN_MAX_CPU_ISA`` limit, when one is set)."""
+    """``{"cpu", "cores", "lanes_fp32", "clock_ghz", "peak_gflops", "peak_formula", "onednn_max_cpu_isa",
+    "avx2", "avx512f"}`` of this machine (lanes and peak within the ``ONEDNN_MAX_CPU_ISA`` limit, if set)."""
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
     flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
     flag_set = set(flags.group(1).split()) if flags else set()
     lanes = 16 if "avx512f" in flag_set else 8 if "avx2" in flag_set else 4
+    vendor = re.search(r"^vendor_id\s*:\s*(\S+)", text, re.M)
+    family = re.search(r"^cpu family\s*:\s*(\d+)", text, re.M)
+    if lanes == 16 and vendor and vendor.group(1) == "AuthenticAMD" and family and int(family.group(1)) == 25:
+        lanes = 8  # AMD Zen 4 (family 25) runs AVX-512 on 256-bit FMA units: the AVX2 peak
     isa_limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().lower() or None
     if isa_limit is not None and isa_limit.startswith("avx2"):
         lanes = min(lanes, 8)
@@ -53,4 +59,6 @@ def describe_machine() -> dict:
         "peak_gflops": round(peak, 1),
         "peak_formula": f"{cores} cores x {FMA_UNITS_PER_CORE} FMA x {lanes} lanes x 2 FLOP x {clock} GHz",
         "onednn_max_cpu_isa": isa_limit,
+        "avx2": "avx2" in flag_set,
+        "avx512f": "avx512f" in flag_set,
     }

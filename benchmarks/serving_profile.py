@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe_machine()
     print(
         f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['clock_ghz']} GHz, "
-        f"{machine['lanes_fp32']} float32 lanes, peak {machine['peak_gflops']} GFLOP/s",
+        f"{machine['lanes_fp32']} float32 lanes per FMA, peak {machine['peak_gflops']} GFLOP/s "
+        f"({machine['peak_formula']})",
         flush=True,
     )
     models = [Path(d) for d in args.model_dir]
@@ -300,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{family}:{preset}"
             if manifest.get("name") != f"{family}-{preset}":  # e.g. the same preset before and after a change
                 name += f" ({manifest.get('name')})"
+            if name in report["models"]:  # the same name exported twice: the directory tells them apart
+                name += f" [{model_dir}]"
             print(f"profiling {name} ({model_dir}) ...", flush=True)
             raw = latency.call_in_child(
                 "profile_model", str(model_dir), args.patches, args.runs, args.warmup,

@@ -18,3 +18,9 @@ def test_avx2_limit_caps_the_lanes_and_the_peak(monkeypatch: pytest.MonkeyPatch)
     assert limited["peak_gflops"] == pytest.approx(
         native["peak_gflops"] * limited["lanes_fp32"] / native["lanes_fp32"], rel=1e-3
     )
+
+
+def test_flags_name_the_instruction_sets_whatever_the_fma_width() -> None:
+    # AMD Zen 4 has AVX-512 but 256-bit FMA units: the peak counts 8 lanes, the report still says AVX-512.
+    machine = describe_machine()
+    assert machine["lanes_fp32"] <= (16 if machine["avx512f"] else 8 if machine["avx2"] else 4)
