@@ -87,6 +87,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--build-eval-products", type=int, default=4, help="--build: calibration products (20 patches each)"
     )
+    p.add_argument(
+        "--cc-flag",
+        action="append",
+        default=[],
+        help="a C++ server flag to qualify with, e.g. --cc-flag=--inference_threads=2 (repeatable; the "
+        "report's server_command lists them): sizing a PC for several stations (docs/performance.md)",
+    )
     p.add_argument("--json-out", default="", help="also write the JSON report here")
     args = p.parse_args(argv)
     if not args.build and not args.model_dir:
@@ -110,7 +117,7 @@ def server_args(args: argparse.Namespace) -> argparse.Namespace:
         warmup_batch=0,  # = --patches: the server's advice is the usual product size (default 60)
         patches=args.patches,
         cycle_budget_ms=BUDGET_MS,
-        cc_flag=[],
+        cc_flag=list(args.cc_flag),
         production_flags=True,  # no benchmark-only flags (request log off, deep queue)
         startup_timeout_s=args.startup_timeout_s,
     )
