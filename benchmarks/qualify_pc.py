@@ -111,13 +111,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def server_args(args: argparse.Namespace) -> argparse.Namespace:
     """What latency.start_server reads: the C++ server as on a line PC (production budget, default flags)."""
+    threads = [f.split("=", 1)[1] for f in args.cc_flag if f.startswith("--inference_threads=")]
     return argparse.Namespace(
         cc_binary=args.cc_binary,
-        inference_threads=1,  # the server's default
+        inference_threads=threads[-1] if threads else 1,  # the server's default unless --cc-flag sets it
+        cc_flag=[f for f in args.cc_flag if not f.startswith("--inference_threads=")],
         warmup_batch=0,  # = --patches: the server's advice is the usual product size (default 60)
         patches=args.patches,
         cycle_budget_ms=BUDGET_MS,
-        cc_flag=list(args.cc_flag),
         production_flags=True,  # no benchmark-only flags (request log off, deep queue)
         startup_timeout_s=args.startup_timeout_s,
     )
