@@ -25,10 +25,13 @@ from pathlib import Path
 FMA_UNITS_PER_CORE = 2
 
 
-def describe_machine() -> dict:
+def describe_machine(cpuinfo: str | None = None) -> dict:
     """``{"cpu", "cores", "lanes_fp32", "clock_ghz", "peak_gflops", "peak_formula", "onednn_max_cpu_isa",
-    "avx2", "avx512f"}`` of this machine (lanes and peak within the ``ONEDNN_MAX_CPU_ISA`` limit, if set)."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    "avx2", "avx512f"}`` of this machine (lanes and peak within the ``ONEDNN_MAX_CPU_ISA`` limit, if set);
+    ``cpuinfo``: the text of /proc/cpuinfo, read when not given."""
+    if cpuinfo is None:
+        cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    text = cpuinfo
     model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
     flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
     flag_set = set(flags.group(1).split()) if flags else set()

@@ -261,12 +261,10 @@ def qualify_model(model_dir: Path, args: argparse.Namespace, work: Path, index: 
 
 def machine_line(machine: dict) -> str:
     """One line naming the machine: AVX2 / AVX-512 from the CPU flags, the peak from machine.py."""
-    lanes = machine["lanes_fp32"]
-    limit = machine.get("onednn_max_cpu_isa")
-    avx2, avx512 = machine.get("avx2", lanes >= 8), machine.get("avx512f", lanes >= 16)
+    limit = machine["onednn_max_cpu_isa"]
     return (
         f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['clock_ghz']} GHz, "
-        f"AVX2 {'yes' if avx2 else 'no'}, AVX-512 {'yes' if avx512 else 'no'}"
+        f"AVX2 {'yes' if machine['avx2'] else 'no'}, AVX-512 {'yes' if machine['avx512f'] else 'no'}"
         + (f" (oneDNN limited by ONEDNN_MAX_CPU_ISA={limit})" if limit else "")
         + ", "
         f"float32 peak {machine['peak_gflops']} GFLOP/s ({machine['peak_formula']}); "

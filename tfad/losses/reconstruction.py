@@ -5,6 +5,9 @@ All functions take NHWC float32 batches in [0, 1] and return scalar means over t
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import tensorflow as tf
 
 SSIM_FILTER_SIZE = 11  # tf.image.ssim's default; images must be at least this large
@@ -13,23 +16,21 @@ _SSIM_C1 = 0.01**2  # (k1 * L)^2 with L = 1
 _SSIM_C2 = 0.03**2
 
 
-def _gaussian_kernel_1d(size: int, sigma: float) -> tf.Tensor:
-    coords = tf.range(size, dtype=tf.float32) - (size - 1) / 2.0
-    g = tf.exp(-0.5 * tf.square(coords / sigma))
-    return g / tf.reduce_sum(g)
-
-
 _BLOCK = 16  # filter outputs per block (>= SSIM_FILTER_SIZE - 1: a window spans one block and the next)
 
 
-def _block_kernel() -> tf.Tensor:
+@functools.cache
+def _block_kernel() -> np.ndarray:
     # [1, 2, _BLOCK, _BLOCK]: tap t, input i, output j holds the Gaussian weight of input position i of
     # block b + t in the window of output j of block b (the window covers positions j..j+10 of the two).
-    g = _gaussian_kernel_1d(SSIM_FILTER_SIZE, SSIM_SIGMA)
-    offset = tf.range(2 * _BLOCK)[:, None] - tf.range(_BLOCK)[None, :]
+    # Built once, as a constant: the filter runs per image inside the score loop and in every training step.
+    coords = np.arange(SSIM_FILTER_SIZE) - (SSIM_FILTER_SIZE - 1) / 2.0
+    g = np.exp(-0.5 * (coords / SSIM_SIGMA) ** 2)
+    g /= g.sum()
+    offset = np.arange(2 * _BLOCK)[:, None] - np.arange(_BLOCK)[None, :]
     inside = (offset >= 0) & (offset < SSIM_FILTER_SIZE)
-    band = tf.where(inside, tf.gather(g, tf.clip_by_value(offset, 0, SSIM_FILTER_SIZE - 1)), 0.0)
-    return tf.reshape(band, [1, 2, _BLOCK, _BLOCK])
+    band = np.where(inside, g[np.clip(offset, 0, SSIM_FILTER_SIZE - 1)], 0.0)
+    return band.reshape(1, 2, _BLOCK, _BLOCK).astype(np.float32)
 
 
 def _blur_rows(x: tf.Tensor) -> tf.Tensor:
@@ -41,7 +42,7 @@ def _blur_rows(x: tf.Tensor) -> tf.Tensor:
     # spent most of its time copying, 1-channel 11-tap convolutions run far below the peak).
     rows, width = x.shape[1], x.shape[2]
     blocks = tf.reshape(x, [-1, rows, width // _BLOCK, _BLOCK])
-    y = tf.nn.conv2d(blocks, _block_kernel(), 1, [[0, 0], [0, 0], [0, 1], [0, 0]])
+    y = tf.nn.conv2d(blocks, tf.constant(_block_kernel()), 1, [[0, 0], [0, 0], [0, 1], [0, 0]])
     return tf.reshape(y, [-1, rows, width])
 
 
