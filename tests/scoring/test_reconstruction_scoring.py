@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfad.families.resganad.scoring import score_images
 from tfad.scoring.reconstruction import (
     PATCH_SCORES,
+    SCORE_CHUNK,
     SCORE_MAPS,
     map_max_score,
     minmax_heatmap,
@@ -159,3 +160,23 @@ def test_score_images_serves_the_configured_patch_score() -> None:
     np.testing.assert_allclose(out["score"].numpy(), map_max_score(x, x * 0.5, "abs-error", 5).numpy())
     np.testing.assert_array_equal(out["heatmap"].numpy(), default["heatmap"].numpy())  # the heatmap stays
     np.testing.assert_array_equal(out["reconstruction"].numpy(), default["reconstruction"].numpy())
+
+
+@pytest.mark.parametrize("count", [0, 1, SCORE_CHUNK, SCORE_CHUNK + 1, 2 * SCORE_CHUNK + 5])
+def test_scores_in_chunks_are_the_per_image_scores_for_any_batch_size(count: int) -> None:
+    # The score loops take SCORE_CHUNK images per iteration (the last chunk shorter): every image gets its
+    # own score, in order, under the exported signature's unknown batch size, and an empty batch scores [].
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 1, (count, 24, 40, 1)).astype(np.float32)
+    y = np.clip(x + rng.normal(0, 0.2, x.shape), 0, 1).astype(np.float32)
+    y[:, 5:12, 9:20] = 0.0  # a defect-like blob, so the map-max scores differ from image to image
+    signature = [tf.TensorSpec([None, 24, 40, 1], tf.float32)] * 2
+    one_minus_ssim = tf.function(ssim_score, input_signature=signature)(x, y).numpy()
+    map_max_fn = tf.function(lambda a, b: map_max_score(a, b, "ssim", 5), input_signature=signature)
+    map_max = map_max_fn(x, y).numpy()
+    assert one_minus_ssim.shape == map_max.shape == (count,)
+    for i in range(count):
+        expected = 1.0 - tf.image.ssim(x[i : i + 1], y[i : i + 1], max_val=1.0).numpy()
+        np.testing.assert_allclose(one_minus_ssim[i], expected[0], atol=1e-5)
+        alone = map_max_score(x[i : i + 1], y[i : i + 1], "ssim", 5)[0]
+        np.testing.assert_allclose(map_max[i], alone, atol=1e-6)

@@ -19,43 +19,49 @@ _SSIM_C2 = 0.03**2
 _BLOCK = 16  # filter outputs per block (>= SSIM_FILTER_SIZE - 1: a window spans one block and the next)
 
 
+def _gaussian_taps() -> np.ndarray:
+    coords = np.arange(SSIM_FILTER_SIZE) - (SSIM_FILTER_SIZE - 1) / 2.0
+    g = np.exp(-0.5 * (coords / SSIM_SIGMA) ** 2)
+    return g / g.sum()
+
+
 @functools.cache
 def _block_kernel() -> np.ndarray:
     # [1, 2, _BLOCK, _BLOCK]: tap t, input i, output j holds the Gaussian weight of input position i of
     # block b + t in the window of output j of block b (the window covers positions j..j+10 of the two).
-    # Built once, as a constant: the filter runs per image inside the score loop and in every training step.
-    coords = np.arange(SSIM_FILTER_SIZE) - (SSIM_FILTER_SIZE - 1) / 2.0
-    g = np.exp(-0.5 * (coords / SSIM_SIGMA) ** 2)
-    g /= g.sum()
+    # Built once, as a constant: the filter runs per chunk inside the score loop and in every training step.
+    g = _gaussian_taps()
     offset = np.arange(2 * _BLOCK)[:, None] - np.arange(_BLOCK)[None, :]
     inside = (offset >= 0) & (offset < SSIM_FILTER_SIZE)
     band = np.where(inside, g[np.clip(offset, 0, SSIM_FILTER_SIZE - 1)], 0.0)
     return band.reshape(1, 2, _BLOCK, _BLOCK).astype(np.float32)
 
 
-def _blur_rows(x: tf.Tensor) -> tf.Tensor:
-    # Gaussian along the last axis of [B, R, W] (W a multiple of _BLOCK), VALID in the first W - 10
-    # columns; the last 10 see the zero padding and are cropped by the caller. The row is cut into blocks
-    # of _BLOCK positions that become a convolution's channels, and a 2-wide convolution over the blocks
-    # applies the band: 32 multiply-adds per output at oneDNN's convolution speed, with no copy of the
-    # input (the fastest form measured on CPU; the former matrix product over concatenated block pairs
-    # spent most of its time copying, 1-channel 11-tap convolutions run far below the peak).
+@functools.cache
+def _column_kernel() -> np.ndarray:
+    # [11, 1, _BLOCK, 1]: the same Gaussian down the rows for each of a block's _BLOCK columns (depthwise).
+    taps = _gaussian_taps().reshape(SSIM_FILTER_SIZE, 1, 1, 1)
+    return np.tile(taps, (1, 1, _BLOCK, 1)).astype(np.float32)
+
+
+def _gaussian_blur(x: tf.Tensor) -> tf.Tensor:
+    # Separable Gaussian of [B, H, W] (W a multiple of _BLOCK) -> [B, H - 10, W], VALID in the first
+    # W - 10 columns (the last 10 see the zero padding and are cropped by the caller).
+    # Along the rows: each row is cut into blocks of _BLOCK positions that become a convolution's channels,
+    # and a 2-wide convolution over the blocks applies the band: 32 multiply-adds per output at oneDNN's
+    # convolution speed, with no copy of the input (1-channel 11-tap convolutions run far below the peak).
+    # Down the columns: an 11x1 depthwise convolution on the same blocked layout, so the maps are never
+    # transposed (transposing the four maps of a chunk cost more than this convolution, measured).
     rows, width = x.shape[1], x.shape[2]
     blocks = tf.reshape(x, [-1, rows, width // _BLOCK, _BLOCK])
-    y = tf.nn.conv2d(blocks, tf.constant(_block_kernel()), 1, [[0, 0], [0, 0], [0, 1], [0, 0]])
-    return tf.reshape(y, [-1, rows, width])
-
-
-def _gaussian_blur_transposed(x: tf.Tensor) -> tf.Tensor:
-    # Separable Gaussian of [B, H, W] -> [B, W, H] (rows, transpose, rows), H and W multiples of _BLOCK;
-    # the VALID region is [:, :W - 10, :H - 10]. The result stays transposed: SSIM only combines the
-    # blurred maps pixel by pixel and averages them.
-    return _blur_rows(tf.transpose(_blur_rows(x), [0, 2, 1]))
+    along_rows = tf.nn.conv2d(blocks, tf.constant(_block_kernel()), 1, [[0, 0], [0, 0], [0, 1], [0, 0]])
+    down_columns = tf.nn.depthwise_conv2d(along_rows, tf.constant(_column_kernel()), [1, 1, 1, 1], "VALID")
+    return tf.reshape(down_columns, [-1, rows - SSIM_FILTER_SIZE + 1, width])
 
 
 def _ssim_pixels(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, int]:
     # SSIM of every Gaussian window of the VALID region, channels folded into the batch:
-    # [N*C, W - 10, H - 10] (transposed, see _gaussian_blur_transposed), and C.
+    # [N*C, H - 10, W - 10], and C.
     x = tf.convert_to_tensor(x, tf.float32)
     y = tf.convert_to_tensor(y, tf.float32)
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
@@ -65,24 +71,27 @@ def _ssim_pixels(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, int]:
         raise ValueError(
             f"ssim needs images of at least {SSIM_FILTER_SIZE}x{SSIM_FILTER_SIZE}, got {height}x{width}"
         )
-    # Fold channels into the batch: [N, H, W, C] -> [N*C, H, W], zero-padded to whole blocks (the padding
-    # only reaches windows outside the VALID region, which are cropped).
-    x1 = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, height, width])
-    y1 = tf.reshape(tf.transpose(y, [0, 3, 1, 2]), [-1, height, width])
-    padded_height, padded_width = -(-height // _BLOCK) * _BLOCK, -(-width // _BLOCK) * _BLOCK
-    if (padded_height, padded_width) != (height, width):
-        padding = [[0, 0], [0, padded_height - height], [0, padded_width - width]]
+    # Fold channels into the batch: [N, H, W, C] -> [N*C, H, W] (a reshape for grey images), zero-padded to
+    # whole blocks along W (the padding only reaches windows outside the VALID region, which are cropped).
+    if channels == 1:
+        x1, y1 = tf.reshape(x, [-1, height, width]), tf.reshape(y, [-1, height, width])
+    else:
+        x1 = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, height, width])
+        y1 = tf.reshape(tf.transpose(y, [0, 3, 1, 2]), [-1, height, width])
+    padded_width = -(-width // _BLOCK) * _BLOCK
+    if padded_width != width:
+        padding = [[0, 0], [0, 0], [0, padded_width - width]]
         x1, y1 = tf.pad(x1, padding), tf.pad(y1, padding)
     # Four blurred maps: SSIM needs var_x + var_y only as a sum, so blur(x^2 + y^2) stands for two.
-    stacked = _gaussian_blur_transposed(tf.concat([x1, y1, x1 * x1 + y1 * y1, x1 * y1], axis=0))
-    mu_x, mu_y, squares, xy = tf.split(stacked, 4, axis=0)
+    blurred = _gaussian_blur(tf.concat([x1, y1, x1 * x1 + y1 * y1, x1 * y1], axis=0))
+    mu_x, mu_y, squares, xy = tf.split(blurred, 4, axis=0)
     mu_xy = mu_x * mu_y
     mu_squares = mu_x * mu_x + mu_y * mu_y
     luminance = (2.0 * mu_xy + _SSIM_C1) / (mu_squares + _SSIM_C1)
     # cov = E[xy] - mu_x mu_y; var_x + var_y = E[x^2 + y^2] - mu_x^2 - mu_y^2.
     contrast_structure = (2.0 * (xy - mu_xy) + _SSIM_C2) / (squares - mu_squares + _SSIM_C2)
     pixels = luminance * contrast_structure
-    return pixels[:, : width - SSIM_FILTER_SIZE + 1, : height - SSIM_FILTER_SIZE + 1], channels
+    return pixels[:, :, : width - SSIM_FILTER_SIZE + 1], channels
 
 
 def ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -106,11 +115,9 @@ def ssim_map(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     pixel (i + 5, j + 5).
     """
     pixels, channels = _ssim_pixels(x, y)
-    transposed_width, transposed_height = pixels.shape[1], pixels.shape[2]
-    per_image = tf.reduce_mean(
-        tf.reshape(pixels, [-1, channels, transposed_width, transposed_height]), axis=1
-    )
-    return tf.transpose(per_image, [0, 2, 1])
+    if channels == 1:
+        return pixels
+    return tf.reduce_mean(tf.reshape(pixels, [-1, channels, *pixels.shape[1:]]), axis=1)
 
 
 def huber(x: tf.Tensor, y: tf.Tensor, delta: float = 1.0) -> tf.Tensor:
