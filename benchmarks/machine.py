@@ -26,9 +26,9 @@ FMA_UNITS_PER_CORE = 2
 
 
 def describe_machine(cpuinfo: str | None = None) -> dict:
-    """``{"cpu", "cores", "lanes_fp32", "clock_ghz", "peak_gflops", "peak_formula", "onednn_max_cpu_isa",
-    "avx2", "avx512f"}`` of this machine (lanes and peak within the ``ONEDNN_MAX_CPU_ISA`` limit, if set);
-    ``cpuinfo``: the text of /proc/cpuinfo, read when not given."""
+    """``{"cpu", "cpu_id", "cores", "lanes_fp32", "clock_ghz", "peak_gflops", "peak_formula",
+    "onednn_max_cpu_isa", "avx2", "avx512f"}`` of this machine (lanes and peak within the
+    ``ONEDNN_MAX_CPU_ISA`` limit, if set); ``cpuinfo``: the text of /proc/cpuinfo, read when not given."""
     if cpuinfo is None:
         cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     text = cpuinfo
@@ -51,11 +51,23 @@ def describe_machine(cpuinfo: str | None = None) -> dict:
         clock = float(m.group(1)) if m else None
     if clock is None:
         mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)
-        clock = float(mhz.group(1)) / 1000 if mhz else 2.0
+        clock = round(float(mhz.group(1)) / 1000, 3) if mhz else 2.0
+    model_number = re.search(r"^model\s*:\s*(\d+)", text, re.M)
+    # The model name can be as vague as "AMD EPYC": vendor, family and model number say which generation.
+    cpu_id = " ".join(
+        part
+        for part in (
+            vendor.group(1) if vendor else None,
+            f"family {family.group(1)}" if family else None,
+            f"model {model_number.group(1)}" if model_number else None,
+        )
+        if part
+    )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     peak = cores * FMA_UNITS_PER_CORE * lanes * 2 * clock
     return {
         "cpu": model.group(1).strip() if model else "unknown",
+        "cpu_id": cpu_id or "unknown",
         "cores": cores,
         "lanes_fp32": lanes,
         "clock_ghz": clock,

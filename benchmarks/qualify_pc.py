@@ -263,7 +263,8 @@ def machine_line(machine: dict) -> str:
     """One line naming the machine: AVX2 / AVX-512 from the CPU flags, the peak from machine.py."""
     limit = machine["onednn_max_cpu_isa"]
     return (
-        f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['clock_ghz']} GHz, "
+        f"machine: {machine['cpu']} ({machine['cpu_id']}), {machine['cores']} cores, "
+        f"{machine['clock_ghz']} GHz, "
         f"AVX2 {'yes' if machine['avx2'] else 'no'}, AVX-512 {'yes' if machine['avx512f'] else 'no'}"
         + (f" (oneDNN limited by ONEDNN_MAX_CPU_ISA={limit})" if limit else "")
         + ", "

@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     machine = describe_machine()
     print(
-        f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['clock_ghz']} GHz, "
+        f"machine: {machine['cpu']} ({machine['cpu_id']}), {machine['cores']} cores, "
+        f"{machine['clock_ghz']} GHz, "
         f"{machine['lanes_fp32']} float32 lanes per FMA, peak {machine['peak_gflops']} GFLOP/s "
         f"({machine['peak_formula']})",
         flush=True,

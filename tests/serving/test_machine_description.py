@@ -42,3 +42,19 @@ def test_avx2_limit_caps_the_lanes_and_the_peak(monkeypatch: pytest.MonkeyPatch)
     assert limited["onednn_max_cpu_isa"] == "avx2"
     assert (limited["lanes_fp32"], limited["avx512f"]) == (8, True)
     assert limited["peak_gflops"] == pytest.approx(native["peak_gflops"] / 2, rel=1e-3)
+
+
+def test_a_vague_model_name_is_completed_by_family_and_model_number_and_the_clock_is_rounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "AMD EPYC" names no generation and no clock: the report must say which one and read "cpu MHz".
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpuinfo = (
+        "vendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+        f"cpu MHz\t\t: 2695.945999\nflags\t\t: {_FLAGS} avx512f\n"
+    )
+    machine = describe_machine(cpuinfo)
+    assert machine["cpu"] == "AMD EPYC"
+    assert machine["cpu_id"] == "AuthenticAMD family 26 model 2"
+    assert machine["clock_ghz"] == 2.696
+    assert f"{machine['clock_ghz']} GHz" in machine["peak_formula"]
