@@ -23,6 +23,7 @@ from keras import layers
 
 from tfad.backbones import build_feature_extractor, feature_map
 from tfad.families.aexad.presets import AEXADArchitecture
+from tfad.networks.blocks import ImageHeadConv2D
 from tfad.networks.flops import count_flops
 
 
@@ -50,8 +51,8 @@ def build_decoder(arch: AEXADArchitecture) -> keras.Model:
     b2 = layers.Conv2D(c, 1, kernel_initializer=init, name="b2_project")(h)
     fused = fuse_branches(b1, b2)
     out_init = keras.initializers.GlorotUniform(seed=0)
-    out = layers.Conv2D(arch.channels, 3, padding="same", activation="sigmoid", kernel_initializer=out_init,
-                        name="output")(fused)  # fmt: skip
+    out = ImageHeadConv2D(arch.channels, 3, activation="sigmoid", kernel_initializer=out_init,
+                          name="output")(fused)  # fmt: skip
     return keras.Model(latent, out, name="decoder")
 
 
