@@ -1,0 +1,34 @@
+"""benchmarks/qualify_pc.py's verdict rules: a step holds its rate only if every product got a complete
+verdict in time and the stations managed to send at that rate."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.qualify_pc import RATE_KEPT_SHARE, classify, step_held
+
+
+def _step(samples: list[tuple[float, str]], achieved: float, asked: float) -> dict:
+    return {
+        **classify(samples),
+        "requests": len(samples),
+        "achieved_products_per_s": achieved,
+        "rate_kept": achieved >= RATE_KEPT_SHARE * asked,
+    }
+
+
+def test_a_step_in_budget_at_the_asked_rate_holds() -> None:
+    assert step_held(_step([(60.0, "ACCEPT"), (80.0, "REJECT")], achieved=23.9, asked=24.0))
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [[(60.0, "ACCEPT"), (451.0, "ACCEPT")], [(60.0, "REJECT_INCOMPLETE")], [(60.0, "error:RpcError")], []],
+)
+def test_a_late_incomplete_failed_or_empty_step_does_not_hold(samples: list[tuple[float, str]]) -> None:
+    assert not step_held(_step(samples, achieved=24.0, asked=24.0))
+
+
+def test_a_step_the_stations_could_not_send_at_its_rate_does_not_hold() -> None:
+    # Closed-loop stations behind a slow server send fewer products: every one in budget proves nothing.
+    assert not step_held(_step([(60.0, "ACCEPT")] * 10, achieved=17.0, asked=24.0))
