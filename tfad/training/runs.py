@@ -32,8 +32,18 @@ class TrainedRun:
         return self.config.name
 
     def score_function(self):
-        """uint8 images -> ``{"score", "heatmap", "reconstruction"}`` (the family's serving function)."""
-        return family(self.config.model.family).score_function(self.inference_model, self.config)
+        """uint8 images -> ``{"score", "heatmap", "reconstruction"}`` (the family's serving function).
+
+        A functional inference model is served with its BatchNorms folded into the convolutions before them
+        (:func:`tfad.networks.folding.fold_batch_norms`: the same scores within float rounding, fewer passes
+        over the feature maps); the run's weights are final here.
+        """
+        from tfad.networks.folding import fold_batch_norms, is_functional
+
+        model = self.inference_model
+        if is_functional(model):
+            model = fold_batch_norms(model)
+        return family(self.config.model.family).score_function(model, self.config)
 
 
 def is_run_dir(path: str | Path) -> bool:
