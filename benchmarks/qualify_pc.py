@@ -163,8 +163,13 @@ def load(target: str, request, stations: int, total_rate_hz: float, seconds: flo
     result = latency.sustained(target, request, ns, samples)
     result["total_rate_hz"] = total_rate_hz
     result["achieved_products_per_s"] = round(result["requests"] / max(result["wall_s"], 1e-9), 2)
-    result["rate_kept"] = result["achieved_products_per_s"] >= RATE_KEPT_SHARE * total_rate_hz
+    result["rate_kept"] = rate_kept(result["achieved_products_per_s"], total_rate_hz)
     return {**result, **classify(samples)}
+
+
+def rate_kept(sent_per_s: float, asked_per_s: float) -> bool:
+    """Whether the stations sent at the rate asked for (at least :data:`RATE_KEPT_SHARE` of it)."""
+    return sent_per_s >= RATE_KEPT_SHARE * asked_per_s
 
 
 def step_held(step: dict) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import keras
+import numpy as np
 from keras import layers
 
 
@@ -242,6 +244,13 @@ class DepthToSpace(keras.layers.Layer):
         return {**super().get_config(), "block_size": self.block_size}
 
 
+@functools.cache
+def _tap_sum_kernel(kh: int, kw: int, c_out: int) -> np.ndarray:
+    # [kh, kw, kh * kw * c_out, c_out], one-hot: tap (i, j) reads channel (i * kw + j) * c_out + o into o
+    one_hot = np.eye(kh * kw * c_out, dtype=np.float32).reshape(kh, kw, c_out, kh * kw * c_out)
+    return one_hot.transpose(0, 1, 3, 2)
+
+
 @keras.saving.register_keras_serializable(package="tfad")
 class ImageHeadConv2D(layers.Conv2D):
     """A stride-1 ``"same"`` k x k convolution to the few channels of an image (1 or 3), as ``Conv2D``: same
@@ -250,7 +259,8 @@ class ImageHeadConv2D(layers.Conv2D):
     It runs as a 1x1 convolution to the ``k * k * C_out`` per-tap products and a fixed one-hot k x k
     convolution that shifts and sums them. oneDNN runs a k x k convolution with one output channel far
     below the peak: AE-XAD's 3x3 64->1 head over a 60-patch product took 161 ms as one convolution and
-    54-60 ms in this form (AMD EPYC Zen 5 ~2.7 GHz, AVX-512; docs/performance.md). It pays off only for
+    54-60 ms in this form (a development timing; AMD EPYC Zen 5 ~2.7 GHz, AVX-512; the served before/after
+    is in docs/performance.md). It pays off only for
     wide inputs: the plain autoencoder's 8->1 head served 10 % slower this way, so it stays a Conv2D.
     """
 
@@ -265,17 +275,10 @@ class ImageHeadConv2D(layers.Conv2D):
             raise ValueError(f"ImageHeadConv2D: an odd kernel, channels last; got {self.kernel_size}")
 
     def convolution_op(self, inputs, kernel):  # noqa: D102
-        import numpy as np
         import tensorflow as tf
 
         kh, kw, c_in, c_out = kernel.shape
-        taps = kh * kw
         # channel (i * kw + j) * c_out + o of the 1x1 product holds tap (i, j) of output channel o
-        per_tap = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [1, 1, c_in, taps * c_out])
-        shift = np.zeros([kh, kw, taps * c_out, c_out], np.float32)
-        for i in range(kh):
-            for j in range(kw):
-                for o in range(c_out):
-                    shift[i, j, (i * kw + j) * c_out + o, o] = 1.0
+        per_tap = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [1, 1, c_in, kh * kw * c_out])
         products = tf.nn.conv2d(inputs, tf.cast(per_tap, inputs.dtype), 1, "SAME")
-        return tf.nn.conv2d(products, tf.constant(shift, inputs.dtype), 1, "SAME")
+        return tf.nn.conv2d(products, tf.constant(_tap_sum_kernel(kh, kw, c_out), inputs.dtype), 1, "SAME")

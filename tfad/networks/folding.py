@@ -38,7 +38,7 @@ def _all_layers(model: keras.Model) -> list[layers.Layer]:
 
 
 def _foldable_pairs(model: keras.Model) -> dict[str, str]:
-    # {BN layer name: conv layer name} where the BN's only input is the output of a convolution that feeds
+    # {conv layer name: BN layer name} where the BN's only input is the output of a convolution that feeds
     # nothing else (folding would change what the other consumers see) and normalises the channel axis.
     pairs = {}
     for layer in _all_layers(model):
@@ -50,7 +50,7 @@ def _foldable_pairs(model: keras.Model) -> dict[str, str]:
         single_use = len(getattr(source, "_inbound_nodes", ())) == 1 and len(source._outbound_nodes) == 1
         # BN must see the convolution's raw output: no activation inside the convolution layer
         if isinstance(source, _FOLDABLE) and single_use and source.activation is keras.activations.linear:
-            pairs[layer.name] = source.name
+            pairs[source.name] = layer.name
     return pairs
 
 
@@ -84,7 +84,8 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
 
     Equal to the original within float rounding (tested). The copy holds the folded values: fold after the
     weights are final (the serving function of a trained run), not during training. ``model`` is unchanged.
-    Nested functional models are folded too; other layers are copied as they are.
+    Nested functional models are folded too; other layers are copied as they are. With nothing to fold,
+    ``model`` itself is returned (no copy of its weights).
 
     Raises:
         ValueError: ``model`` is not functional (:func:`is_functional`), or two of its layers with weights
@@ -97,25 +98,26 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
     originals = {layer.name: layer for layer in weighted}
     if len(originals) != len(weighted):
         raise ValueError(f"fold_batch_norms: {model.name} has layers with the same name; cannot match them")
-    pairs = _foldable_pairs(model)
-    convs = set(pairs.values())
+    bn_of_conv = _foldable_pairs(model)
+    if not bn_of_conv:
+        return model
+    folded_bns = set(bn_of_conv.values())
 
     def clone(layer: layers.Layer) -> layers.Layer:
         config = layer.get_config()
-        if layer.name in pairs:
+        if layer.name in folded_bns:
             return FoldedBatchNormalization(name=layer.name)
-        if layer.name in convs:
+        if layer.name in bn_of_conv:
             config["use_bias"] = True
         return layer.__class__.from_config(config)
 
     folded = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copies = {layer.name: layer for layer in _all_layers(folded)}
     for name, layer in originals.items():
-        if name in pairs:
+        if name in folded_bns:
             continue
-        if name in convs:
-            bn_name = next(b for b, c in pairs.items() if c == name)
-            copies[name].set_weights(list(_folded_weights(layer, originals[bn_name])))
+        if name in bn_of_conv:
+            copies[name].set_weights(list(_folded_weights(layer, originals[bn_of_conv[name]])))
         else:
             copies[name].set_weights(layer.get_weights())
     return folded

@@ -24,8 +24,8 @@ _EPS = 1e-8
 
 #: Images per iteration of the score loops: SSIM's maps of 6 256x256 patches stay in the CPU's caches, those
 #: of a 60-patch product do not, and one image per iteration pays TensorFlow's per-op cost 60 times (1-SSIM
-#: of a 60-patch product: 23.8 ms per image, 20.9 ms in chunks of 6, 25.0 ms at once; AMD EPYC Zen 5,
-#: 2.7 GHz, AVX-512).
+#: of a 60-patch product, in a development timing not kept as a script: 23.8 ms per image, 20.9 ms in chunks
+#: of 6, 25.0 ms at once; AMD EPYC Zen 5 ~2.7 GHz, AVX-512. Served: README, "SSIM's column pass").
 SCORE_CHUNK = 6
 
 
