@@ -7,14 +7,14 @@ VENV_STAMP := $(VENV)/.tfad-installed
 SYSTEM_STAMP := build/.system-deps
 DEMO_DIR ?= demo_out
 
-.PHONY: help setup system-deps venv protos cc-build demo test test-python lint clean
+.PHONY: help setup system-deps venv ops protos cc-build demo test test-python lint clean
 
 help:
 	@echo "make demo   - generate synthetic vial data, train line-cpu, calibrate, export, evaluate"
 	@echo "make test   - install everything needed and run the whole test suite (Python + C++)"
 	@echo "make lint   - ruff and the import contracts (lint-imports)"
 
-setup: system-deps venv protos
+setup: system-deps venv ops protos
 
 # Debian packages for the C++ service (Bazel, gRPC, protobuf, gtest). Skipped when already present.
 system-deps: $(SYSTEM_STAMP)
@@ -30,13 +30,17 @@ $(VENV_STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# tfad's fused scoring kernels (tfad/scoring/kernels), compiled once into ~/.cache/tfad/ops.
+ops: venv
+	$(PY) -m tfad.scoring.native
+
 protos: venv
 	bash scripts/gen_protos.sh $(PY)
 
 cc-build: system-deps venv protos
 	bash scripts/build_cc.sh
 
-demo: venv
+demo: venv ops
 	$(VENV)/bin/tfad demo --out $(DEMO_DIR)
 
 test: setup cc-build

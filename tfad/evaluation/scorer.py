@@ -117,6 +117,9 @@ def _export_scorer(path: Path) -> Scorer:
     else:
         import tensorflow as tf
 
+        from tfad.scoring.native import register_ops
+
+        register_ops()  # the fused scoring kernels an export's graph may use
         loaded = tf.saved_model.load(str(path))
         signature_name = (manifest.get("signature") or {}).get("name", "serving_default")
         signature = loaded.signatures[signature_name]

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfad.losses.reconstruction import ssim, ssim_map
+from tfad.losses.reconstruction import ssim_map
 from tfad.scoring.discriminative import DEFAULT_FILTER_SIZE, smoothed_max_score
+from tfad.scoring.native import fused_ssim
 
 _EPS = 1e-8
 
-#: Images per iteration of the score loops: SSIM's maps of 6 256x256 patches stay in the CPU's caches, those
-#: of a 60-patch product do not, and one image per iteration pays TensorFlow's per-op cost 60 times (1-SSIM
-#: of a 60-patch product, in a development timing not kept as a script: 23.8 ms per image, 20.9 ms in chunks
-#: of 6, 25.0 ms at once; AMD EPYC Zen 5 ~2.7 GHz, AVX-512. Served: README, "SSIM's column pass").
+#: Images per iteration of the map-max score loop: SSIM's maps of 6 256x256 patches stay in the CPU's caches,
+#: those of a 60-patch product do not, and one image per iteration pays TensorFlow's per-op cost 60 times
+#: (1-SSIM of a 60-patch product as TensorFlow ops, in a development timing not kept as a script: 23.8 ms
+#: per image, 20.9 ms in chunks of 6, 25.0 ms at once; AMD EPYC Zen 5 ~2.7 GHz, AVX-512).
 SCORE_CHUNK = 6
 
 
@@ -54,9 +55,10 @@ SCORE_MAPS = ("ssim", "abs-error")
 def ssim_score(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
     """Patch anomaly score phi = 1 - SSIM(X, X_hat), ``[N]``; higher = more anomalous.
 
-    Computed in chunks of :data:`SCORE_CHUNK` images, whose intermediate maps stay in the CPU's caches.
+    Computed by the fused ``TfadSsim`` kernel (:func:`tfad.scoring.native.fused_ssim`), which reads each
+    image once; it has no gradient (training's SSIM is :func:`tfad.losses.reconstruction.ssim`).
     """
-    return _per_chunk(lambda x, y: 1.0 - ssim(x, y), images, reconstructions)
+    return 1.0 - fused_ssim(images, reconstructions)
 
 
 def ssim_error_map(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
@@ -79,7 +81,7 @@ def map_max_score(
     """Patch score ``[N]`` = max of the ``filter_size`` x ``filter_size`` mean-filtered ``score_map``
     (``ssim``: :func:`ssim_error_map`; ``abs-error``: :func:`abs_error_map`); higher = more anomalous.
 
-    In chunks of :data:`SCORE_CHUNK` images, as :func:`ssim_score`: the maps and their filtered copies stay
+    In chunks of :data:`SCORE_CHUNK` images: the maps and their filtered copies stay
     in the CPU's caches (the filter alone ran 51-75 ms per 60 maps one image at a time against 85-89 ms as one
     batch).
     """

@@ -113,7 +113,10 @@ class Servable:
 def _savedmodel_runner(version_dir: VersionDir, manifest: Manifest):
     import tensorflow as tf
 
+    from tfad.scoring.native import register_ops
+
     try:
+        register_ops()  # the fused scoring kernels an export's graph may use
         loaded = tf.saved_model.load(str(version_dir.path), tags=["serve"])
     except Exception as err:
         raise ValueError(f"SavedModel load failed: {err}") from err

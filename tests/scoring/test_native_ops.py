@@ -1,0 +1,97 @@
+"""The fused TfadSsim kernel (tfad.scoring.native): tf.image.ssim's values for every shape it accepts, clear
+errors for the shapes it refuses, and its build's failure modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfad.losses.reconstruction import ssim
+from tfad.scoring import native
+from tfad.scoring.reconstruction import ssim_score
+
+
+def _pair(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random(shape, dtype=np.float32)
+    # A reconstruction-like partner: close to x with local structure changed, so SSIM spans a useful range.
+    y = np.clip(x + rng.normal(0.0, 0.1, shape).astype(np.float32), 0.0, 1.0)
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 11, 11, 1), (4, 37, 50, 1), (2, 64, 48, 3), (5, 256, 256, 1), (1, 40, 23, 2)],
+)
+def test_fused_ssim_equals_tf_image_ssim(shape):
+    x, y = _pair(shape, seed=sum(shape))
+    fused = native.fused_ssim(x, y).numpy()
+    reference = tf.image.ssim(x, y, max_val=1.0, filter_size=11, filter_sigma=1.5).numpy()
+    assert fused.shape == (shape[0],)
+    np.testing.assert_allclose(fused, reference, atol=1e-5)
+    # and the training loss's separable SSIM, which the score used before the kernel
+    np.testing.assert_allclose(fused, ssim(x, y).numpy(), atol=1e-5)
+
+
+def test_fused_ssim_of_identical_and_constant_images():
+    x, _ = _pair((2, 32, 32, 1), seed=1)
+    np.testing.assert_allclose(native.fused_ssim(x, x).numpy(), [1.0, 1.0], atol=1e-6)
+    flat = np.full((1, 16, 16, 1), 0.5, np.float32)
+    np.testing.assert_allclose(native.fused_ssim(flat, flat).numpy(), [1.0], atol=1e-6)
+    # a constant image against its negative: luminance differs, SSIM well below 1
+    assert native.fused_ssim(flat, 1.0 - flat * 1.6).numpy()[0] < 0.9
+
+
+def test_fused_ssim_of_an_empty_batch_and_in_a_traced_function():
+    empty = np.zeros((0, 32, 32, 1), np.float32)
+    assert native.fused_ssim(empty, empty).numpy().shape == (0,)
+    x, y = _pair((7, 40, 40, 1), seed=2)
+    traced = tf.function(ssim_score, input_signature=[tf.TensorSpec([None, 40, 40, 1])] * 2)
+    np.testing.assert_allclose(traced(x, y).numpy(), 1.0 - ssim(x, y).numpy(), atol=1e-5)
+
+
+def test_fused_ssim_is_the_same_for_an_image_alone_and_in_a_batch():
+    x, y = _pair((6, 48, 48, 1), seed=3)
+    batch = native.fused_ssim(x, y).numpy()
+    alone = [native.fused_ssim(x[i : i + 1], y[i : i + 1]).numpy()[0] for i in range(6)]
+    assert batch.tolist() == alone  # bit for bit: the sum order does not depend on the sharding
+
+
+@pytest.mark.parametrize(
+    "x_shape, y_shape, message",
+    [
+        ((2, 32, 32), (2, 32, 32), r"must be \[N, H, W, C\]"),
+        ((2, 32, 32, 1), (2, 32, 31, 1), "one shape"),
+        ((2, 10, 32, 1), (2, 10, 32, 1), "at least 11x11"),
+    ],
+)
+def test_fused_ssim_refuses_bad_shapes_with_a_clear_error(x_shape, y_shape, message):
+    x = np.zeros(x_shape, np.float32)
+    y = np.zeros(y_shape, np.float32)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=message):
+        native.fused_ssim(x, y)
+
+
+def test_fused_ssim_has_no_gradient():
+    x = tf.Variable(np.random.default_rng(4).random((1, 16, 16, 1), dtype=np.float32))
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(native.fused_ssim(x, x * 0.5))
+    assert tape.gradient(value, x) is None
+
+
+def test_a_missing_compiler_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("TFAD_OPS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "no-such-compiler-tfad")
+    with pytest.raises(native.NativeOpsError, match="no-such-compiler-tfad"):
+        native.build()
+
+
+def test_the_library_is_keyed_by_its_source(monkeypatch, tmp_path):
+    monkeypatch.setenv("TFAD_OPS_CACHE", str(tmp_path))
+    before = native.library_path()
+    assert before.parent == tmp_path and not before.exists()
+    changed = tmp_path / "ssim_op.cc"
+    changed.write_text(native.KERNEL_SOURCES[0].read_text() + "\n// changed\n")
+    monkeypatch.setattr(native, "KERNEL_SOURCES", (changed,))
+    assert native.library_path() != before

@@ -1,0 +1,131 @@
+"""tfad's fused scoring kernels: TensorFlow ops compiled from ``tfad/scoring/kernels/*.cc``.
+
+``TfadSsim`` computes a batch's per-image SSIM in one pass over each image (the separable Gaussian, SSIM's
+formula and the mean, fused), where TensorFlow ops stream a product's maps through memory a dozen times.
+Exported SavedModels whose score uses it need the op registered before they load: the C++ server links it
+into its TensorFlow backend (cc/BUILD); Python calls :func:`register_ops` (tfad's own loaders do).
+
+The library is compiled from the shipped source with the TensorFlow wheel's own flags, once per source,
+TensorFlow version and compiler, into ``$TFAD_OPS_CACHE`` (default ``~/.cache/tfad/ops``); ``make setup``
+builds it, and a process that finds it missing builds it (about 5 s) under a file lock, so parallel workers
+build it once. ``python -m tfad.scoring.native`` builds it and prints where.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+_log = logging.getLogger(__name__)
+
+KERNEL_SOURCES = (Path(__file__).resolve().parent / "kernels" / "ssim_op.cc",)
+_OPTIMISATION = ["-O3", "-shared", "-fPIC", "-Wno-deprecated-declarations"]
+
+
+class NativeOpsError(RuntimeError):
+    """tfad's scoring ops could not be built or loaded (no compiler, a failed compilation)."""
+
+
+def _compiler() -> str:
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        raise NativeOpsError(
+            f"tfad's scoring ops need a C++ compiler to build once, and {compiler!r} was not found: install "
+            "g++ (Debian: apt-get install g++) or set CXX"
+        )
+    return compiler
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept: ``$TFAD_OPS_CACHE``, else ``$XDG_CACHE_HOME/tfad/ops`` or
+    ``~/.cache/tfad/ops``."""
+    if os.environ.get("TFAD_OPS_CACHE"):
+        return Path(os.environ["TFAD_OPS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tfad" / "ops"
+
+
+def _build_command(compiler: str, output: Path) -> list[str]:
+    return [
+        compiler,
+        *_OPTIMISATION,
+        *map(str, KERNEL_SOURCES),
+        "-o",
+        str(output),
+        *tf.sysconfig.get_compile_flags(),
+        *tf.sysconfig.get_link_flags(),
+    ]
+
+
+def library_path() -> Path:
+    """The library built from this source, TensorFlow version and compiler (it may not exist yet)."""
+    compiler = _compiler()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256()
+    for source in KERNEL_SOURCES:
+        key.update(source.read_bytes())
+    key.update(tf.__version__.encode())
+    key.update(version.encode())
+    key.update(" ".join(_build_command(compiler, Path("out"))).encode())
+    return cache_dir() / f"libtfad_scoring_ops-{key.hexdigest()[:16]}.so"
+
+
+def build() -> Path:
+    """Build the ops library if it is missing (under a lock, so concurrent processes build it once);
+    its path. Raises :class:`NativeOpsError` with the compiler's output when compilation fails."""
+    library = library_path()
+    if library.exists():
+        return library
+    library.parent.mkdir(parents=True, exist_ok=True)
+    with open(library.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if library.exists():  # another process built it while this one waited
+            return library
+        _log.info("building tfad's scoring ops into %s (once, about 5 s)", library)
+        with tempfile.TemporaryDirectory(dir=library.parent) as scratch:
+            partial = Path(scratch) / library.name
+            result = subprocess.run(
+                _build_command(_compiler(), partial), capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                raise NativeOpsError(
+                    f"building tfad's scoring ops failed (exit {result.returncode}):\n{result.stderr[-4000:]}"
+                )
+            os.replace(partial, library)  # atomic: a reader never sees half a library
+    return library
+
+
+@functools.cache
+def register_ops():
+    """Build if needed and load tfad's ops into this process (once); the loaded module.
+
+    Call it before ``tf.saved_model.load`` of an export whose score uses them."""
+    return tf.load_op_library(str(build()))
+
+
+def fused_ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Per-image SSIM ``[N]`` of two NHWC float32 batches in [0, 1], by the ``TfadSsim`` kernel: the same
+    definition as ``tf.image.ssim(max_val=1, filter_size=11, filter_sigma=1.5)`` and as
+    :func:`tfad.losses.reconstruction.ssim` (equal within 1e-5, tested), without a gradient (scores only)."""
+    return register_ops().tfad_ssim(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.float32))
+
+
+tf.no_gradient("TfadSsim")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        print(build())
+    except NativeOpsError as error:
+        sys.exit(f"error: {error}")
