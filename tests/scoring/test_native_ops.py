@@ -1,5 +1,6 @@
-"""The fused TfadSsim kernel (tfad.scoring.native): tf.image.ssim's values for every shape it accepts, clear
-errors for the shapes it refuses, and its build's failure modes."""
+"""The fused kernels of tfad.scoring.native: TfadSsim gives tf.image.ssim's values and TfadMinmaxHeatmap the
+TensorFlow-ops heatmap's for every shape they accept, clear errors for the shapes they refuse, and the
+library build's failure modes."""
 
 from __future__ import annotations
 
@@ -58,6 +59,45 @@ def test_fused_ssim_is_the_same_for_an_image_alone_and_in_a_batch():
     assert batch.tolist() == alone  # bit for bit: the sum order does not depend on the sharding
 
 
+def _tf_minmax_heatmap(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    # The heatmap as TensorFlow ops (the definition the kernel replaced).
+    diff = tf.reduce_mean(tf.abs(x - y), axis=-1)
+    low = tf.reduce_min(diff, axis=[1, 2], keepdims=True)
+    high = tf.reduce_max(diff, axis=[1, 2], keepdims=True)
+    return ((diff - low) / tf.maximum(high - low, 1e-8)).numpy()
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 1, 1), (4, 37, 50, 1), (2, 64, 48, 3), (5, 256, 256, 1)])
+def test_fused_heatmap_equals_the_tensorflow_ops(shape):
+    x, y = _pair(shape, seed=sum(shape) + 7)
+    heatmap = native.fused_minmax_heatmap(x, y).numpy()
+    assert heatmap.shape == shape[:3]
+    np.testing.assert_allclose(heatmap, _tf_minmax_heatmap(x, y), atol=1e-6)
+    if shape[1] * shape[2] > 1:
+        assert heatmap.min() == 0.0 and heatmap.max() == pytest.approx(1.0)
+
+
+def test_fused_heatmap_of_a_perfect_reconstruction_is_zero_and_localises_a_defect():
+    x, _ = _pair((2, 32, 32, 1), seed=5)
+    assert not native.fused_minmax_heatmap(x, x).numpy().any()
+    damaged = x.copy()
+    damaged[1, 10:14, 20:24, 0] = 1.0  # a bright square on image 1
+    heatmap = native.fused_minmax_heatmap(x, damaged).numpy()
+    assert not heatmap[0].any()
+    assert np.unravel_index(heatmap[1].argmax(), heatmap[1].shape)[0] in range(10, 14)
+    assert heatmap[1, :8].max() == 0.0
+    empty = np.zeros((0, 8, 8, 1), np.float32)
+    assert native.fused_minmax_heatmap(empty, empty).numpy().shape == (0, 8, 8)
+
+
+@pytest.mark.parametrize("kernel", [native.fused_ssim, native.fused_minmax_heatmap])
+def test_fused_kernels_refuse_a_batch_that_is_not_nhwc(kernel):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"must be \[N, H, W, C\]"):
+        kernel(np.zeros((2, 32, 32), np.float32), np.zeros((2, 32, 32), np.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one shape"):
+        kernel(np.zeros((2, 32, 32, 1), np.float32), np.zeros((2, 32, 31, 1), np.float32))
+
+
 @pytest.mark.parametrize(
     "x_shape, y_shape, message",
     [
@@ -73,10 +113,11 @@ def test_fused_ssim_refuses_bad_shapes_with_a_clear_error(x_shape, y_shape, mess
         native.fused_ssim(x, y)
 
 
-def test_fused_ssim_has_no_gradient():
+@pytest.mark.parametrize("kernel", [native.fused_ssim, native.fused_minmax_heatmap])
+def test_fused_kernels_have_no_gradient(kernel):
     x = tf.Variable(np.random.default_rng(4).random((1, 16, 16, 1), dtype=np.float32))
     with tf.GradientTape() as tape:
-        value = tf.reduce_sum(native.fused_ssim(x, x * 0.5))
+        value = tf.reduce_sum(kernel(x, x * 0.5))
     assert tape.gradient(value, x) is None
 
 
@@ -91,7 +132,7 @@ def test_the_library_is_keyed_by_its_source(monkeypatch, tmp_path):
     monkeypatch.setenv("TFAD_OPS_CACHE", str(tmp_path))
     before = native.library_path()
     assert before.parent == tmp_path and not before.exists()
-    changed = tmp_path / "ssim_op.cc"
+    changed = tmp_path / "reconstruction_ops.cc"
     changed.write_text(native.KERNEL_SOURCES[0].read_text() + "\n// changed\n")
     monkeypatch.setattr(native, "KERNEL_SOURCES", (changed,))
     assert native.library_path() != before

@@ -1,7 +1,8 @@
 """tfad's fused scoring kernels: TensorFlow ops compiled from ``tfad/scoring/kernels/*.cc``.
 
 ``TfadSsim`` computes a batch's per-image SSIM in one pass over each image (the separable Gaussian, SSIM's
-formula and the mean, fused), where TensorFlow ops stream a product's maps through memory a dozen times.
+formula and the mean, fused), where TensorFlow ops stream a product's maps through memory a dozen times;
+``TfadMinmaxHeatmap`` the min-max normalised |x - y| in two passes instead of five.
 Exported SavedModels whose score uses it need the op registered before they load: the C++ server links it
 into its TensorFlow backend (cc/BUILD); Python calls :func:`register_ops` (tfad's own loaders do).
 
@@ -28,7 +29,7 @@ import tensorflow as tf
 
 _log = logging.getLogger(__name__)
 
-KERNEL_SOURCES = (Path(__file__).resolve().parent / "kernels" / "ssim_op.cc",)
+KERNEL_SOURCES = (Path(__file__).resolve().parent / "kernels" / "reconstruction_ops.cc",)
 _OPTIMISATION = ["-O3", "-shared", "-fPIC", "-Wno-deprecated-declarations"]
 
 
@@ -120,7 +121,16 @@ def fused_ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return register_ops().tfad_ssim(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.float32))
 
 
+def fused_minmax_heatmap(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Per-image min-max normalised |x - y| (mean over channels) ``[N, H, W]`` in [0, 1] of two NHWC float32
+    batches, by the ``TfadMinmaxHeatmap`` kernel: all zero where the difference is constant; no gradient."""
+    return register_ops().tfad_minmax_heatmap(
+        tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.float32)
+    )
+
+
 tf.no_gradient("TfadSsim")
+tf.no_gradient("TfadMinmaxHeatmap")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ import tensorflow as tf
 
 from tfad.losses.reconstruction import ssim_map
 from tfad.scoring.discriminative import DEFAULT_FILTER_SIZE, smoothed_max_score
-from tfad.scoring.native import fused_ssim
-
-_EPS = 1e-8
+from tfad.scoring.native import fused_minmax_heatmap, fused_ssim
 
 #: Images per iteration of the map-max score loop: SSIM's maps of 6 256x256 patches stay in the CPU's caches,
 #: those of a 60-patch product do not, and one image per iteration pays TensorFlow's per-op cost 60 times
@@ -114,9 +112,6 @@ def minmax_heatmap(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:
     """Heatmap H = per-image min-max normalised |X - X_hat| (mean over channels), ``[N, H, W]`` in [0, 1].
 
     A perfect reconstruction (constant difference) gives an all-zero map instead of dividing by zero.
+    Computed by the fused ``TfadMinmaxHeatmap`` kernel (:func:`tfad.scoring.native.fused_minmax_heatmap`).
     """
-    diff = tf.abs(images - reconstructions)
-    diff = tf.squeeze(diff, -1) if diff.shape[-1] == 1 else tf.reduce_mean(diff, axis=-1)
-    low = tf.reduce_min(diff, axis=[1, 2], keepdims=True)
-    high = tf.reduce_max(diff, axis=[1, 2], keepdims=True)
-    return (diff - low) / tf.maximum(high - low, _EPS)
+    return fused_minmax_heatmap(images, reconstructions)

@@ -1,5 +1,6 @@
-// TfadSsim: per-image SSIM of two NHWC float batches in one fused CPU kernel (tfad.scoring.native).
+// The reconstruction families' score kernels, each one fused CPU pass per image (tfad.scoring.native):
 //
+// TfadSsim: per-image SSIM of two NHWC float batches.
 // The same definition as tf.image.ssim(max_val=1, filter_size=11, filter_sigma=1.5): an 11x11 Gaussian
 // window, the VALID region, mean over pixels and channels. As TensorFlow ops, the four blurred maps, their
 // two passes and SSIM's formula are a dozen kernels that each stream a product's maps through memory; here
@@ -7,11 +8,17 @@
 // rows (4 maps x 11 rows x (W - 10) floats, 43 KB for 256-wide patches) feeds the column pass, the formula
 // and the mean in one loop.
 //
+// TfadMinmaxHeatmap: per-image min-max normalised |x - y| (mean over channels), which as TensorFlow ops is
+// five passes over a product's maps (difference, minimum, maximum, subtraction, division); here two, the
+// second over an image already in the core's cache.
+//
 // Compiled twice: by tfad.scoring.native for Python (g++ against the TensorFlow wheel's headers) and by
 // Bazel into the C++ server's TensorFlow backend (cc/BUILD), so a SavedModel that uses the op loads in both.
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -34,6 +41,7 @@ constexpr float kC1 = 0.01f * 0.01f;  // (k1 L)^2, L = 1
 constexpr float kC2 = 0.03f * 0.03f;  // (k2 L)^2
 constexpr int kMaps = 4;           // blurred x, y, x^2 + y^2, xy (var_x + var_y is only needed as a sum)
 constexpr int kLanes = 16;         // partial sums of a row's SSIM values (vectorisable, fixed order)
+constexpr float kHeatmapEpsilon = 1e-8f;  // the heatmap's smallest divisor (a constant difference maps to 0)
 
 struct GaussianTaps {
   float weight[kTaps];
@@ -141,6 +149,82 @@ __attribute__((target_clones("arch=x86-64-v3", "default"))) double ChannelSsim(
   return total / (static_cast<double>(out_height) * out_width);
 }
 
+// |x - y| (mean over channels) of one image into `heatmap`, then normalised to [0, 1] by its own minimum and
+// maximum; all-zero when the difference is constant (no division by zero).
+__attribute__((target_clones("arch=x86-64-v3", "default"))) void MinmaxHeatmap(
+    const float* x, const float* y, int64_t pixels, int64_t channels, float* heatmap) {
+  if (channels == 1) {
+    for (int64_t p = 0; p < pixels; ++p) heatmap[p] = std::fabs(x[p] - y[p]);
+  } else {
+    for (int64_t p = 0; p < pixels; ++p) {
+      float sum = 0.f;
+      for (int64_t c = 0; c < channels; ++c) sum += std::fabs(x[p * channels + c] - y[p * channels + c]);
+      heatmap[p] = sum / static_cast<float>(channels);
+    }
+  }
+  // Minimum and maximum in kLanes independent lanes, which the compiler vectorises (one running minimum
+  // is a serial chain), then across the lanes.
+  float lanes_low[kLanes], lanes_high[kLanes];
+  for (int k = 0; k < kLanes; ++k) lanes_low[k] = lanes_high[k] = heatmap[0];
+  int64_t p = 0;
+  for (; p + kLanes <= pixels; p += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      lanes_low[k] = heatmap[p + k] < lanes_low[k] ? heatmap[p + k] : lanes_low[k];
+      lanes_high[k] = heatmap[p + k] > lanes_high[k] ? heatmap[p + k] : lanes_high[k];
+    }
+  for (; p < pixels; ++p) {
+    lanes_low[0] = std::min(lanes_low[0], heatmap[p]);
+    lanes_high[0] = std::max(lanes_high[0], heatmap[p]);
+  }
+  float low = lanes_low[0], high = lanes_high[0];
+  for (int k = 1; k < kLanes; ++k) {
+    low = std::min(low, lanes_low[k]);
+    high = std::max(high, lanes_high[k]);
+  }
+  const float range = std::max(high - low, kHeatmapEpsilon);
+  for (int64_t p = 0; p < pixels; ++p) heatmap[p] = (heatmap[p] - low) / range;
+}
+
+// The checks both ops make of their two [N, H, W, C] batches.
+absl::Status CheckBatches(const char* op, const Tensor& x, const Tensor& y, int64_t min_side) {
+  if (x.dims() != 4)
+    return absl::InvalidArgumentError(std::string(op) + ": images must be [N, H, W, C], got shape " +
+                                      x.shape().DebugString());
+  if (x.shape() != y.shape())
+    return absl::InvalidArgumentError(std::string(op) + ": both batches must have one shape, got " +
+                                      x.shape().DebugString() + " and " + y.shape().DebugString());
+  if (x.dim_size(1) < min_side || x.dim_size(2) < min_side || x.dim_size(3) < 1)
+    return absl::InvalidArgumentError(std::string(op) + ": images must be at least " +
+                                      std::to_string(min_side) + "x" + std::to_string(min_side) +
+                                      " with a channel, got " + x.shape().DebugString());
+  return absl::OkStatus();
+}
+
+class MinmaxHeatmapOp : public OpKernel {
+ public:
+  explicit MinmaxHeatmapOp(OpKernelConstruction* context) : OpKernel(context) {}
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& x = context->input(0);
+    const Tensor& y = context->input(1);
+    OP_REQUIRES_OK(context, CheckBatches("TfadMinmaxHeatmap", x, y, 1));
+    const int64_t count = x.dim_size(0), height = x.dim_size(1), width = x.dim_size(2);
+    const int64_t channels = x.dim_size(3), pixels = height * width;
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({count, height, width}), &output));
+    const float* xp = x.flat<float>().data();
+    const float* yp = y.flat<float>().data();
+    float* heatmaps = output->flat<float>().data();
+    auto work = [&](int64_t begin, int64_t end) {
+      for (int64_t image = begin; image < end; ++image)
+        MinmaxHeatmap(xp + image * pixels * channels, yp + image * pixels * channels, pixels, channels,
+                      heatmaps + image * pixels);
+    };
+    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
+    ::tensorflow::Shard(threads->num_threads, threads->workers, count, pixels * (4 + 3 * channels), work);
+  }
+};
+
 class SsimOp : public OpKernel {
  public:
   explicit SsimOp(OpKernelConstruction* context) : OpKernel(context) {}
@@ -148,17 +232,9 @@ class SsimOp : public OpKernel {
   void Compute(OpKernelContext* context) override {
     const Tensor& x = context->input(0);
     const Tensor& y = context->input(1);
-    OP_REQUIRES(context, x.dims() == 4,
-                absl::InvalidArgumentError("TfadSsim: images must be [N, H, W, C], got shape " +
-                                           x.shape().DebugString()));
-    OP_REQUIRES(context, x.shape() == y.shape(),
-                absl::InvalidArgumentError("TfadSsim: both batches must have one shape, got " +
-                                           x.shape().DebugString() + " and " + y.shape().DebugString()));
+    OP_REQUIRES_OK(context, CheckBatches("TfadSsim", x, y, kTaps));
     const int64_t count = x.dim_size(0), height = x.dim_size(1), width = x.dim_size(2);
     const int64_t channels = x.dim_size(3);
-    OP_REQUIRES(context, height >= kTaps && width >= kTaps && channels >= 1,
-                absl::InvalidArgumentError("TfadSsim: images must be at least 11x11 with a channel, got " +
-                                           x.shape().DebugString()));
     Tensor* output = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({count}), &output));
     if (count == 0) return;
@@ -209,4 +285,23 @@ Per-image SSIM [N] of two [N, H, W, C] float batches in [0, 1]: tf.image.ssim wi
 Gaussian window of sigma 1.5, the VALID region, mean over pixels and channels.
 )doc");
 
+REGISTER_OP("TfadMinmaxHeatmap")
+    .Input("x: float")
+    .Input("y: float")
+    .Output("heatmap: float")
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* context) {
+      ::tensorflow::shape_inference::ShapeHandle x, y, both;
+      TF_RETURN_IF_ERROR(context->WithRank(context->input(0), 4, &x));
+      TF_RETURN_IF_ERROR(context->WithRank(context->input(1), 4, &y));
+      TF_RETURN_IF_ERROR(context->Merge(x, y, &both));
+      context->set_output(0, context->MakeShape({context->Dim(both, 0), context->Dim(both, 1),
+                                                 context->Dim(both, 2)}));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+Per-image heatmap [N, H, W] of two [N, H, W, C] float batches: |x - y| (mean over channels) min-max
+normalised to [0, 1] by the image's own range (all zero when the difference is constant).
+)doc");
+
 REGISTER_KERNEL_BUILDER(Name("TfadSsim").Device(::tensorflow::DEVICE_CPU), tfad::SsimOp);
+REGISTER_KERNEL_BUILDER(Name("TfadMinmaxHeatmap").Device(::tensorflow::DEVICE_CPU), tfad::MinmaxHeatmapOp);
