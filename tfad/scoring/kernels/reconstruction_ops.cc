@@ -266,6 +266,16 @@ class SsimOp : public OpKernel {
 };
 
 }  // namespace
+
+// The shape of both ops' two [N, H, W, C] inputs, which must agree (the shape functions' check).
+absl::Status BatchesShape(::tensorflow::shape_inference::InferenceContext* context,
+                          ::tensorflow::shape_inference::ShapeHandle* both) {
+  ::tensorflow::shape_inference::ShapeHandle x, y;
+  TF_RETURN_IF_ERROR(context->WithRank(context->input(0), 4, &x));
+  TF_RETURN_IF_ERROR(context->WithRank(context->input(1), 4, &y));
+  return context->Merge(x, y, both);
+}
+
 }  // namespace tfad
 
 REGISTER_OP("TfadSsim")
@@ -273,10 +283,8 @@ REGISTER_OP("TfadSsim")
     .Input("y: float")
     .Output("ssim: float")
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* context) {
-      ::tensorflow::shape_inference::ShapeHandle x, y, both;
-      TF_RETURN_IF_ERROR(context->WithRank(context->input(0), 4, &x));
-      TF_RETURN_IF_ERROR(context->WithRank(context->input(1), 4, &y));
-      TF_RETURN_IF_ERROR(context->Merge(x, y, &both));
+      ::tensorflow::shape_inference::ShapeHandle both;
+      TF_RETURN_IF_ERROR(tfad::BatchesShape(context, &both));
       context->set_output(0, context->Vector(context->Dim(both, 0)));
       return absl::OkStatus();
     })
@@ -290,10 +298,8 @@ REGISTER_OP("TfadMinmaxHeatmap")
     .Input("y: float")
     .Output("heatmap: float")
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* context) {
-      ::tensorflow::shape_inference::ShapeHandle x, y, both;
-      TF_RETURN_IF_ERROR(context->WithRank(context->input(0), 4, &x));
-      TF_RETURN_IF_ERROR(context->WithRank(context->input(1), 4, &y));
-      TF_RETURN_IF_ERROR(context->Merge(x, y, &both));
+      ::tensorflow::shape_inference::ShapeHandle both;
+      TF_RETURN_IF_ERROR(tfad::BatchesShape(context, &both));
       context->set_output(0, context->MakeShape({context->Dim(both, 0), context->Dim(both, 1),
                                                  context->Dim(both, 2)}));
       return absl::OkStatus();
