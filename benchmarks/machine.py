@@ -27,8 +27,10 @@ FMA_UNITS_PER_CORE = 2
 
 def describe_machine(cpuinfo: str | None = None) -> dict:
     """``{"cpu", "cpu_id", "cores", "lanes_fp32", "clock_ghz", "peak_gflops", "peak_formula",
-    "onednn_max_cpu_isa", "avx2", "avx512f"}`` of this machine (lanes and peak within the
-    ``ONEDNN_MAX_CPU_ISA`` limit, if set); ``cpuinfo``: the text of /proc/cpuinfo, read when not given."""
+    "onednn_max_cpu_isa", "tfad_kernels_max_isa", "avx2", "avx512f"}`` of this machine (lanes and peak
+    within the ``ONEDNN_MAX_CPU_ISA`` limit, if set; ``tfad_kernels_max_isa``: the cap on tfad's own
+    scoring kernels, ``TFAD_KERNELS_MAX_ISA``, if set); ``cpuinfo``: the text of /proc/cpuinfo, read when
+    not given."""
     if cpuinfo is None:
         cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     text = cpuinfo
@@ -74,6 +76,7 @@ def describe_machine(cpuinfo: str | None = None) -> dict:
         "peak_gflops": round(peak, 1),
         "peak_formula": f"{cores} cores x {FMA_UNITS_PER_CORE} FMA x {lanes} lanes x 2 FLOP x {clock} GHz",
         "onednn_max_cpu_isa": isa_limit,
+        "tfad_kernels_max_isa": os.environ.get("TFAD_KERNELS_MAX_ISA", "").strip().lower() or None,
         "avx2": "avx2" in flag_set,
         "avx512f": "avx512f" in flag_set,
     }

@@ -280,11 +280,13 @@ def qualify_model(model_dir: Path, args: argparse.Namespace, work: Path, index: 
 def machine_line(machine: dict) -> str:
     """One line naming the machine: AVX2 / AVX-512 from the CPU flags, the peak from machine.py."""
     limit = machine["onednn_max_cpu_isa"]
+    kernels_limit = machine.get("tfad_kernels_max_isa")
     return (
         f"machine: {machine['cpu']} ({machine['cpu_id']}), {machine['cores']} cores, "
         f"{machine['clock_ghz']} GHz, "
         f"AVX2 {'yes' if machine['avx2'] else 'no'}, AVX-512 {'yes' if machine['avx512f'] else 'no'}"
         + (f" (oneDNN limited by ONEDNN_MAX_CPU_ISA={limit})" if limit else "")
+        + (f" (tfad's kernels limited by TFAD_KERNELS_MAX_ISA={kernels_limit})" if kernels_limit else "")
         + ", "
         f"float32 peak {machine['peak_gflops']} GFLOP/s ({machine['peak_formula']}); "
         f"load average at start {machine['load_average_1min']}"

@@ -4,6 +4,10 @@ library build's failure modes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -136,3 +140,42 @@ def test_the_library_is_keyed_by_its_source(monkeypatch, tmp_path):
     changed.write_text(native.KERNEL_SOURCES[0].read_text() + "\n// changed\n")
     monkeypatch.setattr(native, "KERNEL_SOURCES", (changed,))
     assert native.library_path() != before
+
+
+_VARIANT_RUN = (
+    "import sys, numpy as np\n"
+    "from tfad.scoring import native\n"
+    "data = np.load(sys.argv[1])\n"
+    "try:\n"
+    "    ssim = native.fused_ssim(data['x'], data['y']).numpy()\n"
+    "    heatmap = native.fused_minmax_heatmap(data['x'], data['y']).numpy()\n"
+    "except Exception as error:\n"
+    "    sys.exit(str(error))\n"
+    "np.savez(sys.argv[2], ssim=ssim, heatmap=heatmap)\n"
+)
+
+
+def _run_variant(tmp_path, cap: str) -> subprocess.CompletedProcess:
+    x, y = _pair((3, 64, 80, 1), seed=9)
+    np.savez(tmp_path / "in.npz", x=x, y=y)
+    env = {**os.environ, "TFAD_KERNELS_MAX_ISA": cap}
+    command = [sys.executable, "-c", _VARIANT_RUN, str(tmp_path / "in.npz"), str(tmp_path / f"{cap}.npz")]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("cap", ["avx2", "baseline"])
+def test_every_instruction_set_variant_gives_the_same_values(tmp_path, cap):
+    # This machine runs its widest variant in-process; the capped ones run in child processes (the choice is
+    # made once per process), on the slow line PCs' AVX2 path and on plain x86-64.
+    result = _run_variant(tmp_path, cap)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = np.load(tmp_path / f"{cap}.npz")
+    x, y = _pair((3, 64, 80, 1), seed=9)
+    np.testing.assert_allclose(out["ssim"], tf.image.ssim(x, y, max_val=1.0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["heatmap"], _tf_minmax_heatmap(x, y), atol=1e-6)
+
+
+def test_an_unknown_instruction_set_cap_is_named(tmp_path):
+    result = _run_variant(tmp_path, "sse9")
+    assert result.returncode != 0
+    assert "TFAD_KERNELS_MAX_ISA=sse9: expected avx512, avx2 or baseline" in result.stderr

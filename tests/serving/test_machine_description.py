@@ -44,6 +44,14 @@ def test_avx2_limit_caps_the_lanes_and_the_peak(monkeypatch: pytest.MonkeyPatch)
     assert limited["peak_gflops"] == pytest.approx(native["peak_gflops"] / 2, rel=1e-3)
 
 
+def test_the_kernels_cap_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    xeon = _cpuinfo("GenuineIntel", 6, _FLAGS + " avx512f")
+    monkeypatch.delenv("TFAD_KERNELS_MAX_ISA", raising=False)
+    assert describe_machine(xeon)["tfad_kernels_max_isa"] is None
+    monkeypatch.setenv("TFAD_KERNELS_MAX_ISA", "AVX2")
+    assert describe_machine(xeon)["tfad_kernels_max_isa"] == "avx2"
+
+
 def test_a_vague_model_name_is_completed_by_family_and_model_number_and_the_clock_is_rounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -265,7 +265,10 @@ def test_killed_worker_job_restarts_from_the_last_backup_and_matches(
     backup = json.loads((run_dir / "run.json").read_text())
     assert backup["status"] == "failed" and backup["backup_step"] == 5, backup
     reached = backup["global_step"]
-    assert reached == 7, reached  # step 8 cannot complete without worker 1
+    # Step 8 cannot complete without worker 1. Step 7 completed on the worker, but on the chief it may not
+    # have: the worker can return from step 7's all-reduce before its last message reaches the chief, and that
+    # message dies with it (seen once in a full run, 6 instead of 7). Either way the job resumes at step 5.
+    assert reached in (6, 7), reached
 
     second = Job(config, ports, tmp_path, "second")
     with running(second):
