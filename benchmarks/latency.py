@@ -170,11 +170,11 @@ def time_bare_tensorflow(model_dir: str, runs: int, batch_shape: list[int]) -> d
 
     import tensorflow as tf
 
-    from tfad.scoring.native import register_ops
+    from tfad.scoring.native import register_ops_for
 
     manifest = json.loads((Path(model_dir) / "tfad_manifest.json").read_text())
     images, _ = product_request(manifest, batch_shape[0], seed=1)
-    register_ops()
+    register_ops_for(model_dir)
     loaded = tf.saved_model.load(model_dir)
     sig = loaded.signatures["serving_default"]
     x = tf.constant(images)
@@ -207,10 +207,10 @@ def profile_flops(model_dir: str, batch_shape: list[int]) -> float | None:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from tfad.scoring.native import register_ops
+    from tfad.scoring.native import register_ops_for
 
     try:
-        register_ops()
+        register_ops_for(model_dir)
         loaded = tf.saved_model.load(str(model_dir))
         sig = loaded.signatures["serving_default"]
         fn = tf.function(lambda x: sig(images=x)).get_concrete_function(tf.TensorSpec(batch_shape, tf.uint8))

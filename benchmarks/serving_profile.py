@@ -147,9 +147,9 @@ def profile_model(model_dir: str, patches: int, runs: int, warmup: int) -> dict:
 
     import tensorflow as tf
 
-    from tfad.scoring.native import register_ops
+    from tfad.scoring.native import register_ops_for
 
-    register_ops()
+    register_ops_for(model_dir)
     tf.compat.v1.disable_eager_execution()
     manifest = json.loads((Path(model_dir) / "tfad_manifest.json").read_text())
     images, _ = latency.product_request(manifest, patches, seed=1)

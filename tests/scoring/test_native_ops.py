@@ -179,3 +179,18 @@ def test_an_unknown_instruction_set_cap_is_named(tmp_path):
     result = _run_variant(tmp_path, "sse9")
     assert result.returncode != 0
     assert "TFAD_KERNELS_MAX_ISA=sse9: expected avx512, avx2 or baseline" in result.stderr
+
+
+def test_ops_are_registered_only_for_exports_that_use_them(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(native, "register_ops", lambda: calls.append("registered"))
+    plain, fused = tmp_path / "plain", tmp_path / "fused"
+    plain.mkdir()
+    fused.mkdir()
+    (plain / "saved_model.pb").write_bytes(b"\x0a\x06Conv2D\x0a\x04Relu")
+    (fused / "saved_model.pb").write_bytes(b"\x0a\x06Conv2D\x0a\x08TfadSsim")
+    native.register_ops_for(plain)
+    native.register_ops_for(tmp_path / "missing")  # no graph: tf.saved_model.load reports that itself
+    assert calls == []
+    native.register_ops_for(fused)
+    assert calls == ["registered"]

@@ -14,8 +14,8 @@ import yaml
 
 _SERVE = (
     "import sys, numpy as np, tensorflow as tf\n"
-    "from tfad.scoring.native import register_ops\n"
-    "register_ops()\n"
+    "from tfad.scoring.native import register_ops_for\n"
+    "register_ops_for(sys.argv[1])\n"
     "model = tf.saved_model.load(sys.argv[1])\n"
     "out = model.signatures['serving_default'](images=tf.constant(np.load(sys.argv[2])))\n"
     "np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})\n"

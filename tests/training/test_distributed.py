@@ -225,8 +225,8 @@ def test_two_workers_finish_with_identical_weights_and_the_chief_exports(referen
     version = models / "tiny" / "1"
     load = (
         "import sys, numpy as np, tensorflow as tf\n"
-        "from tfad.scoring.native import register_ops\n"
-        "register_ops()\n"
+        "from tfad.scoring.native import register_ops_for\n"
+        "register_ops_for(sys.argv[1])\n"
         "m = tf.saved_model.load(sys.argv[1])\n"
         "out = m.signatures['serving_default'](images=tf.zeros([2, 32, 32, 1], tf.uint8))\n"
         "assert out['score'].shape == (2,) and np.isfinite(out['score'].numpy()).all()\n"

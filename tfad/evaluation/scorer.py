@@ -117,9 +117,9 @@ def _export_scorer(path: Path) -> Scorer:
     else:
         import tensorflow as tf
 
-        from tfad.scoring.native import register_ops
+        from tfad.scoring.native import register_ops_for
 
-        register_ops()  # the fused scoring kernels an export's graph may use
+        register_ops_for(path)  # the fused scoring kernels, if the export's graph uses them
         loaded = tf.saved_model.load(str(path))
         signature_name = (manifest.get("signature") or {}).get("name", "serving_default")
         signature = loaded.signatures[signature_name]

@@ -3,8 +3,9 @@
 ``TfadSsim`` computes a batch's per-image SSIM in one pass over each image (the separable Gaussian, SSIM's
 formula and the mean, fused), where TensorFlow ops stream a product's maps through memory a dozen times;
 ``TfadMinmaxHeatmap`` the min-max normalised |x - y| in two passes instead of five.
-Exported SavedModels whose score uses it need the op registered before they load: the C++ server links it
-into its TensorFlow backend (cc/BUILD); Python calls :func:`register_ops` (tfad's own loaders do).
+Exported SavedModels whose score uses them need the ops registered before they load: the C++ server links
+them into its TensorFlow backend (cc/BUILD); Python calls :func:`register_ops_for` on the export (tfad's own
+loaders do) or :func:`register_ops`.
 
 The library is compiled from the shipped source with the TensorFlow wheel's own flags, once per source,
 TensorFlow version and compiler, into ``$TFAD_OPS_CACHE`` (default ``~/.cache/tfad/ops``); ``make setup``
@@ -30,6 +31,8 @@ import tensorflow as tf
 _log = logging.getLogger(__name__)
 
 KERNEL_SOURCES = (Path(__file__).resolve().parent / "kernels" / "reconstruction_ops.cc",)
+#: The ops the library registers (their names as they appear in an exported graph).
+OP_NAMES = ("TfadSsim", "TfadMinmaxHeatmap")
 _OPTIMISATION = ["-O3", "-shared", "-fPIC", "-Wno-deprecated-declarations"]
 
 
@@ -112,6 +115,14 @@ def register_ops():
 
     Call it before ``tf.saved_model.load`` of an export whose score uses them."""
     return tf.load_op_library(str(build()))
+
+
+def register_ops_for(savedmodel_dir: str | Path) -> None:
+    """Register tfad's ops before ``tf.saved_model.load(savedmodel_dir)`` if that export's graph uses them, so
+    exports that do not (a classifier, an embedding model) load on a machine without a C++ compiler."""
+    graph = Path(savedmodel_dir) / "saved_model.pb"
+    if graph.is_file() and any(name.encode() in graph.read_bytes() for name in OP_NAMES):
+        register_ops()
 
 
 def fused_ssim(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:

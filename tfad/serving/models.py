@@ -113,10 +113,10 @@ class Servable:
 def _savedmodel_runner(version_dir: VersionDir, manifest: Manifest):
     import tensorflow as tf
 
-    from tfad.scoring.native import register_ops
+    from tfad.scoring.native import register_ops_for
 
     try:
-        register_ops()  # the fused scoring kernels an export's graph may use
+        register_ops_for(version_dir.path)  # the fused scoring kernels, if the export's graph uses them
         loaded = tf.saved_model.load(str(version_dir.path), tags=["serve"])
     except Exception as err:
         raise ValueError(f"SavedModel load failed: {err}") from err

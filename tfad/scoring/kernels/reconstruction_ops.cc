@@ -15,11 +15,11 @@
 // Compiled twice: by tfad.scoring.native for Python (g++ against the TensorFlow wheel's headers) and by
 // Bazel into the C++ server's TensorFlow backend (cc/BUILD), so a SavedModel that uses the op loads in both.
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdlib>
-#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -63,9 +63,10 @@ const GaussianTaps& Taps() {
   return taps;
 }
 
-// Scratch of one worker: the ring of row-filtered rows and one row of each input map.
+// Scratch of one worker: the ring of row-filtered rows, and one row each of x, y, x^2 + y^2, xy and the SSIM
+// values.
 struct Scratch {
-  Scratch(int64_t width)
+  explicit Scratch(int64_t width)
       : ring(static_cast<size_t>(kTaps) * kMaps * (width - kTaps + 1)), row(static_cast<size_t>(5) * width) {}
   std::vector<float> ring;
   std::vector<float> row;
