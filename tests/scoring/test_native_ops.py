@@ -194,3 +194,11 @@ def test_ops_are_registered_only_for_exports_that_use_them(monkeypatch, tmp_path
     assert calls == []
     native.register_ops_for(fused)
     assert calls == ["registered"]
+
+
+def test_an_unwritable_cache_is_named(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("TFAD_OPS_CACHE", str(blocker / "ops"))
+    with pytest.raises(native.NativeOpsError, match="TFAD_OPS_CACHE to a writable directory"):
+        native.build()

@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 import tensorflow as tf
@@ -90,8 +91,15 @@ def build() -> Path:
     library = library_path()
     if library.exists():
         return library
-    library.parent.mkdir(parents=True, exist_ok=True)
-    with open(library.parent / ".build.lock", "w") as lock:
+    try:
+        library.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(library.parent / ".build.lock", "w")  # closed by the with below
+    except OSError as error:
+        raise NativeOpsError(
+            f"cannot write tfad's scoring ops to {library.parent} ({error}): "
+            "set TFAD_OPS_CACHE to a writable directory"
+        ) from error
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if library.exists():  # another process built it while this one waited
             return library
@@ -110,11 +118,17 @@ def build() -> Path:
 
 
 @functools.cache
-def register_ops():
+def register_ops() -> types.ModuleType:
     """Build if needed and load tfad's ops into this process (once); the loaded module.
 
     Call it before ``tf.saved_model.load`` of an export whose score uses them."""
-    return tf.load_op_library(str(build()))
+    library = build()
+    try:
+        return tf.load_op_library(str(library))
+    except tf.errors.OpError as error:
+        raise NativeOpsError(
+            f"loading tfad's scoring ops from {library} failed ({error}): delete it to rebuild"
+        ) from error
 
 
 def register_ops_for(savedmodel_dir: str | Path) -> None:
