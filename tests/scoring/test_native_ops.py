@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +204,61 @@ def test_an_unwritable_cache_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("TFAD_OPS_CACHE", str(blocker / "ops"))
     with pytest.raises(native.NativeOpsError, match="TFAD_OPS_CACHE to a writable directory"):
         native.build()
+
+
+def _old_libraries(cache: Path, ages_days: dict[str, float]) -> dict[str, Path]:
+    """Fake libraries of other keys in ``cache``, last used ``ages_days`` ago."""
+    now = time.time()
+    made = {}
+    for key, age in ages_days.items():
+        path = cache / f"libtfad_scoring_ops-{key}.so"
+        path.write_bytes(b"not a library")
+        os.utime(path, (now - age * 86400, now - age * 86400))
+        made[key] = path
+    return made
+
+
+def _fake_compiler(monkeypatch, tmp_path) -> None:
+    """Builds in ``tmp_path`` that write an empty file instead of compiling (pruning does not open them)."""
+    monkeypatch.setenv("TFAD_OPS_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_build_command", lambda compiler, output: ["touch", str(output)])
+
+
+def test_a_new_build_deletes_only_other_keys_left_unused(monkeypatch, tmp_path):
+    _fake_compiler(monkeypatch, tmp_path)
+    old = _old_libraries(tmp_path, {"stale": native.STALE_AFTER_DAYS + 1, "recent": 1.0})
+    library = native.build()
+    assert library.exists()
+    assert not old["stale"].exists() and old["recent"].exists()
+
+
+def test_prune_deletes_every_other_key_and_keeps_the_current_library(monkeypatch, tmp_path):
+    _fake_compiler(monkeypatch, tmp_path)
+    library = native.build()
+    old = _old_libraries(tmp_path, {"recent": 0.0, "older": 3.0})
+    assert sorted(native.prune()) == sorted(old.values())
+    assert library.exists() and not any(path.exists() for path in old.values())
+    assert native.prune() == []
+
+
+def test_prune_of_a_missing_cache_deletes_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("TFAD_OPS_CACHE", str(tmp_path / "never-built"))
+    assert native.prune() == []
+
+
+def test_loading_the_library_marks_it_as_used():
+    library = native.build()
+    long_ago = time.time() - 2 * native.STALE_AFTER_DAYS * 86400
+    os.utime(library, (long_ago, long_ago))
+    native.register_ops.__wrapped__()  # the uncached load, as a new process does it
+    assert library.stat().st_mtime > time.time() - 3600
+
+
+def test_the_command_line_prunes_on_request(monkeypatch, tmp_path, capsys):
+    _fake_compiler(monkeypatch, tmp_path)
+    old = _old_libraries(tmp_path, {"recent": 0.0})
+    native.main([])
+    assert old["recent"].exists()
+    native.main(["--prune"])
+    assert not old["recent"].exists()
+    assert f"deleted {old['recent']}" in capsys.readouterr().out

@@ -11,6 +11,11 @@ The library is compiled from the shipped source with the TensorFlow wheel's own 
 TensorFlow version and compiler, into ``$TFAD_OPS_CACHE`` (default ``~/.cache/tfad/ops``); ``make setup``
 builds it, and a process that finds it missing builds it (about 5 s) under a file lock, so parallel workers
 build it once. ``python -m tfad.scoring.native`` builds it and prints where.
+
+Each load marks its library as used (its modification time), and each new build deletes the libraries of
+other keys left unused for ``STALE_AFTER_DAYS``, so upgrades do not pile up old libraries while two
+environments sharing one cache keep theirs. ``python -m tfad.scoring.native --prune`` deletes every other
+key's library at once.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -35,6 +41,9 @@ KERNEL_SOURCES = (Path(__file__).resolve().parent / "kernels" / "reconstruction_
 #: The ops the library registers (their names as they appear in an exported graph).
 OP_NAMES = ("TfadSsim", "TfadMinmaxHeatmap")
 _OPTIMISATION = ["-O3", "-shared", "-fPIC", "-Wno-deprecated-declarations"]
+_LIBRARY_PATTERN = "libtfad_scoring_ops-*.so"
+#: A library of another key that no process loaded for this long is deleted by the next build.
+STALE_AFTER_DAYS = 30.0
 
 
 class NativeOpsError(RuntimeError):
@@ -82,7 +91,7 @@ def library_path() -> Path:
     key.update(tf.__version__.encode())
     key.update(version.encode())
     key.update(" ".join(_build_command(compiler, Path("out"))).encode())
-    return cache_dir() / f"libtfad_scoring_ops-{key.hexdigest()[:16]}.so"
+    return cache_dir() / _LIBRARY_PATTERN.replace("*", key.hexdigest()[:16])
 
 
 def build() -> Path:
@@ -114,7 +123,43 @@ def build() -> Path:
                     f"building tfad's scoring ops failed (exit {result.returncode}):\n{result.stderr[-4000:]}"
                 )
             os.replace(partial, library)  # atomic: a reader never sees half a library
+        _prune_locked(library, STALE_AFTER_DAYS)
     return library
+
+
+def prune(max_age_days: float | None = None) -> list[Path]:
+    """Delete the cache's libraries of other keys (other sources, TensorFlow versions or compilers): those
+    unused for ``max_age_days``, or all of them when it is None. The deleted paths.
+
+    A process that has a deleted library loaded keeps it mapped; one that needs it again rebuilds it."""
+    library = library_path()
+    if not library.parent.is_dir():
+        return []
+    try:
+        lock = open(library.parent / ".build.lock", "w")  # closed by the with below
+    except OSError as error:
+        raise NativeOpsError(f"cannot prune tfad's scoring ops in {library.parent} ({error})") from error
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _prune_locked(library, max_age_days)
+
+
+def _prune_locked(keep: Path, max_age_days: float | None) -> list[Path]:
+    """:func:`prune`'s work, with the build lock held."""
+    deadline = None if max_age_days is None else time.time() - max_age_days * 86400
+    removed = []
+    for old in keep.parent.glob(_LIBRARY_PATTERN):
+        if old == keep:
+            continue
+        try:
+            if deadline is None or old.stat().st_mtime < deadline:
+                old.unlink()
+                removed.append(old)
+        except OSError as error:  # another process removed it, or the cache is read-only: keep going
+            _log.warning("could not delete the old scoring ops library %s: %s", old, error)
+    if removed:
+        _log.info("deleted %d old scoring ops libraries from %s", len(removed), keep.parent)
+    return removed
 
 
 @functools.cache
@@ -124,11 +169,16 @@ def register_ops() -> types.ModuleType:
     Call it before ``tf.saved_model.load`` of an export whose score uses them."""
     library = build()
     try:
-        return tf.load_op_library(str(library))
+        module = tf.load_op_library(str(library))
     except tf.errors.OpError as error:
         raise NativeOpsError(
             f"loading tfad's scoring ops from {library} failed ({error}): delete it to rebuild"
         ) from error
+    try:
+        os.utime(library)  # marks it as used, so that pruning keeps it
+    except OSError:  # a read-only cache: nothing prunes it either
+        pass
+    return module
 
 
 def register_ops_for(savedmodel_dir: str | Path) -> None:
@@ -158,9 +208,22 @@ tf.no_gradient("TfadSsim")
 tf.no_gradient("TfadMinmaxHeatmap")
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tfad.scoring.native [--prune]``: build the library and print its path; ``--prune`` also
+    deletes every other key's library from the cache."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tfad.scoring.native", description=main.__doc__)
+    parser.add_argument("--prune", action="store_true", help="delete the cache's libraries of other keys")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         print(build())
+        for old in prune() if args.prune else []:
+            print(f"deleted {old}")
     except NativeOpsError as error:
         sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()
