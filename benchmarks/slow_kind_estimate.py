@@ -121,16 +121,6 @@ def main() -> None:
                 f"--model-dir {model_dir} has no tfad_manifest.json (give an export's version directory)"
             )
     builds = args.build or ([] if model_dirs else ["resganad:line-cpu"])
-    build_work = Path(tempfile.mkdtemp(prefix="tfad_slow_kind_"))
-    model_dirs += [latency.build_model(spec, build_work) for spec in builds]
-    models = {}
-    for model_dir in model_dirs:
-        manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
-        shape = manifest["input"]
-        name = f"{manifest['model_family']}:{manifest.get('preset')}"
-        if name in models:
-            name = f"{name} ({model_dir})"
-        models[name] = (model_dir, (args.patches, shape["height"], shape["width"], shape["channels"]))
 
     worktree = None
     if args.reference_tree:
@@ -138,6 +128,14 @@ def main() -> None:
         if not (reference_tree / "benchmarks" / "preset_cost.py").exists():
             parser.error(f"--reference-tree {reference_tree} has no benchmarks/preset_cost.py")
     else:
+        held = subprocess.run(
+            ["git", "-C", str(REPO), "cat-file", "-e", f"{REFERENCE_COMMIT}^{{commit}}"], capture_output=True
+        )
+        if held.returncode != 0:
+            parser.error(
+                f"this clone does not hold commit {REFERENCE_COMMIT} (a shallow clone?): run `git fetch "
+                f"--unshallow`, or give --reference-tree a checkout of it"
+            )
         worktree = Path(tempfile.mkdtemp(prefix="tfad_reference_"))
         subprocess.run(
             [
@@ -159,7 +157,17 @@ def main() -> None:
 
     reference = {name: [] for name in REFERENCES}
     current: dict[str, list[float]] = {}
+    build_work = Path(tempfile.mkdtemp(prefix="tfad_slow_kind_"))
     try:
+        model_dirs += [latency.build_model(spec, build_work) for spec in builds]
+        models = {}
+        for model_dir in model_dirs:
+            manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
+            shape = manifest["input"]
+            name = f"{manifest['model_family']}:{manifest.get('preset')}"
+            if name in models:
+                name = f"{name} ({model_dir})"
+            models[name] = (model_dir, (args.patches, shape["height"], shape["width"], shape["channels"]))
         for round_index in range(args.rounds):
             for row in _preset_cost(
                 reference_tree, ",".join(REFERENCES), args.patches, args.repeats, reference_env
