@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
 from machine import describe_machine  # noqa: E402
+from qualify_pc import machine_line  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # The November measurement on the slow kind (README at 0a178bd, "Presets and the CPU budget").
@@ -100,19 +101,14 @@ def main() -> None:
     if args.rounds < 1 or args.repeats < 1:
         parser.error("--rounds and --repeats must be at least 1")
 
-    machine = describe_machine()
-    print(
-        f"machine: {machine['cpu']} ({machine['cpu_id']}), {machine['cores']} cores, "
-        f"{machine['clock_ghz']} GHz, "
-        f"AVX-512 {'yes' if machine['avx512f'] else 'no'}; load average at start {os.getloadavg()[0]:.2f}; "
-        f"reference {REFERENCE_COMMIT}, measured on the slow kind on 2026-11-25",
-        flush=True,
-    )
-    base_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TFAD_KERNELS_MAX_ISA")}
-    base_env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-    base_env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    # the current exports are timed in children of this process (latency.bare_tensorflow): they inherit these
+    # Both sides run oneDNN's AVX2 kernels; the current exports are timed in children of this process
+    # (latency.bare_tensorflow), which inherit tfad's AVX2 cap too. The reference has no tfad kernels and
+    # imports its own tree.
     os.environ.update(ONEDNN_MAX_CPU_ISA="AVX2", TFAD_KERNELS_MAX_ISA="avx2", TF_CPP_MIN_LOG_LEVEL="2")
+    machine = {**describe_machine(), "load_average_1min": round(os.getloadavg()[0], 2)}
+    print(f"{machine_line(machine)}; reference {REFERENCE_COMMIT}, measured on the slow kind on 2026-11-25")
+    unset = ("PYTHONPATH", "TFAD_KERNELS_MAX_ISA")
+    reference_env = {k: v for k, v in os.environ.items() if k not in unset}
 
     model_dirs = [Path(d).resolve() for d in args.model_dir]
     for model_dir in model_dirs:
@@ -153,7 +149,7 @@ def main() -> None:
             capture_output=True,
         )
         reference_tree = worktree
-    reference_env = {**base_env, "PYTHONPATH": str(reference_tree)}
+    reference_env["PYTHONPATH"] = str(reference_tree)
 
     reference = {name: [] for name in REFERENCES}
     current: dict[str, list[float]] = {}
@@ -230,7 +226,7 @@ def main() -> None:
         )
     if args.json_out:
         report = {
-            "machine": {**machine, "load_average_1min": os.getloadavg()[0]},
+            "machine": machine,
             "reference": {
                 "commit": REFERENCE_COMMIT,
                 "slow_kind_ms": REFERENCES,

@@ -20,6 +20,7 @@ key's library at once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import tensorflow as tf
@@ -94,22 +96,29 @@ def library_path() -> Path:
     return cache_dir() / _LIBRARY_PATTERN.replace("*", key.hexdigest()[:16])
 
 
+@contextlib.contextmanager
+def _build_lock(directory: Path) -> Iterator[None]:
+    """The cache's build lock, held by builds and pruning, so concurrent processes take turns."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = open(directory / ".build.lock", "w")  # closed by the with below
+    except OSError as error:
+        raise NativeOpsError(
+            f"cannot write tfad's scoring ops to {directory} ({error}): "
+            "set TFAD_OPS_CACHE to a writable directory"
+        ) from error
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def build() -> Path:
     """Build the ops library if it is missing (under a lock, so concurrent processes build it once);
     its path. Raises :class:`NativeOpsError` with the compiler's output when compilation fails."""
     library = library_path()
     if library.exists():
         return library
-    try:
-        library.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(library.parent / ".build.lock", "w")  # closed by the with below
-    except OSError as error:
-        raise NativeOpsError(
-            f"cannot write tfad's scoring ops to {library.parent} ({error}): "
-            "set TFAD_OPS_CACHE to a writable directory"
-        ) from error
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _build_lock(library.parent):
         if library.exists():  # another process built it while this one waited
             return library
         _log.info("building tfad's scoring ops into %s (once, about 5 s)", library)
@@ -135,12 +144,7 @@ def prune(max_age_days: float | None = None) -> list[Path]:
     library = library_path()
     if not library.parent.is_dir():
         return []
-    try:
-        lock = open(library.parent / ".build.lock", "w")  # closed by the with below
-    except OSError as error:
-        raise NativeOpsError(f"cannot prune tfad's scoring ops in {library.parent} ({error})") from error
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _build_lock(library.parent):
         return _prune_locked(library, max_age_days)
 
 
