@@ -151,30 +151,40 @@ _VARIANT_RUN = (
     "try:\n"
     "    ssim = native.fused_ssim(data['x'], data['y']).numpy()\n"
     "    heatmap = native.fused_minmax_heatmap(data['x'], data['y']).numpy()\n"
+    "    colour_ssim = native.fused_ssim(data['colour_x'], data['colour_y']).numpy()\n"
     "except Exception as error:\n"
     "    sys.exit(str(error))\n"
-    "np.savez(sys.argv[2], ssim=ssim, heatmap=heatmap)\n"
+    "np.savez(sys.argv[2], ssim=ssim, heatmap=heatmap, colour_ssim=colour_ssim)\n"
 )
+
+# A second batch whose rows end in a partial vector in every variant (19 outputs per row: 16 + 3, 8 + 8 + 3,
+# 4 x 4 + 3), with an odd number of output rows (27, so the kernel's last row is made alone) and 3 channels.
+_COLOUR_SHAPE = (2, 37, 29, 3)
 
 
 def _run_variant(tmp_path, cap: str) -> subprocess.CompletedProcess:
     x, y = _pair((3, 64, 80, 1), seed=9)
-    np.savez(tmp_path / "in.npz", x=x, y=y)
+    colour_x, colour_y = _pair(_COLOUR_SHAPE, seed=10)
+    np.savez(tmp_path / "in.npz", x=x, y=y, colour_x=colour_x, colour_y=colour_y)
     env = {**os.environ, "TFAD_KERNELS_MAX_ISA": cap}
     command = [sys.executable, "-c", _VARIANT_RUN, str(tmp_path / "in.npz"), str(tmp_path / f"{cap}.npz")]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.mark.parametrize("cap", ["avx2", "baseline"])
+@pytest.mark.parametrize("cap", ["avx512", "avx2", "baseline"])
 def test_every_instruction_set_variant_gives_the_same_values(tmp_path, cap):
-    # This machine runs its widest variant in-process; the capped ones run in child processes (the choice is
-    # made once per process), on the slow line PCs' AVX2 path and on plain x86-64.
+    # Each variant runs in a child process (the choice is made once per process): this machine's widest
+    # ("avx512" caps nothing), the slow line PCs' AVX2 path, and plain x86-64.
     result = _run_variant(tmp_path, cap)
     assert result.returncode == 0, result.stderr[-2000:]
     out = np.load(tmp_path / f"{cap}.npz")
     x, y = _pair((3, 64, 80, 1), seed=9)
     np.testing.assert_allclose(out["ssim"], tf.image.ssim(x, y, max_val=1.0).numpy(), atol=1e-5)
     np.testing.assert_allclose(out["heatmap"], _tf_minmax_heatmap(x, y), atol=1e-6)
+    colour_x, colour_y = _pair(_COLOUR_SHAPE, seed=10)
+    np.testing.assert_allclose(
+        out["colour_ssim"], tf.image.ssim(colour_x, colour_y, max_val=1.0).numpy(), atol=1e-5
+    )
 
 
 def test_an_unknown_instruction_set_cap_is_named(tmp_path):
@@ -221,7 +231,7 @@ def _old_libraries(cache: Path, ages_days: dict[str, float]) -> dict[str, Path]:
 def _fake_compiler(monkeypatch, tmp_path) -> None:
     """Builds in ``tmp_path`` that write an empty file instead of compiling (pruning does not open them)."""
     monkeypatch.setenv("TFAD_OPS_CACHE", str(tmp_path))
-    monkeypatch.setattr(native, "_build_command", lambda compiler, output: ["touch", str(output)])
+    monkeypatch.setattr(native, "_build_command", lambda compiler, output, sources=(): ["touch", str(output)])
 
 
 def test_a_new_build_deletes_only_other_keys_left_unused(monkeypatch, tmp_path):
@@ -262,3 +272,12 @@ def test_the_command_line_prunes_on_request(monkeypatch, tmp_path, capsys):
     native.main(["--prune"])
     assert not old["recent"].exists()
     assert f"deleted {old['recent']}" in capsys.readouterr().out
+
+
+def test_a_source_that_does_not_compile_is_named_with_the_compiler_output(tmp_path):
+    broken = tmp_path / "broken_kernel.cc"
+    broken.write_text("this is not C++\n")
+    message = "(?s)building tfad.s scoring ops failed.*broken_kernel.cc"
+    with pytest.raises(native.NativeOpsError, match=message):
+        native.compile_library(tmp_path / "libbroken.so", (broken,))
+    assert not (tmp_path / "libbroken.so").exists()

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import tensorflow as tf
@@ -71,11 +71,11 @@ def cache_dir() -> Path:
     return Path(base) / "tfad" / "ops"
 
 
-def _build_command(compiler: str, output: Path) -> list[str]:
+def _build_command(compiler: str, output: Path, sources: Sequence[Path] = KERNEL_SOURCES) -> list[str]:
     return [
         compiler,
         *_OPTIMISATION,
-        *map(str, KERNEL_SOURCES),
+        *map(str, sources),
         "-o",
         str(output),
         *tf.sysconfig.get_compile_flags(),
@@ -124,16 +124,23 @@ def build() -> Path:
         _log.info("building tfad's scoring ops into %s (once, about 5 s)", library)
         with tempfile.TemporaryDirectory(dir=library.parent) as scratch:
             partial = Path(scratch) / library.name
-            result = subprocess.run(
-                _build_command(_compiler(), partial), capture_output=True, text=True, check=False
-            )
-            if result.returncode != 0:
-                raise NativeOpsError(
-                    f"building tfad's scoring ops failed (exit {result.returncode}):\n{result.stderr[-4000:]}"
-                )
+            compile_library(partial)
             os.replace(partial, library)  # atomic: a reader never sees half a library
         _prune_locked(library, STALE_AFTER_DAYS)
     return library
+
+
+def compile_library(output: Path, sources: Sequence[Path] = KERNEL_SOURCES) -> None:
+    """Compile kernel ``sources`` (by default tfad's own) into the op library ``output``, with the flags
+    :func:`build` uses; ``benchmarks/scoring_kernels.py`` builds other versions of the kernels with it.
+    Raises :class:`NativeOpsError` with the compiler's output when compilation fails."""
+    result = subprocess.run(
+        _build_command(_compiler(), output, sources), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise NativeOpsError(
+            f"building tfad's scoring ops failed (exit {result.returncode}):\n{result.stderr[-4000:]}"
+        )
 
 
 def prune(max_age_days: float | None = None) -> list[Path]:

@@ -4,9 +4,10 @@
 // The same definition as tf.image.ssim(max_val=1, filter_size=11, filter_sigma=1.5): an 11x11 Gaussian
 // window, the VALID region, mean over pixels and channels. As TensorFlow ops, the four blurred maps, their
 // two passes and SSIM's formula are a dozen kernels that each stream a product's maps through memory; here
-// each image is read once and its maps never leave the core's caches: a ring of the last 11 row-filtered
-// rows (4 maps x 11 rows x (W - 10) floats, 43 KB for 256-wide patches) feeds the column pass, the formula
-// and the mean in one loop.
+// each image is read once and its maps never leave the core's caches: a ring of the last 12 row-filtered
+// rows (4 maps x 12 rows, each held twice, 102 KB for 256-wide patches) feeds the column pass, the formula
+// and the mean in one loop, two output rows at a time. The window's symmetry halves the multiplications.
+// benchmarks/scoring_kernels.py times it against an earlier version (docs/performance.md).
 //
 // TfadMinmaxHeatmap: per-image min-max normalised |x - y| (mean over channels), which as TensorFlow ops is
 // five passes over a product's maps (difference, minimum, maximum, subtraction, division); here two, the
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -38,10 +40,13 @@ using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 
 constexpr int kTaps = 11;          // tf.image.ssim's filter_size
+constexpr int kHalf = kTaps / 2;   // the window's centre tap
+constexpr int kRingRows = kTaps + 1;  // the row-filtered rows two output rows need
 constexpr double kSigma = 1.5;     // its filter_sigma
 constexpr float kC1 = 0.01f * 0.01f;  // (k1 L)^2, L = 1
 constexpr float kC2 = 0.03f * 0.03f;  // (k2 L)^2
 constexpr int kMaps = 4;           // blurred x, y, x^2 + y^2, xy (var_x + var_y is only needed as a sum)
+constexpr int kAlignFloats = 16;   // 64 bytes, a cache line
 constexpr int kLanes = 16;         // partial sums of a row's SSIM values (vectorisable, fixed order)
 constexpr float kHeatmapEpsilon = 1e-8f;  // the heatmap's smallest divisor (a constant difference maps to 0)
 
@@ -63,42 +68,137 @@ const GaussianTaps& Taps() {
   return taps;
 }
 
-// Scratch of one worker: the ring of row-filtered rows, and one row each of x, y, x^2 + y^2, xy and the SSIM
-// values.
+// Scratch of one worker: the ring of row-filtered rows (each written twice, to slots r % 12 and r % 12 + 12,
+// so that any 12 consecutive rows lie in consecutive slots), and one row each of x, y (gathered from colour
+// images), x^2 + y^2, xy and the SSIM values of two output rows.
 struct Scratch {
   explicit Scratch(int64_t width)
-      : ring(static_cast<size_t>(kTaps) * kMaps * (width - kTaps + 1)), row(static_cast<size_t>(5) * width) {}
-  std::vector<float> ring;
+      : ring_storage(static_cast<size_t>(2 * kRingRows) * kMaps * MapStride(width) + kAlignFloats),
+        row(static_cast<size_t>(6) * width) {}
+  // A ring row's maps start at 64-byte boundaries, so that whole vectors are stored and loaded without
+  // straddling cache lines (which costs a second access each), and an odd number of cache lines apart, so
+  // that the 48 rows the column pass reads at once do not fall into the same few sets of the L1 cache (with
+  // 256 floats, 1 KB, apart, they did, and the kernel ran at half speed).
+  static size_t MapStride(int64_t width) {
+    const size_t lines = (static_cast<size_t>(width - kTaps + 1) + kAlignFloats - 1) / kAlignFloats;
+    return (lines | 1) * kAlignFloats;
+  }
+  float* ring() {
+    const auto address = reinterpret_cast<uintptr_t>(ring_storage.data());
+    return ring_storage.data() + (kAlignFloats - address / sizeof(float) % kAlignFloats) % kAlignFloats;
+  }
+  std::vector<float> ring_storage;
   std::vector<float> row;
 };
 
-// Mean SSIM over the VALID windows of one channel of an H x W image whose pixels are `stride` floats apart.
-// The body of ChannelSsim's instruction-set variants below (always inlined into each).
+// Vectors of 16, 8 and 4 floats (GCC's vector extensions), loaded and stored at any alignment: the SSIM
+// kernel is written once over a vector type V, and each instruction-set variant instantiates it with its
+// width. Written as explicit vectors rather than loops left to the auto-vectoriser, because that gave each of
+// the column pass's 48 row reads its own pointer, which did not fit in registers: every load first reloaded
+// its pointer from the stack, and the loads, not the arithmetic, bounded the kernel.
+typedef float Floats16 __attribute__((vector_size(64), aligned(4)));
+typedef float Floats8 __attribute__((vector_size(32), aligned(4)));
+typedef float Floats4 __attribute__((vector_size(16), aligned(4)));
+
+template <typename V>
+constexpr int LanesOf() {
+  return static_cast<int>(sizeof(V) / sizeof(float));
+}
+
+template <typename V>
+inline __attribute__((always_inline)) V Load(const float* p) {
+  if constexpr (std::is_same_v<V, float>) {
+    return *p;
+  } else {
+    V v;
+    __builtin_memcpy(&v, p, sizeof(V));
+    return v;
+  }
+}
+
+template <typename V>
+inline __attribute__((always_inline)) void Store(float* p, V v) {
+  if constexpr (std::is_same_v<V, float>) {
+    *p = v;
+  } else {
+    __builtin_memcpy(p, &v, sizeof(V));
+  }
+}
+
+// The Gaussian window over 11 values `step` floats apart from `p`, given the taps g[0..5] as vectors: the
+// window is symmetric, so g[t] (p[t] + p[10 - t]) halves the multiplications, and the additions run on the
+// FPU's adders, which multiply-adds leave idle on AMD's Zen cores (and on Intel's since Golden Cove).
+template <typename V>
+inline __attribute__((always_inline)) V Window(const float* p, size_t step, const V* g) {
+  V sum = g[kHalf] * Load<V>(p + kHalf * step);
+#pragma GCC unroll 5
+  for (int t = 0; t < kHalf; ++t) sum += g[t] * (Load<V>(p + t * step) + Load<V>(p + (kTaps - 1 - t) * step));
+  return sum;
+}
+
+// SSIM at one position from the four blurred maps there.
+template <typename V>
+inline __attribute__((always_inline)) V SsimValue(V mu_x, V mu_y, V e_squares, V e_xy) {
+  const V mu_xy = mu_x * mu_y;
+  const V mu_squares = mu_x * mu_x + mu_y * mu_y;
+  // cov = E[xy] - mu_x mu_y; var_x + var_y = E[x^2 + y^2] - mu_x^2 - mu_y^2.
+  return (2.f * mu_xy + kC1) * (2.f * (e_xy - mu_xy) + kC2) /
+         ((mu_squares + kC1) * (e_squares - mu_squares + kC2));
+}
+
+// The sum of `count` values, in kLanes partial sums (vectorisable, a fixed order).
+inline __attribute__((always_inline)) double RowSum(const float* values, int count) {
+  float lanes[kLanes] = {0.f};
+  int j = 0;
+  for (; j + kLanes <= count; j += kLanes)
+    for (int k = 0; k < kLanes; ++k) lanes[k] += values[j + k];
+  double total = 0.0;
+  for (; j < count; ++j) total += values[j];
+  for (int k = 0; k < kLanes; ++k) total += lanes[k];
+  return total;
+}
+
+// The start of the vector after the one at j, when vectors of L floats cover [0, count): j + L, but count - L
+// for the last, which may overlap the one before it (it writes the same values again); count when done.
+template <int L>
+inline __attribute__((always_inline)) int NextVector(int j, int count) {
+  return j + L == count ? count : j + L > count - L && j + L < count ? count - L : j + L;
+}
+
+// Mean SSIM over the VALID windows of one channel of an H x W image whose pixels are `stride` floats apart,
+// in vectors V of L floats (out_width >= L; float for narrower images). The body of ChannelSsim's
+// instruction-set variants below (always inlined into each).
+//
+// Output rows are made two at a time, from the 12 row-filtered rows they need between them: each ring row is
+// read once per two outputs, where one output at a time read 11 rows per output.
+template <typename V>
 inline __attribute__((always_inline)) double ChannelSsimBody(
     const float* x, const float* y, int height, int width, int stride, Scratch* scratch) {
+  constexpr int L = LanesOf<V>();
   const int out_width = width - kTaps + 1;
   const int out_height = height - kTaps + 1;
-  float g[kTaps];  // a local copy: the compiler keeps the taps in registers (no aliasing with the outputs)
-  for (int t = 0; t < kTaps; ++t) g[t] = Taps().weight[t];
-  float* xs = scratch->row.data();
+  V g[kHalf + 1];  // the taps as vectors, kept in registers
+  for (int t = 0; t <= kHalf; ++t) g[t] = V{} + Taps().weight[t];
+  float* xs = scratch->row.data();  // strided (colour) rows are gathered here first
   float* ys = xs + width;
   float* squares = ys + width;
   float* products = squares + width;
-  float* values = products + width;
-  float* ring = scratch->ring.data();
+  float* values = products + width;  // two output rows' SSIM values
+  float* ring = scratch->ring();
+  const size_t map_stride = Scratch::MapStride(width);
+  const size_t slot_stride = kMaps * map_stride;
 
   double total = 0.0;
-  const float* rows[kTaps];
   for (int r = 0; r < height; ++r) {
-    // Row r filtered along the row into ring slot r % 11: [4][out_width].
+    // Row r filtered along the row into ring slots r % 12 and r % 12 + 12: [4][out_width] each.
     const float* xr = x + static_cast<size_t>(r) * width * stride;
     const float* yr = y + static_cast<size_t>(r) * width * stride;
+    const float* row_x = xr;
+    const float* row_y = yr;
     if (stride == 1) {  // grey images: contiguous, so this loop vectorises
 #pragma GCC ivdep
       for (int j = 0; j < width; ++j) {
         const float a = xr[j], b = yr[j];
-        xs[j] = a;
-        ys[j] = b;
         squares[j] = a * a + b * b;
         products[j] = a * b;
       }
@@ -110,54 +210,52 @@ inline __attribute__((always_inline)) double ChannelSsimBody(
         squares[j] = a * a + b * b;
         products[j] = a * b;
       }
+      row_x = xs;
+      row_y = ys;
     }
-    float* out = ring + static_cast<size_t>(r % kTaps) * kMaps * out_width;
-#pragma GCC ivdep
-    for (int j = 0; j < out_width; ++j) {
-      float mx = 0.f, my = 0.f, msq = 0.f, mxy = 0.f;
-#pragma GCC unroll 11
-      for (int t = 0; t < kTaps; ++t) {
-        mx += g[t] * xs[j + t];
-        my += g[t] * ys[j + t];
-        msq += g[t] * squares[j + t];
-        mxy += g[t] * products[j + t];
+    float* out = ring + static_cast<size_t>(r % kRingRows) * slot_stride;
+    float* twin = out + kRingRows * slot_stride;
+    // A loop, not a lambda: GCC compiles lambdas without the enclosing function's target instruction set.
+    for (int j = 0; j < out_width; j = NextVector<L>(j, out_width)) {
+      const V filtered[kMaps] = {Window(row_x + j, 1, g), Window(row_y + j, 1, g), Window(squares + j, 1, g),
+                                 Window(products + j, 1, g)};
+      for (int m = 0; m < kMaps; ++m) {
+        Store(out + m * map_stride + j, filtered[m]);
+        Store(twin + m * map_stride + j, filtered[m]);
       }
-      out[j] = mx;
-      out[out_width + j] = my;
-      out[2 * out_width + j] = msq;
-      out[3 * out_width + j] = mxy;
     }
     if (r < kTaps - 1) continue;  // the first output row needs 11 filtered rows
-    const int i = r - (kTaps - 1);
-    for (int t = 0; t < kTaps; ++t) rows[t] = ring + static_cast<size_t>((i + t) % kTaps) * kMaps * out_width;
-    // Down the columns, then SSIM's formula, for output row i.
-#pragma GCC ivdep
-    for (int j = 0; j < out_width; ++j) {
-      float mu_x = 0.f, mu_y = 0.f, e_squares = 0.f, e_xy = 0.f;
-#pragma GCC unroll 11
-      for (int t = 0; t < kTaps; ++t) {
-        const float* p = rows[t] + j;
-        mu_x += g[t] * p[0];
-        mu_y += g[t] * p[out_width];
-        e_squares += g[t] * p[2 * out_width];
-        e_xy += g[t] * p[3 * out_width];
+    // Output rows i and i + 1 once row i + 11 is filtered (i even); a last single row when their count is odd.
+    const bool pair = r >= kTaps && (r - kTaps) % 2 == 0;
+    const bool last_single = !pair && r == height - 1 && out_height % 2 == 1;
+    if (!pair && !last_single) continue;
+    const int i = pair ? r - kTaps : r - (kTaps - 1);
+    const float* first = ring + static_cast<size_t>(i % kRingRows) * slot_stride;  // rows i.. in order
+    // Down the columns, then SSIM's formula.
+    for (int j = 0; j < out_width; j = NextVector<L>(j, out_width)) {
+      const float* p = first + j;
+      Store(values + j, SsimValue(Window(p, slot_stride, g), Window(p + map_stride, slot_stride, g),
+                                  Window(p + 2 * map_stride, slot_stride, g),
+                                  Window(p + 3 * map_stride, slot_stride, g)));
+      if (pair) {
+        p += slot_stride;
+        Store(values + out_width + j,
+              SsimValue(Window(p, slot_stride, g), Window(p + map_stride, slot_stride, g),
+                        Window(p + 2 * map_stride, slot_stride, g), Window(p + 3 * map_stride, slot_stride, g)));
       }
-      const float mu_xy = mu_x * mu_y;
-      const float mu_squares = mu_x * mu_x + mu_y * mu_y;
-      // cov = E[xy] - mu_x mu_y; var_x + var_y = E[x^2 + y^2] - mu_x^2 - mu_y^2.
-      values[j] = (2.f * mu_xy + kC1) * (2.f * (e_xy - mu_xy) + kC2) /
-                  ((mu_squares + kC1) * (e_squares - mu_squares + kC2));
     }
-    float lanes[kLanes] = {0.f};
-    int j = 0;
-    for (; j + kLanes <= out_width; j += kLanes)
-      for (int k = 0; k < kLanes; ++k) lanes[k] += values[j + k];
-    double row_total = 0.0;
-    for (; j < out_width; ++j) row_total += values[j];
-    for (int k = 0; k < kLanes; ++k) row_total += lanes[k];
-    total += row_total;
+    total += RowSum(values, out_width);
+    if (pair) total += RowSum(values + out_width, out_width);
   }
   return total / (static_cast<double>(out_height) * out_width);
+}
+
+// The body in vectors V when the image is wide enough, else one float at a time.
+template <typename V>
+inline __attribute__((always_inline)) double ChannelSsimIn(const float* x, const float* y, int height,
+                                                           int width, int stride, Scratch* scratch) {
+  if (width - kTaps + 1 >= LanesOf<V>()) return ChannelSsimBody<V>(x, y, height, width, stride, scratch);
+  return ChannelSsimBody<float>(x, y, height, width, stride, scratch);
 }
 
 // |x - y| (mean over channels) of one image into `heatmap`, then normalised to [0, 1] by its own minimum and
@@ -216,17 +314,17 @@ absl::Status CheckBatches(const char* op, const Tensor& x, const Tensor& y, int6
 // 60 patches on one core against 9.2 ms (a development timing, AMD EPYC Zen 5).
 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"))) double
 ChannelSsimAvx512(const float* x, const float* y, int height, int width, int stride, Scratch* scratch) {
-  return ChannelSsimBody(x, y, height, width, stride, scratch);
+  return ChannelSsimIn<Floats16>(x, y, height, width, stride, scratch);
 }
 
 __attribute__((target("avx2,fma"))) double ChannelSsimAvx2(const float* x, const float* y, int height,
                                                             int width, int stride, Scratch* scratch) {
-  return ChannelSsimBody(x, y, height, width, stride, scratch);
+  return ChannelSsimIn<Floats8>(x, y, height, width, stride, scratch);
 }
 
 double ChannelSsimBaseline(const float* x, const float* y, int height, int width, int stride,
                            Scratch* scratch) {
-  return ChannelSsimBody(x, y, height, width, stride, scratch);
+  return ChannelSsimIn<Floats4>(x, y, height, width, stride, scratch);
 }
 
 using ChannelSsimFunction = double (*)(const float*, const float*, int, int, int, Scratch*);
