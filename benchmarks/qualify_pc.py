@@ -277,6 +277,12 @@ def qualify_model(model_dir: Path, args: argparse.Namespace, work: Path, index: 
     }
 
 
+def machine_at_start() -> dict:
+    """:func:`machine.describe_machine` plus the 1-minute load average now, which :func:`machine_line` prints:
+    a busy PC gives pessimistic figures, and the report makes that visible."""
+    return {**describe_machine(), "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
 def machine_line(machine: dict) -> str:
     """One line naming the machine: AVX2 / AVX-512 from the CPU flags, the peak from machine.py."""
     limit = machine["onednn_max_cpu_isa"]
@@ -387,8 +393,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # A busy PC gives pessimistic figures: the load average is in the report to make that visible.
-    args.machine = {**describe_machine(), "load_average_1min": round(os.getloadavg()[0], 2)}
+    args.machine = machine_at_start()
     try:
         return run(args)
     except KeyboardInterrupt:

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/scoring_kernels.py --reference 72d0d99       # this tree against 72d0d99
     .venv/bin/python benchmarks/scoring_kernels.py --reference HEAD --isa avx2 --threads 1 --rounds 9
 
-Each source (``tfad/scoring/kernels/reconstruction_ops.cc`` at ``--reference``, and this tree's) is compiled
-with the flags ``tfad.scoring.native`` uses. For each instruction-set cap (``TFAD_KERNELS_MAX_ISA``) and
+Each source (``tfad.scoring.native.KERNEL_SOURCES`` at ``--reference``, and this tree's) is compiled with
+the flags ``tfad.scoring.native`` uses. For each instruction-set cap (``TFAD_KERNELS_MAX_ISA``) and
 intra-op thread count, a child process per library and round loads it and times both ops on one product
 (``--patches`` grey 256x256 pairs); the two libraries alternate round by round, A B B A, so that drift on this
 machine, and going first or second, hit both alike. Times are the medians over the rounds of each round's
@@ -12,8 +12,8 @@ median; the ratio is this tree / reference. An op whose source did not change be
 method's own noise: a ratio away from 1.00 for it is not the kernel's doing.
 The SSIM values and heatmaps of the two libraries are compared too (the largest absolute difference).
 
-The ops' outputs do not depend on the data's content, nor does their speed: the pairs are uniform noise and
-that noise plus a small perturbation, as a reconstruction would be.
+The ops' speed does not depend on the pixels' values: the pairs are uniform noise and that noise plus a small
+perturbation, as a reconstruction would be.
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
-from qualify_pc import machine_line  # noqa: E402
+from qualify_pc import machine_at_start, machine_line  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-KERNEL_PATH = "tfad/scoring/kernels/reconstruction_ops.cc"
 
 
 def _child(library: str, patches: int, repeats: int, threads: int) -> None:
@@ -68,24 +66,20 @@ def _child(library: str, patches: int, repeats: int, threads: int) -> None:
     )
 
 
-def _compile(source_text: str, directory: Path) -> Path:
-    from tfad.scoring import native
-
+def _reference_sources(reference: str, sources: tuple[Path, ...], directory: Path) -> tuple[Path, ...]:
+    """The kernel ``sources`` as they were at git revision ``reference``, written into ``directory``."""
     directory.mkdir(parents=True)
-    source = directory / "reconstruction_ops.cc"
-    source.write_text(source_text)
-    library = directory / "libtfad_scoring_ops.so"
-    native.compile_library(library, (source,))
-    return library
-
-
-def _reference_source(reference: str) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(REPO), "show", f"{reference}:{KERNEL_PATH}"], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"cannot read {KERNEL_PATH} at {reference!r}: {result.stderr.strip()}")
-    return result.stdout
+    copies = []
+    for source in sources:
+        path = source.relative_to(REPO).as_posix()
+        result = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{reference}:{path}"], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"cannot read {path} at {reference!r}: {result.stderr.strip()}")
+        copies.append(directory / source.name)
+        copies[-1].write_text(result.stdout)
+    return tuple(copies)
 
 
 def _run_child(library: Path, isa: str, threads: int, patches: int, repeats: int) -> dict:
@@ -117,17 +111,18 @@ def main(argv: list[str] | None = None) -> None:
     if min(args.patches, args.repeats, args.rounds) < 1:
         parser.error("--patches, --repeats and --rounds must be at least 1")
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import (compiling)
-    machine = {**describe_machine(), "load_average_1min": round(os.getloadavg()[0], 2)}
+    from tfad.scoring import native
+
+    machine = machine_at_start()
     print(machine_line(machine), flush=True)
     isas = args.isa or (["avx2", "avx512"] if machine["avx512f"] else ["avx2"])
     thread_counts = args.threads or [1, 2]
     report: dict = {"machine": machine, "reference": args.reference, "configurations": []}
     with tempfile.TemporaryDirectory(prefix="tfad_scoring_kernels_") as scratch:
-        libraries = {
-            "reference": _compile(_reference_source(args.reference), Path(scratch) / "reference"),
-            "this tree": _compile((REPO / KERNEL_PATH).read_text(), Path(scratch) / "tree"),
-        }
+        reference = _reference_sources(args.reference, native.KERNEL_SOURCES, Path(scratch) / "reference")
+        libraries = {"reference": Path(scratch) / "reference.so", "this tree": Path(scratch) / "tree.so"}
+        native.compile_library(libraries["reference"], reference)
+        native.compile_library(libraries["this tree"])
         print(f"{'isa':8} {'threads':>7} {'op':8} {'reference ms':>13} {'this tree ms':>13} {'ratio':>6}")
         for isa in isas:
             for threads in thread_counts:
@@ -168,4 +163,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import
     main()

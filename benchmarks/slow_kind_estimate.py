@@ -33,8 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
-from machine import describe_machine  # noqa: E402
-from qualify_pc import machine_line  # noqa: E402
+from qualify_pc import machine_at_start, machine_line  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # The November measurement on the slow kind (README at 0a178bd, "Presets and the CPU budget").
@@ -105,7 +104,7 @@ def main() -> None:
     # (latency.bare_tensorflow), which inherit tfad's AVX2 cap too. The reference has no tfad kernels and
     # imports its own tree.
     os.environ.update(ONEDNN_MAX_CPU_ISA="AVX2", TFAD_KERNELS_MAX_ISA="avx2", TF_CPP_MIN_LOG_LEVEL="2")
-    machine = {**describe_machine(), "load_average_1min": round(os.getloadavg()[0], 2)}
+    machine = machine_at_start()
     print(f"{machine_line(machine)}; reference {REFERENCE_COMMIT}, measured on the slow kind on 2026-11-25")
     unset = ("PYTHONPATH", "TFAD_KERNELS_MAX_ISA")
     reference_env = {k: v for k, v in os.environ.items() if k not in unset}
