@@ -55,3 +55,44 @@ def test_bad_sizes_are_named() -> None:
         blur_matrix(10, 4.0)
     with pytest.raises(ValueError, match="do not fit"):
         resample(tf.zeros([1, 8, 8, 1]), np.eye(4, 8, dtype=np.float32), np.eye(4, 6, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("sizes", "grid", "local_average"),
+    [
+        ((16, 8), 32, 3),  # SuperSimpleNet `line`: both taps upscaled, 3x3 mean
+        ((32, 16), 32, 3),  # `accurate`: the finest tap already at the grid
+        ((12, 6), 24, 1),  # no local mean
+        ((8, 4), 6, 5),  # a grid coarser than the finest tap (downscaled), a wide mean
+    ],
+)
+def test_project_feature_grid_equals_the_grid_times_the_kernel(sizes, grid: int, local_average: int) -> None:
+    from tfad.backbones.features import feature_grid, project_feature_grid
+
+    rng = np.random.default_rng(3)
+    shapes = [(2, s, s, c) for s, c in zip(sizes, (5, 7), strict=True)]
+    maps = [tf.constant(rng.normal(size=shape), tf.float32) for shape in shapes]
+    kernel = tf.constant(rng.normal(size=(12, 9)), tf.float32)
+    expected = tf.einsum("nhwd,dk->nkhw", feature_grid(maps, grid, local_average), kernel)
+    _close(project_feature_grid(maps, kernel, grid, local_average), expected)
+
+
+def test_average_pool_matrix_is_tf_avg_pool_and_counts_only_cells_inside() -> None:
+    from tfad.backbones.resampling import average_pool_matrix
+
+    matrix = average_pool_matrix(6, 3)
+    np.testing.assert_allclose(matrix[0, :3], [0.5, 0.5, 0.0])  # the border divides by the 2 cells inside
+    np.testing.assert_allclose(matrix[2, 1:4], [1 / 3] * 3)
+    image = tf.constant(np.random.default_rng(0).normal(size=(1, 6, 5, 1)), tf.float32)
+    rows, cols = average_pool_matrix(6, 3), average_pool_matrix(5, 3)
+    _close(resample(image, rows, cols), tf.nn.avg_pool2d(image, 3, 1, "SAME"))
+    assert np.array_equal(average_pool_matrix(4, 1), np.eye(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="positive"):
+        average_pool_matrix(4, 0)
+
+
+def test_a_kernel_that_does_not_fit_the_taps_is_named() -> None:
+    from tfad.backbones.features import project_feature_grid
+
+    with pytest.raises(ValueError, match="does not fit 12 feature channels"):
+        project_feature_grid([tf.zeros([1, 4, 4, 5]), tf.zeros([1, 2, 2, 7])], tf.zeros([11, 3]), 8)

@@ -239,6 +239,33 @@ def test_map_max_score_is_the_max_of_the_blurred_map_logits() -> None:
     np.testing.assert_allclose(by_head["score"].numpy(), outputs["score_logit"].numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("regime", ["unsupervised", "supervised", "weak"])
+@pytest.mark.parametrize("upscale", [2, 1])
+def test_the_folded_inference_model_equals_the_training_path(regime: str, upscale: int) -> None:
+    """Served (folded adaptor, heads and batch normalisations; the hidden layer at the taps' resolutions)
+    against what training runs (adaptor and heads on the feature grid), on random weights and statistics."""
+    from tfad.backbones import upsample_blur
+    from tfad.families.supersimplenet.networks import SuperSimpleNetNetworks
+    from tfad.families.supersimplenet.presets import PRESETS
+
+    arch = dataclasses.replace(PRESETS["line"], image_size=32, regime=regime, **{**TINY, "upscale": upscale})
+    networks = SuperSimpleNetNetworks(arch, pretrained=False)
+    rng = np.random.default_rng(7)
+    for variable in networks.adaptor.weights + networks.heads.weights:  # every bias and BN offset non-zero
+        shape = variable.shape
+        value = rng.uniform(0.5, 2.0, shape) if "variance" in variable.path else rng.normal(0, 0.5, shape)
+        variable.assign(value.astype(np.float32))
+    images = tf.constant(np.random.default_rng(1).uniform(size=(3, 32, 32, 1)), tf.float32)
+    served = networks.build_inference_model()(images)
+    trained = networks.heads(networks.adaptor(networks.features(images)), training=False)
+    logits = upsample_blur(trained["map_logits"], 32, arch.blur_sigma)
+    for got, expected in ((served["map_logits"], logits), (served["score_logit"], trained["score_logit"])):
+        expected = expected.numpy()
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+    assert np.abs(trained["score_logit"].numpy()).max() > 0.1  # the check compares non-trivial values
+
+
 @pytest.mark.parametrize(
     ("regime", "given", "resolved"),
     [

@@ -42,6 +42,19 @@ def resize_matrix(size_in: int, size_out: int, antialias: bool = False) -> np.nd
 
 
 @functools.lru_cache(maxsize=64)
+def average_pool_matrix(size: int, window: int) -> np.ndarray:
+    """``[size, size]``: ``tf.nn.avg_pool2d(..., window, 1, "SAME")`` along one axis, as a matrix (read off by
+    pooling the unit vectors with TensorFlow itself). SAME pooling divides by the cells inside the map, so
+    the 2-D pool is the product of the two axes' matrices; the identity for ``window == 1``."""
+    if size < 1 or window < 1:
+        raise ValueError(f"average pool: size and window must be positive, got {size} and {window}")
+    with tf.init_scope():
+        unit_vectors = tf.eye(size)[:, :, None, None]  # size images of size x 1
+        pooled = tf.nn.avg_pool2d(unit_vectors, [window, 1], 1, "SAME")
+        return np.ascontiguousarray(pooled.numpy()[:, :, 0, 0].T, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=64)
 def blur_matrix(size: int, sigma: float) -> np.ndarray:
     """``[size, size]``: the Gaussian of :func:`gaussian_kernel` along one axis with ``REFLECT`` borders
     (mirror without repeating the edge), as a matrix; the identity for ``sigma <= 0``."""

@@ -14,7 +14,9 @@ classification heads.
   layer applied at every cell, whose mean over the grid is the image logit.
 
 The inference model maps images in [0, 1] to ``{"anomaly_map": sigmoid(map) upsampled to the image and
-Gaussian-blurred [N, H, W, 1], "map_logits": the same before the sigmoid, "score_logit": [N]}``.
+Gaussian-blurred [N, H, W, 1], "map_logits": the same before the sigmoid, "score_logit": [N]}``. It runs the
+adaptor and heads in their folded form (:mod:`tfad.families.supersimplenet.folding`): the same function of the
+same variables as training's layers in inference mode, at 0.7x the serving time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import tensorflow as tf
 from keras import layers
 
 from tfad.backbones import build_feature_extractor, feature_map, upsample_blur
+from tfad.backbones.features import backbone_taps, feature_grid
+from tfad.families.supersimplenet.folding import classification_features, segmentation_logits
 from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
 
 
@@ -69,24 +73,31 @@ class SuperSimpleNetHeads(keras.Model):
 
     def call(self, features: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:  # noqa: D102
         if self.weak:
-            h = self.classify(features, training)
-            cam = class_activation_map(h, self.score_dense)
-            return {"map_logits": cam, "score_logit": tf.reduce_mean(cam, axis=[1, 2, 3])}
+            return self.weak_outputs(self.classify(features, training))
         m = self.seg_hidden(features)
         m = tf.nn.leaky_relu(self.seg_bn(m, training=training), alpha=0.2)
         m = self.seg_out(m)
         m_detached = tf.stop_gradient(m)  # the classification loss does not train the segmentation head
         h = self.classify(tf.concat([features, m_detached], axis=-1), training)
+        return {"map_logits": m, "score_logit": self.score_logit(h, m_detached)}
+
+    def score_logit(self, conv_features: tf.Tensor, map_logits: tf.Tensor) -> tf.Tensor:
+        """``[N]``: the dense layer on the global max and mean of the conv block's output and of the map."""
         pooled = tf.concat(
             [
-                tf.reduce_max(h, axis=[1, 2]),
-                tf.reduce_mean(h, axis=[1, 2]),
-                tf.reduce_max(m_detached, axis=[1, 2]),
-                tf.reduce_mean(m_detached, axis=[1, 2]),
+                tf.reduce_max(conv_features, axis=[1, 2]),
+                tf.reduce_mean(conv_features, axis=[1, 2]),
+                tf.reduce_max(map_logits, axis=[1, 2]),
+                tf.reduce_mean(map_logits, axis=[1, 2]),
             ],
             axis=-1,
         )
-        return {"map_logits": m, "score_logit": self.score_dense(pooled)[:, 0]}
+        return self.score_dense(pooled)[:, 0]
+
+    def weak_outputs(self, conv_features: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The weak regime's outputs from its conv block's output: the CAM and its mean."""
+        cam = class_activation_map(conv_features, self.score_dense)
+        return {"map_logits": cam, "score_logit": tf.reduce_mean(cam, axis=[1, 2, 3])}
 
 
 class SuperSimpleNetInference(keras.Model):
@@ -99,11 +110,16 @@ class SuperSimpleNetInference(keras.Model):
         self.extractor, self.adaptor, self.heads = networks.extractor, networks.adaptor, networks.heads
 
     def call(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:  # noqa: D102
-        a = self.arch
-        features = self.adaptor(
-            feature_map(images, self.extractor, a.backbone_input_size, a.grid_size, a.local_average)
-        )
-        out = self.heads(features, training=False)
+        # The heads' folded form (tfad.families.supersimplenet.folding): the same function in inference mode.
+        a, heads, adaptor = self.arch, self.heads, self.adaptor.get_layer("adaptor_conv")
+        maps = backbone_taps(images, self.extractor, a.backbone_input_size)
+        features = feature_grid(maps, a.grid_size, a.local_average)  # pruned unless a score reads it
+        if heads.weak:
+            out = heads.weak_outputs(classification_features(features, None, adaptor, heads))
+        else:
+            map_logits = segmentation_logits(maps, adaptor, heads, a)
+            h = classification_features(features, map_logits, adaptor, heads)
+            out = {"map_logits": map_logits, "score_logit": heads.score_logit(h, map_logits)}
         size = self.arch.image_size
         logits = upsample_blur(out["map_logits"], size, self.arch.blur_sigma)  # resize + blur as products
         return {"anomaly_map": tf.sigmoid(logits), "map_logits": logits, "score_logit": out["score_logit"]}

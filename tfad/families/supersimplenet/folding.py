@@ -1,0 +1,71 @@
+"""SuperSimpleNet's inference path with its linear layers folded together (issue 13: the serving cost).
+
+In inference mode the adaptor (a 1x1 convolution), the segmentation head's hidden 1x1 convolution and its
+batch normalisation are one affine map of the features, and the grid's resize and local mean commute with
+it (:func:`tfad.backbones.features.project_feature_grid`). So the segmentation head's hidden layer is
+computed from each backbone tap at the tap's own resolution, with one folded kernel, instead of three
+passes over the grid at the grid's resolution. The classification head's k x k convolution takes the
+adaptor and its batch normalisation into its kernel; the adaptor's bias becomes a constant map, because the
+convolution's zero padding does not see it at the border cells.
+
+The folded kernels are computed from the variables in the graph (as :func:`tfad.backbones.folded_features`
+does), so nothing new is stored and the same checkpoint serves both paths. Training runs the unfolded
+layers (:class:`~tfad.families.supersimplenet.networks.SuperSimpleNetHeads`); both paths give the same
+outputs within float rounding (tests/families/test_supersimplenet_family.py).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from tfad.backbones.features import project_feature_grid
+from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
+
+
+def _batch_norm_affine(bn: layers.BatchNormalization) -> tuple[tf.Tensor, tf.Tensor]:
+    # inference-mode BN(x) = x * scale + offset
+    scale = bn.gamma * tf.math.rsqrt(bn.moving_variance + bn.epsilon)
+    return scale, bn.beta - bn.moving_mean * scale
+
+
+def segmentation_logits(
+    maps: list[tf.Tensor], adaptor: layers.Conv2D, heads: keras.Model, arch: SuperSimpleNetArchitecture
+) -> tf.Tensor:
+    """The backbone's tapped outputs ``maps`` -> the segmentation head's map logits ``[N, g, g, 1]``:
+    ``heads(adaptor(feature_grid(maps)))["map_logits"]`` in inference mode (not the weak regime)."""
+    with tf.name_scope("segmentation_folded"):
+        scale, offset = _batch_norm_affine(heads.seg_bn)
+        hidden = heads.seg_hidden.kernel[0, 0]  # [D, H]
+        kernel = tf.matmul(adaptor.kernel[0, 0], hidden) * scale
+        adaptor_bias = tf.linalg.matvec(hidden, adaptor.bias, transpose_a=True)
+        bias = (adaptor_bias + heads.seg_hidden.bias) * scale + offset
+        g = arch.grid_size
+        z = project_feature_grid(maps, kernel, g, arch.local_average)  # [N, H, g, g]
+        z = tf.nn.leaky_relu(z + bias[:, None, None], alpha=0.2)
+        out = tf.transpose(heads.seg_out.kernel[0, 0])  # [1, H]; seg_out has no bias
+        logits = tf.matmul(out[None], tf.reshape(z, [-1, z.shape[1], g * g]))  # [N, 1, g g]
+        return tf.reshape(logits, [-1, g, g, 1])
+
+
+def classification_features(
+    features: tf.Tensor, map_logits: tf.Tensor | None, adaptor: layers.Conv2D, heads: keras.Model
+) -> tf.Tensor:
+    """The classification head's conv block on the unadapted grid ``features`` ``[N, g, g, D]`` (and the
+    map logits, outside the weak regime): ``heads.classify(concat(adaptor(features), map_logits))``."""
+    with tf.name_scope("classification_folded"):
+        scale, offset = _batch_norm_affine(heads.cls_bn)
+        conv = heads.cls_conv
+        d = features.shape[-1]
+        adapted_part = conv.kernel[:, :, :d]  # [k, k, D, C]: the taps that read the adapted features
+        kernel = tf.einsum("de,yxec->yxdc", adaptor.kernel[0, 0], adapted_part)
+        # The adaptor's bias, a constant over the grid, seen through the zero padding: a constant map.
+        grid = features.shape[1:3]
+        bias_map = tf.nn.conv2d(tf.broadcast_to(adaptor.bias, [1, *grid, d]), adapted_part, 1, "SAME")
+        inputs = features
+        if map_logits is not None:
+            kernel = tf.concat([kernel, conv.kernel[:, :, d:]], axis=2)
+            inputs = tf.concat([features, map_logits], axis=-1)
+        h = tf.nn.conv2d(inputs, kernel * scale, 1, "SAME")
+        return tf.nn.relu(h + ((bias_map + conv.bias) * scale + offset))
