@@ -16,7 +16,7 @@ classification heads.
 The inference model maps images in [0, 1] to ``{"anomaly_map": sigmoid(map) upsampled to the image and
 Gaussian-blurred [N, H, W, 1], "map_logits": the same before the sigmoid, "score_logit": [N]}``. It runs the
 adaptor and heads in their folded form (:mod:`tfad.families.supersimplenet.folding`): the same function of the
-same variables as training's layers in inference mode, at 0.7x the serving time.
+same variables as training's layers in inference mode, faster to serve (docs/performance.md).
 """
 
 from __future__ import annotations
