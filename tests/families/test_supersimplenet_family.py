@@ -240,15 +240,16 @@ def test_map_max_score_is_the_max_of_the_blurred_map_logits() -> None:
 
 
 @pytest.mark.parametrize("regime", ["unsupervised", "supervised", "weak"])
-@pytest.mark.parametrize("upscale", [2, 1])
-def test_the_folded_inference_model_equals_the_training_path(regime: str, upscale: int) -> None:
+@pytest.mark.parametrize(("upscale", "kernel"), [(2, 3), (1, 5)])
+def test_the_folded_inference_model_equals_the_training_path(regime: str, upscale: int, kernel: int) -> None:
     """Served (folded adaptor, heads and batch normalisations; the hidden layer at the taps' resolutions)
     against what training runs (adaptor and heads on the feature grid), on random weights and statistics."""
     from tfad.backbones import upsample_blur
     from tfad.families.supersimplenet.networks import SuperSimpleNetNetworks
     from tfad.families.supersimplenet.presets import PRESETS
 
-    arch = dataclasses.replace(PRESETS["line"], image_size=32, regime=regime, **{**TINY, "upscale": upscale})
+    knobs = {**TINY, "upscale": upscale, "classification_kernel": kernel}
+    arch = dataclasses.replace(PRESETS["line"], image_size=32, regime=regime, **knobs)
     networks = SuperSimpleNetNetworks(arch, pretrained=False)
     rng = np.random.default_rng(7)
     for variable in networks.adaptor.weights + networks.heads.weights:  # every bias and BN offset non-zero
