@@ -62,6 +62,7 @@ def test_bad_sizes_are_named() -> None:
     [
         ((16, 8), 32, 3),  # SuperSimpleNet `line`: both taps upscaled, 3x3 mean
         ((32, 16), 32, 3),  # `accurate`: the finest tap already at the grid
+        ((12, 6), 24, 3),  # SuperSimpleNet `line-fast`
         ((12, 6), 24, 1),  # no local mean
         ((8, 4), 6, 5),  # a grid coarser than the finest tap (downscaled), a wide mean
     ],

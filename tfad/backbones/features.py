@@ -67,8 +67,8 @@ def project_feature_grid(
     a ``[D, K]`` kernel and a ``[K]`` bias.
 
     The resize and the local mean act on each channel alike and the kernel mixes channels only, so they
-    commute: each tap is projected at its own resolution (a quarter or a sixteenth of the grid's cells when
-    the grid is finer than the tap) and then resized and pooled, as one matrix product per axis
+    commute: each tap is projected at its own resolution (1 / s^2 of the grid's cells for a tap s times
+    coarser than the grid) and then resized and pooled, as one matrix product per axis
     (:mod:`tfad.backbones.resampling`). The taps are summed by the product along the rows (their row
     matrices side by side), and the bias is added at the first tap's resolution: the resize's and the
     mean's weights sum to one, so a constant passes through them. Channels first, so that the products

@@ -16,12 +16,16 @@ outputs within float rounding (tests/families/test_supersimplenet_family.py).
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 from keras import layers
 
 from tfad.backbones.features import project_feature_grid
 from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
+
+if TYPE_CHECKING:  # networks.py imports this module
+    from tfad.families.supersimplenet.networks import SuperSimpleNetHeads
 
 
 def _batch_norm_affine(bn: layers.BatchNormalization) -> tuple[tf.Tensor, tf.Tensor]:
@@ -31,7 +35,10 @@ def _batch_norm_affine(bn: layers.BatchNormalization) -> tuple[tf.Tensor, tf.Ten
 
 
 def segmentation_logits(
-    maps: list[tf.Tensor], adaptor: layers.Conv2D, heads: keras.Model, arch: SuperSimpleNetArchitecture
+    maps: list[tf.Tensor],
+    adaptor: layers.Conv2D,
+    heads: SuperSimpleNetHeads,
+    arch: SuperSimpleNetArchitecture,
 ) -> tf.Tensor:
     """The backbone's tapped outputs ``maps`` -> the segmentation head's map logits ``[N, g, g, 1]``:
     ``heads(adaptor(feature_grid(maps)))["map_logits"]`` in inference mode (not the weak regime)."""
@@ -50,14 +57,14 @@ def segmentation_logits(
 
 
 def classification_features(
-    features: tf.Tensor, map_logits: tf.Tensor | None, adaptor: layers.Conv2D, heads: keras.Model
+    features: tf.Tensor, map_logits: tf.Tensor | None, adaptor: layers.Conv2D, heads: SuperSimpleNetHeads
 ) -> tf.Tensor:
     """The classification head's conv block on the unadapted grid ``features`` ``[N, g, g, D]`` (and the
     map logits, outside the weak regime): ``heads.classify(concat(adaptor(features), map_logits))``."""
     with tf.name_scope("classification_folded"):
         scale, offset = _batch_norm_affine(heads.cls_bn)
         conv = heads.cls_conv
-        d = features.shape[-1]
+        d = adaptor.kernel.shape[-1]  # the adapted features' channels: the first D of the conv's inputs
         adapted_part = conv.kernel[:, :, :d]  # [k, k, D, C]: the taps that read the adapted features
         kernel = tf.einsum("de,yxec->yxdc", adaptor.kernel[0, 0], adapted_part)
         # The adaptor's bias, a constant over the grid, seen through the zero padding: a constant map.

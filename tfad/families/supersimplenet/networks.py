@@ -113,7 +113,8 @@ class SuperSimpleNetInference(keras.Model):
         # The heads' folded form (tfad.families.supersimplenet.folding): the same function in inference mode.
         a, heads, adaptor = self.arch, self.heads, self.adaptor.get_layer("adaptor_conv")
         maps = backbone_taps(images, self.extractor, a.backbone_input_size)
-        features = feature_grid(maps, a.grid_size, a.local_average)  # pruned unless a score reads it
+        # In an exported score function that reads only the map, TensorFlow prunes the classification head.
+        features = feature_grid(maps, a.grid_size, a.local_average)
         if heads.weak:
             out = heads.weak_outputs(classification_features(features, None, adaptor, heads))
         else:
@@ -167,7 +168,8 @@ class SuperSimpleNetNetworks:
         return model
 
     def inference_gflops(self) -> float:
-        """Analytic inference GFLOP per image (the heads are not functional models ``count_flops`` reads)."""
+        """Analytic GFLOP per image of the unfolded layers (:meth:`SuperSimpleNetArchitecture.gflops`); the
+        served, folded graph does fewer (docs/performance.md)."""
         return self.arch.gflops()["total"]
 
     def parameter_counts(self) -> dict[str, int]:

@@ -83,7 +83,9 @@ class SuperSimpleNetArchitecture:
         return sum(specs[STRIDE_TAPS[t]][1] for t in self.tap_list())
 
     def gflops(self) -> dict[str, float]:
-        """Analytic inference GFLOP per image (multiply-add = 2): backbone and heads."""
+        """Analytic GFLOP per image (multiply-add = 2) of the backbone and the unfolded adaptor and heads, as
+        training runs them; the served graph folds the adaptor into the heads and runs the segmentation
+        head's hidden layer at the taps' resolutions, so it does fewer."""
         cells, d = self.grid_size**2, self.feature_channels
         heads = 2 * cells * d * d  # adaptor
         if self.regime != "weak":
