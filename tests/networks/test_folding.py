@@ -79,6 +79,10 @@ def test_the_classifiers_features_and_grad_cam_are_unchanged_by_folding(backbone
     from tfad.families.classifier.gradcam import score_classifier
     from tfad.families.classifier.networks import ClassifierNetworks, preset
 
+    # Seeded: Grad-CAM's gradient passes ReLU gates, and an activation within float rounding of zero can
+    # flip when BN is folded, moving the map by ~1e-4 for an unlucky draw of the backbone's initial weights
+    # (seen once in CI; 12 seeds gave at most 1.3e-5). The verdict must not depend on the tests run before.
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(1)
     model = ClassifierNetworks(preset(backbone, image_size=64)).build_inference_model()
     for weight in model.get_layer("head").weights:  # a head that reacts to the features: a non-blank Grad-CAM
