@@ -17,21 +17,24 @@ from tfad.backbones.efficientnet_lite import (
     load_weights,
     package_weights_file,
 )
-from tfad.backbones.features import feature_map
+from tfad.backbones.features import backbone_taps, feature_grid, feature_map, project_feature_grid
 from tfad.backbones.resampling import resize_images, upsample_blur
 from tfad.backbones.torch_legacy import read_legacy_state_dict, write_legacy_state_dict
 
 __all__ = [
     "STRIDE_TAPS",
     "assign_state_dict",
+    "backbone_taps",
     "build_classifier",
     "build_feature_extractor",
     "converted_weights",
+    "feature_grid",
     "feature_map",
     "flops_per_image",
     "folded_features",
     "load_weights",
     "package_weights_file",
+    "project_feature_grid",
     "read_legacy_state_dict",
     "resize_images",
     "upsample_blur",

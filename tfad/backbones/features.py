@@ -36,16 +36,16 @@ def feature_map(
 
 
 def backbone_taps(images: tf.Tensor, extractor: keras.Model, input_size: int) -> list[tf.Tensor]:
-    """Images in [0, 1] -> the backbone's tapped outputs at their own resolutions, finest first (the first
-    half of :func:`feature_map`; its arguments)."""
+    """Images in [0, 1] -> the backbone's tapped outputs at their own resolutions, finest first: the first
+    step of :func:`feature_map`, whose docstring describes the arguments."""
     if images.shape[1] != input_size or images.shape[2] != input_size:
         images = resize_images(images, input_size, antialias=True)  # = tf.image.resize, faster on CPU
     return folded_features(extractor, images)
 
 
 def feature_grid(maps: list[tf.Tensor], grid_size: int, local_average: int = 1) -> tf.Tensor:
-    """The tapped outputs ``maps`` -> features ``[N, grid_size, grid_size, D]`` (the second half of
-    :func:`feature_map`; its arguments)."""
+    """The tapped outputs ``maps`` -> features ``[N, grid_size, grid_size, D]``: the second step of
+    :func:`feature_map`, whose docstring describes the arguments."""
     resized = [
         m if m.shape[1] == grid_size else tf.image.resize(m, [grid_size, grid_size], method="bilinear")
         for m in maps

@@ -4,13 +4,16 @@ In inference mode ``BN(conv(x, K) + b) = conv(x, K * s) + (b - mean) * s + beta`
 ``s = gamma / sqrt(var + eps)`` per output channel: one convolution with a bias instead of a convolution and
 two passes over its whole output (BN's multiply and add), which on a CPU are memory-bound element-wise ops
 (benchmarks/serving_profile.py, docs/performance.md). :func:`fold_batch_norms` rewrites a trained functional
-model that way; the embedding backbone has its own folded forward (``tfad.backbones.folded_features``).
+model that way; :func:`batch_norm_affine` gives the scale and offset to families that fold by hand
+(SuperSimpleNet's heads). The embedding backbone has its own folded forward
+(``tfad.backbones.folded_features``, which by the import layers cannot use this module).
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 from keras.src.models.functional import Functional  # no public name: what keras.Model(inputs, outputs) builds
 
@@ -54,11 +57,20 @@ def _foldable_pairs(model: keras.Model) -> dict[str, str]:
     return pairs
 
 
+def batch_norm_affine(bn: layers.BatchNormalization) -> tuple[tf.Tensor, tf.Tensor]:
+    """An inference-mode BatchNormalization as ``x * scale + offset`` per channel: ``(scale, offset)``,
+    computed from its variables (in a graph, they follow the variables' values)."""
+    scale = tf.math.rsqrt(bn.moving_variance + bn.epsilon)
+    if bn.scale:
+        scale = bn.gamma * scale
+    offset = -bn.moving_mean * scale
+    if bn.center:
+        offset = offset + bn.beta
+    return scale, offset
+
+
 def _folded_weights(conv: layers.Layer, bn: layers.BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
-    mean, variance = np.asarray(bn.moving_mean), np.asarray(bn.moving_variance)
-    gamma = np.asarray(bn.gamma) if bn.scale else np.ones_like(mean)
-    beta = np.asarray(bn.beta) if bn.center else np.zeros_like(mean)
-    scale = gamma / np.sqrt(variance + bn.epsilon)
+    scale, offset = (np.asarray(t) for t in batch_norm_affine(bn))
     kernel = np.asarray(conv.kernel)
     if isinstance(conv, layers.DepthwiseConv2D):  # [k, k, C, multiplier], output channel c * m + j
         kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
@@ -66,8 +78,8 @@ def _folded_weights(conv: layers.Layer, bn: layers.BatchNormalization) -> tuple[
         kernel = kernel * scale[:, None]
     else:  # [k, k, in, out]
         kernel = kernel * scale
-    bias = np.asarray(conv.bias) if conv.use_bias else np.zeros_like(mean)
-    return kernel.astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)
+    bias = np.asarray(conv.bias) * scale if conv.use_bias else 0.0
+    return kernel.astype(np.float32), (bias + offset).astype(np.float32)
 
 
 def is_functional(model: object) -> bool:

@@ -21,17 +21,12 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 from keras import layers
 
-from tfad.backbones.features import project_feature_grid
+from tfad.backbones import project_feature_grid
 from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
+from tfad.networks.folding import batch_norm_affine
 
 if TYPE_CHECKING:  # networks.py imports this module
     from tfad.families.supersimplenet.networks import SuperSimpleNetHeads
-
-
-def _batch_norm_affine(bn: layers.BatchNormalization) -> tuple[tf.Tensor, tf.Tensor]:
-    # inference-mode BN(x) = x * scale + offset
-    scale = bn.gamma * tf.math.rsqrt(bn.moving_variance + bn.epsilon)
-    return scale, bn.beta - bn.moving_mean * scale
 
 
 def segmentation_logits(
@@ -43,7 +38,7 @@ def segmentation_logits(
     """The backbone's tapped outputs ``maps`` -> the segmentation head's map logits ``[N, g, g, 1]``:
     ``heads(adaptor(feature_grid(maps)))["map_logits"]`` in inference mode (not the weak regime)."""
     with tf.name_scope("segmentation_folded"):
-        scale, offset = _batch_norm_affine(heads.seg_bn)
+        scale, offset = batch_norm_affine(heads.seg_bn)
         hidden = heads.seg_hidden.kernel[0, 0]  # [D, H]
         kernel = tf.matmul(adaptor.kernel[0, 0], hidden) * scale
         adaptor_bias = tf.linalg.matvec(hidden, adaptor.bias, transpose_a=True)
@@ -62,14 +57,16 @@ def classification_features(
     """The classification head's conv block on the unadapted grid ``features`` ``[N, g, g, D]`` (and the
     map logits, outside the weak regime): ``heads.classify(concat(adaptor(features), map_logits))``."""
     with tf.name_scope("classification_folded"):
-        scale, offset = _batch_norm_affine(heads.cls_bn)
+        scale, offset = batch_norm_affine(heads.cls_bn)
         conv = heads.cls_conv
         d = adaptor.kernel.shape[-1]  # the adapted features' channels: the first D of the conv's inputs
         adapted_part = conv.kernel[:, :, :d]  # [k, k, D, C]: the taps that read the adapted features
         kernel = tf.einsum("de,yxec->yxdc", adaptor.kernel[0, 0], adapted_part)
-        # The adaptor's bias, a constant over the grid, seen through the zero padding: a constant map.
-        grid = features.shape[1:3]
-        bias_map = tf.nn.conv2d(tf.broadcast_to(adaptor.bias, [1, *grid, d]), adapted_part, 1, "SAME")
+        # The adaptor's bias, a constant over the grid, seen through the zero padding: a constant map. Each
+        # tap adds bias . K[tap] where it falls inside the grid, so the map is a one-channel image of ones
+        # convolved with those per-tap vectors (one input channel, where the broadcast bias had D).
+        bias_taps = tf.einsum("d,yxdc->yxc", adaptor.bias, adapted_part)[:, :, None, :]
+        bias_map = tf.nn.conv2d(tf.ones([1, *features.shape[1:3], 1]), bias_taps, 1, "SAME")
         inputs = features
         if map_logits is not None:
             kernel = tf.concat([kernel, conv.kernel[:, :, d:]], axis=2)

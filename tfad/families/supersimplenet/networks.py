@@ -27,8 +27,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from tfad.backbones import build_feature_extractor, feature_map, upsample_blur
-from tfad.backbones.features import backbone_taps, feature_grid
+from tfad.backbones import backbone_taps, build_feature_extractor, feature_grid, feature_map, upsample_blur
 from tfad.families.supersimplenet.folding import classification_features, segmentation_logits
 from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
 
