@@ -7,12 +7,13 @@ VENV_STAMP := $(VENV)/.tfad-installed
 SYSTEM_STAMP := build/.system-deps
 DEMO_DIR ?= demo_out
 
-.PHONY: help setup system-deps venv ops protos cc-build demo test test-python lint clean
+.PHONY: help setup system-deps venv ops protos cc-build demo test test-python lint qualify-pc clean
 
 help:
 	@echo "make demo   - generate synthetic vial data, train line-cpu, calibrate, export, evaluate"
 	@echo "make test   - install everything needed and run the whole test suite (Python + C++)"
 	@echo "make lint   - ruff and the import contracts (lint-imports)"
+	@echo "make qualify-pc - on a candidate line PC, idle: can it serve the recommended models in the cycle?"
 
 setup: system-deps venv ops protos
 
@@ -49,6 +50,10 @@ test: setup cc-build
 lint: venv
 	$(VENV)/bin/ruff check tfad tests benchmarks scripts
 	$(VENV)/bin/lint-imports --no-cache
+
+# Qualify this PC for the line (docs/performance.md, "Qualifying a line PC"): about 50 minutes, run idle.
+qualify-pc: setup cc-build
+	$(PY) benchmarks/qualify_pc.py --json-out qualify_pc.json
 
 clean:
 	rm -rf build $(DEMO_DIR) .pytest_cache

@@ -22,14 +22,18 @@ usage errors.
 
 Models: ``--build family:preset`` (repeatable; 1 training step on generated vials, calibrated, exported;
 latency does not depend on training) and ``--model-dir`` (repeatable; exported version directories).
-With neither, the two line models are built: ``embedding:line`` and ``resganad:line-cpu``.
+With neither, the models README recommends for a slow line PC are built (``make qualify-pc``):
+``embedding:line-fast``, ``supersimplenet:line-fast`` (unsupervised: the generated vials have no labelled
+defects to train the supervised regime on; give its real export with ``--model-dir``) and
+``resganad:line-cpu``.
 
     .venv/bin/python benchmarks/qualify_pc.py --json-out qualify.json
     .venv/bin/python benchmarks/qualify_pc.py --model-dir savedmodels/vials/3 --json-out qualify.json
 
 A full run takes an estimated 16 min per model (10 min load, up to 4 min ramp, the sequential products, the
-FLOP count and bare run) plus the builds. The clients run on the same PC over loopback and take some CPU
-from the server, so the figures are slightly pessimistic for stations sending over the network.
+FLOP count and bare run) plus the builds: about 50 min for the default three. The clients run on the same PC
+over loopback and take some CPU from the server, so the figures are slightly pessimistic for stations sending
+over the network.
 docs/performance.md, "Qualifying a line PC", explains the columns.
 """
 
@@ -56,7 +60,8 @@ LINE_RATE_HZ = 8.0  # the full line's products per second
 # cannot keep up stretches a step instead of queueing more: a step holds its rate only if the products sent
 # per second reached this share of it.
 RATE_KEPT_SHARE = 0.97
-DEFAULT_BUILDS = ["embedding:line", "resganad:line-cpu"]
+# README's "Which model for a slow line PC": the families' defaults sized for the slowest PC kind
+DEFAULT_BUILDS = ["embedding:line-fast", "supersimplenet:line-fast", "resganad:line-cpu"]
 COMPLETE_VERDICTS = ("ACCEPT", "REJECT")
 
 

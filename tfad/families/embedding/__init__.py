@@ -28,7 +28,10 @@ class EmbeddingFamily(ModelFamily):
 
     name = "embedding"
     title = "embedding similarity"
-    default_preset = "line"
+    # Sized for the slowest PC kind: `line` would serve 2-3 stations there, `line-fast` 4 x 1/s (estimated;
+    # docs/performance.md, "The slow kind, estimated by calibration"). `line` localises better (AUPRO 0.733
+    # against 0.645 on magnetic_tile) on PCs that qualify it.
+    default_preset = "line-fast"
     trainable = False
     outputs = ("score", "heatmap")
 

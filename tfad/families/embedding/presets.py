@@ -110,10 +110,11 @@ class EmbeddingArchitecture:
 
 
 PRESETS: dict[str, EmbeddingArchitecture] = {
-    # The line PC's preset: PaDiM on a half-resolution backbone pass (a quarter of the backbone's cost).
+    # PaDiM on a half-resolution backbone pass (a quarter of the backbone's cost), for line PCs that qualify
+    # it (benchmarks/qualify_pc.py): finer maps than `line-fast` (magnetic_tile AUPRO 0.733 against 0.645).
     "line": EmbeddingArchitecture(method="padim", backbone_input_size=128, feature_channels=100),
-    # For the slowest PC kind (2.45 GHz AVX2): the backbone at 96 x 96, 0.56x the FLOPs of `line`
-    # (magnetic_tile image AUROC 0.957 against 0.965; README, docs/embedding.md).
+    # The default, sized for the slowest PC kind (2.45 GHz AVX2): the backbone at 96 x 96, 0.56x the FLOPs of
+    # `line` (magnetic_tile image AUROC 0.957 against 0.965; README, docs/embedding.md).
     "line-fast": EmbeddingArchitecture(method="padim", backbone_input_size=96, feature_channels=100),
     # The most accurate preset measured on magnetic_tile (README): full-resolution PaDiM.
     "accurate": EmbeddingArchitecture(method="padim", backbone_input_size=256, feature_channels=100),
