@@ -34,6 +34,17 @@ TEST(ServerFlagsTest, ParsesValuesAndRejectsUnknownOrBad) {
   EXPECT_NE(ParseServerFlags(2, bad, &f, &help).message().find("not an integer"), std::string::npos);
   const char* range[] = {"tfad_server", "--inference_threads=0"};
   EXPECT_FALSE(ParseServerFlags(2, range, &f, &help).ok());
+  // two inference threads on one inter-op thread would queue behind each other: named, not accepted
+  ServerFlags shared;
+  const char* one_pool_thread[] = {"tfad_server", "--inference_threads=2", "--tf_inter_op_threads=1"};
+  EXPECT_NE(ParseServerFlags(3, one_pool_thread, &shared, &help).message().find("--tf_inter_op_threads=1 is fewer"),
+            std::string::npos);
+  ServerFlags enough;
+  const char* two_pool_threads[] = {"tfad_server", "--inference_threads=2", "--tf_inter_op_threads=2"};
+  EXPECT_TRUE(ParseServerFlags(3, two_pool_threads, &enough, &help).ok());
+  ServerFlags defaults;
+  const char* default_pool[] = {"tfad_server", "--inference_threads=2", "--tf_intra_op_threads=1"};
+  EXPECT_TRUE(ParseServerFlags(3, default_pool, &defaults, &help).ok());
   ServerFlags tls;
   const char* half_tls[] = {"tfad_server", "--tls_cert=a.pem"};
   EXPECT_FALSE(ParseServerFlags(2, half_tls, &tls, &help).ok());

@@ -1,0 +1,45 @@
+"""benchmarks/serving_modes.py: its command line, and the table it makes of the rounds."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from benchmarks import serving_modes
+from benchmarks.serving_modes import DEFAULT_MODE, MODES, measure, parse_args
+
+
+def test_a_run_needs_a_model_and_valid_modes() -> None:
+    with pytest.raises(SystemExit):
+        parse_args([])  # no --model-dir, no --build
+    with pytest.raises(SystemExit):
+        parse_args(["--model-dir", "m/1", "--modes", "0,9"])
+    with pytest.raises(SystemExit):
+        parse_args(["--model-dir", "m/1", "--seconds", "0"])
+    args = parse_args(["--model-dir", "m/1", "--modes", "0,3"])
+    assert args.mode_names == [DEFAULT_MODE, list(MODES)[3]]
+
+
+def test_every_mode_runs_once_per_round_in_a_rotated_order_and_the_table_holds_medians_and_ratios(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    order: list[str] = []
+    rates = {DEFAULT_MODE: iter([10.0, 12.0, 11.0]), "2 workers x 1 core": iter([15.0, 13.0, 14.0])}
+
+    def fake_run_mode(model_dir, mode, args):
+        order.append(mode)
+        return {"products_per_s": next(rates[mode]), "call": {"p50_ms": 100.0, "p99_ms": 150.0}}
+
+    monkeypatch.setattr(serving_modes, "run_mode", fake_run_mode)
+    args = argparse.Namespace(mode_names=[DEFAULT_MODE, "2 workers x 1 core"], rounds=3)
+    table = {row["mode"]: row for row in measure("m/1", args)["table"]}
+
+    # each round runs both modes, the first round starting with the default and the second with the other
+    assert order[:2] == [DEFAULT_MODE, "2 workers x 1 core"]
+    assert order[2:4] == ["2 workers x 1 core", DEFAULT_MODE]
+    assert sorted(order) == sorted([DEFAULT_MODE, "2 workers x 1 core"] * 3)
+    assert table[DEFAULT_MODE]["products_per_s"] == 11.0 and table[DEFAULT_MODE]["ratio_to_default"] == 1.0
+    assert table["2 workers x 1 core"]["products_per_s"] == 14.0
+    assert table["2 workers x 1 core"]["range"] == [13.0, 15.0]
+    assert table["2 workers x 1 core"]["ratio_to_default"] == pytest.approx(14.0 / 11.0, abs=1e-3)
