@@ -52,8 +52,11 @@ lint: venv
 	$(VENV)/bin/lint-imports --no-cache
 
 # Qualify this PC for the line (docs/performance.md, "Qualifying a line PC"): about 50 minutes, run idle.
+# QUALIFY_ARGS passes more options, e.g. the two-thread server mode for a full line:
+#   make qualify-pc QUALIFY_ARGS="--cc-flag=--inference_threads=2 --cc-flag=--tf_intra_op_threads=1"
+QUALIFY_ARGS ?=
 qualify-pc: setup cc-build
-	$(PY) benchmarks/qualify_pc.py --json-out qualify_pc.json
+	$(PY) benchmarks/qualify_pc.py --json-out qualify_pc.json $(QUALIFY_ARGS)
 
 clean:
 	rm -rf build $(DEMO_DIR) .pytest_cache
