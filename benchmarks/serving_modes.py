@@ -124,7 +124,7 @@ def run_mode(model_dir: Path, mode: str, args: argparse.Namespace) -> dict:
     cpus = sorted(os.sched_getaffinity(0))
     if pinned and len(cpus) < workers:
         raise SystemExit(f"{mode}: needs {workers} CPUs, this process may use {cpus}")
-    children = []
+    children, logs = [], []
     for w in range(workers):
         command = [
             sys.executable,
@@ -142,27 +142,42 @@ def run_mode(model_dir: Path, mode: str, args: argparse.Namespace) -> dict:
             "--cpu",
             str(cpus[w] if pinned else -1),
         ]
+        # stderr to a file, not a pipe: TensorFlow's start-up logging would fill an unread pipe and block
+        logs.append(tempfile.TemporaryFile("w+"))
         children.append(
             subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[-1], text=True
             )
         )
-    for child in children:  # each has loaded and warmed up
-        line = child.stdout.readline()
-        while line and not line.startswith("READY"):
+
+    def failure(index: int) -> str:
+        logs[index].seek(0)
+        return logs[index].read()[-2000:]
+
+    try:
+        for index, child in enumerate(children):  # each has loaded and warmed up
             line = child.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{mode}: a worker failed before its loop: {child.stderr.read()[-2000:]}")
-    for child in children:
-        child.stdin.write("GO\n")
-        child.stdin.flush()
-    results = []
-    for child in children:
-        out, err = child.communicate()
-        found = [line for line in out.splitlines() if line.startswith("RESULT ")]
-        if child.returncode != 0 or not found:
-            raise RuntimeError(f"{mode}: a worker failed (exit {child.returncode}): {err[-2000:]}")
-        results.append(json.loads(found[0].removeprefix("RESULT ")))
+            while line and not line.startswith("READY"):
+                line = child.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{mode}: a worker failed before its loop: {failure(index)}")
+        for child in children:
+            child.stdin.write("GO\n")
+            child.stdin.flush()
+        results = []
+        for index, child in enumerate(children):
+            out, _ = child.communicate()
+            found = [line for line in out.splitlines() if line.startswith("RESULT ")]
+            if child.returncode != 0 or not found:
+                raise RuntimeError(f"{mode}: a worker failed (exit {child.returncode}): {failure(index)}")
+            results.append(json.loads(found[0].removeprefix("RESULT ")))
+    finally:
+        for child in children:  # a failed mode leaves no worker behind
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        for log in logs:
+            log.close()
     calls = [c for r in results for c in r["calls_ms"]]
     return {
         "products_per_s": sum(r["products"] / r["seconds"] for r in results),
