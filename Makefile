@@ -51,12 +51,15 @@ lint: venv
 	$(VENV)/bin/ruff check tfad tests benchmarks scripts
 	$(VENV)/bin/lint-imports --no-cache
 
-# Qualify this PC for the line (docs/performance.md, "Qualifying a line PC"): about 50 minutes, run idle.
-# QUALIFY_ARGS passes more options, e.g. the two-thread server mode for a full line:
-#   make qualify-pc QUALIFY_ARGS="--cc-flag=--inference_threads=2 --cc-flag=--tf_intra_op_threads=1"
+# Qualify this PC for the line (docs/performance.md, "Qualifying a line PC"): about 50 minutes, run idle; the
+# report goes to QUALIFY_JSON. A model that fails exits 1, which make reports as "Error 1". QUALIFY_ARGS passes
+# more options, e.g. the two-thread server mode for a full line:
+#   make qualify-pc QUALIFY_JSON=qualify_2threads.json \
+#       QUALIFY_ARGS="--cc-flag=--inference_threads=2 --cc-flag=--tf_intra_op_threads=1"
 QUALIFY_ARGS ?=
+QUALIFY_JSON ?= qualify_pc.json
 qualify-pc: setup cc-build
-	$(PY) benchmarks/qualify_pc.py --json-out qualify_pc.json $(QUALIFY_ARGS)
+	$(PY) benchmarks/qualify_pc.py --json-out $(QUALIFY_JSON) $(QUALIFY_ARGS)
 
 clean:
 	rm -rf build $(DEMO_DIR) .pytest_cache

@@ -77,12 +77,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.patches < 1 or args.seconds <= 0 or args.rounds < 1:
         p.error("--patches, --seconds and --rounds must be positive")
     try:
-        args.mode_names = [list(MODES)[int(i)] for i in args.modes.split(",") if i.strip()]
-    except (ValueError, IndexError):
-        p.error(f"--modes: indices of {list(range(len(MODES)))}, got {args.modes!r}")
+        indices = [int(i) for i in args.modes.split(",") if i.strip()]
+    except ValueError:
+        indices = []
+    if not indices or len(set(indices)) != len(indices) or not all(0 <= i < len(MODES) for i in indices):
+        p.error(f"--modes: distinct indices of {list(range(len(MODES)))}, got {args.modes!r}")
+    args.mode_names = [list(MODES)[i] for i in indices]
     if not args.worker and not (args.model_dir or args.build):
         p.error("give --model-dir or --build")
+    if not args.worker and any(MODES[m][3] for m in args.mode_names):
+        try:
+            pinned_cpus(max(MODES[m][0] for m in args.mode_names if MODES[m][3]))
+        except RuntimeError as error:
+            p.error(str(error))
     return args
+
+
+def pinned_cpus(workers: int) -> list[int]:
+    """One CPU this process may use on each of ``workers`` different physical cores (hyperthreads of one
+    core would share its FMA units); RuntimeError when there are not enough."""
+    by_core: dict[str, int] = {}
+    for cpu in sorted(os.sched_getaffinity(0)):
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            core = (
+                (topology / "physical_package_id").read_text().strip()
+                + ":"
+                + (topology / "core_id").read_text().strip()
+            )
+        except OSError:  # no topology: count each CPU as a core
+            core = f"cpu{cpu}"
+        by_core.setdefault(core, cpu)
+    if len(by_core) < workers:
+        raise RuntimeError(
+            f"pinning {workers} workers needs {workers} physical cores, this process may use "
+            f"{len(by_core)} ({sorted(by_core.values())})"
+        )
+    return list(by_core.values())[:workers]
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -121,9 +152,7 @@ def run_worker(args: argparse.Namespace) -> None:
 def run_mode(model_dir: Path, mode: str, args: argparse.Namespace) -> dict:
     """One round of ``mode``: its workers started together; products/s summed over them."""
     workers, threads, per_call, pinned = MODES[mode]
-    cpus = sorted(os.sched_getaffinity(0))
-    if pinned and len(cpus) < workers:
-        raise SystemExit(f"{mode}: needs {workers} CPUs, this process may use {cpus}")
+    cpus = pinned_cpus(workers) if pinned else []
     children, logs = [], []
     for w in range(workers):
         command = [

@@ -13,8 +13,9 @@ from benchmarks.serving_modes import DEFAULT_MODE, MODES, measure, parse_args
 def test_a_run_needs_a_model_and_valid_modes() -> None:
     with pytest.raises(SystemExit):
         parse_args([])  # no --model-dir, no --build
-    with pytest.raises(SystemExit):
-        parse_args(["--model-dir", "m/1", "--modes", "0,9"])
+    for modes in ("0,9", "-1", "0,0", ",", "one"):  # out of range, repeated, empty, not a number
+        with pytest.raises(SystemExit):
+            parse_args(["--model-dir", "m/1", "--modes", modes])
     with pytest.raises(SystemExit):
         parse_args(["--model-dir", "m/1", "--seconds", "0"])
     args = parse_args(["--model-dir", "m/1", "--modes", "0,3"])
