@@ -204,7 +204,7 @@ Status ParseServerFlags(int argc, const char* const* argv, ServerFlags* flags, b
                          " is fewer than --inference_threads=" + std::to_string(flags->inference_threads) +
                          ": the inference threads would share those inter-op threads and queue behind each "
                          "other; give at least " + std::to_string(flags->inference_threads) +
-                         " or 0 (TensorFlow's default)");
+                         " (0, TensorFlow's default, is one per CPU)");
   }
   return Status::Ok();
 }
