@@ -164,20 +164,24 @@ def bare_tensorflow(model_dir: Path, batch_shape: tuple[int, ...], runs: int) ->
     return call_in_child("time_bare_tensorflow", str(model_dir), runs, list(batch_shape))
 
 
-def time_bare_tensorflow(model_dir: str, runs: int, batch_shape: list[int]) -> dict:
-    """Timed runs of the serving signature on the benchmark's product images (this process)."""
-    import resource
-
+def serving_signature(model_dir: str, patches: int):
+    """The export's serving signature, loaded in this process as the bare TensorFlow runs use it, and a batch
+    of ``patches`` of the benchmark's product images for it: ``(signature, images)``."""
     import tensorflow as tf
 
     from tfad.scoring.native import register_ops_for
 
     manifest = json.loads((Path(model_dir) / "tfad_manifest.json").read_text())
-    images, _ = product_request(manifest, batch_shape[0], seed=1)
+    images, _ = product_request(manifest, patches, seed=1)
     register_ops_for(model_dir)
-    loaded = tf.saved_model.load(model_dir)
-    sig = loaded.signatures["serving_default"]
-    x = tf.constant(images)
+    return tf.saved_model.load(model_dir).signatures["serving_default"], tf.constant(images)
+
+
+def time_bare_tensorflow(model_dir: str, runs: int, batch_shape: list[int]) -> dict:
+    """Timed runs of the serving signature on the benchmark's product images (this process)."""
+    import resource
+
+    sig, x = serving_signature(model_dir, batch_shape[0])
     sig(images=x)  # warm-up
     times = []
     for _ in range(runs):

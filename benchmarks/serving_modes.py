@@ -123,16 +123,10 @@ def run_worker(args: argparse.Namespace) -> None:
         os.sched_setaffinity(0, {args.cpu})  # before TensorFlow starts its threads, which inherit it
     import tensorflow as tf
 
-    from tfad.scoring.native import register_ops_for
-
-    if args.threads:
+    if args.threads:  # before anything runs: TensorFlow fixes its pools at the first op
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    manifest = json.loads((Path(args.worker) / "tfad_manifest.json").read_text())
-    images, _ = latency.product_request(manifest, args.patches * args.per_call, seed=1)
-    register_ops_for(args.worker)
-    signature = tf.saved_model.load(args.worker).signatures["serving_default"]
-    batch = tf.constant(images)
+    signature, batch = latency.serving_signature(args.worker, args.patches * args.per_call)
     for _ in range(2):
         signature(images=batch)["score"].numpy()
     print("READY", flush=True)

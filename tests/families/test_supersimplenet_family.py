@@ -250,9 +250,8 @@ def test_the_folded_inference_model_equals_the_training_path(regime: str, upscal
 
     knobs = {**TINY, "upscale": upscale, "classification_kernel": kernel}
     arch = dataclasses.replace(PRESETS["line"], image_size=32, regime=regime, **knobs)
-    networks = SuperSimpleNetNetworks(
-        arch
-    )  # ImageNet weights: features of a real scale (a random backbone's are ~1e-4)
+    # ImageNet weights: features of a real scale (a random backbone's are ~1e-4)
+    networks = SuperSimpleNetNetworks(arch)
     rng = np.random.default_rng(7)
     for variable in networks.adaptor.weights + networks.heads.weights:  # every bias and BN offset non-zero
         shape = variable.shape
