@@ -18,9 +18,10 @@ products per second kept up for ``--seconds``:
 
 Every mode runs in fresh child processes: they load the export and warm up, then all start their timed loop
 together. Modes alternate round by round, in a rotated order, so that drift on this PC hits them alike; the
-table gives medians over the rounds and the ratio to the default. The products are the benchmark's usual
-60-patch product images. It measures throughput, not the server: qualify a chosen mode through the C++ server
-with ``benchmarks/qualify_pc.py --cc-flag=...``.
+table gives medians over the rounds and the median of each round's ratio to that round's default. The
+products are the benchmark's usual 60-patch product images. It measures throughput, not the server: qualify
+a chosen mode through the C++ server with ``benchmarks/qualify_pc.py --cc-flag=...``. A worker that does not
+load in ``--load-timeout`` seconds ends the run with its log.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         + "; ".join(f"{i} = {m}" for i, m in enumerate(MODES))
         + ")",
     )
+    p.add_argument(
+        "--load-timeout",
+        type=float,
+        default=600.0,
+        help="seconds a worker may take to load and warm up, and beyond --seconds to report (default 600)",
+    )
     p.add_argument("--json-out", type=Path)
     # internal: one worker process
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -74,8 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-call", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--cpu", type=int, default=-1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.patches < 1 or args.seconds <= 0 or args.rounds < 1:
-        p.error("--patches, --seconds and --rounds must be positive")
+    if args.patches < 1 or args.seconds <= 0 or args.rounds < 1 or args.load_timeout <= 0:
+        p.error("--patches, --seconds, --rounds and --load-timeout must be positive")
     try:
         indices = [int(i) for i in args.modes.split(",") if i.strip()]
     except ValueError:
@@ -143,28 +152,42 @@ def run_worker(args: argparse.Namespace) -> None:
     )
 
 
+def worker_command(
+    model_dir: Path, threads: int, per_call: int, cpu: int, args: argparse.Namespace
+) -> list[str]:
+    """The command line of one worker process (``run_worker``)."""
+    return [
+        sys.executable,
+        __file__,
+        "--worker",
+        str(model_dir),
+        "--threads",
+        str(threads),
+        "--per-call",
+        str(per_call),
+        "--patches",
+        str(args.patches),
+        "--seconds",
+        str(args.seconds),
+        "--cpu",
+        str(cpu),
+    ]
+
+
+def _read_lines(stream, out: queue.Queue) -> None:
+    """Put each line of ``stream`` on ``out``, then None at its end."""
+    for line in stream:
+        out.put(line)
+    out.put(None)
+
+
 def run_mode(model_dir: Path, mode: str, args: argparse.Namespace) -> dict:
     """One round of ``mode``: its workers started together; products/s summed over them."""
     workers, threads, per_call, pinned = MODES[mode]
     cpus = pinned_cpus(workers) if pinned else []
     children, logs = [], []
     for w in range(workers):
-        command = [
-            sys.executable,
-            __file__,
-            "--worker",
-            str(model_dir),
-            "--threads",
-            str(threads),
-            "--per-call",
-            str(per_call),
-            "--patches",
-            str(args.patches),
-            "--seconds",
-            str(args.seconds),
-            "--cpu",
-            str(cpus[w] if pinned else -1),
-        ]
+        command = worker_command(model_dir, threads, per_call, cpus[w] if pinned else -1, args)
         # stderr to a file, not a pipe: TensorFlow's start-up logging would fill an unread pipe and block
         logs.append(tempfile.TemporaryFile("w+"))
         children.append(
@@ -177,23 +200,46 @@ def run_mode(model_dir: Path, mode: str, args: argparse.Namespace) -> dict:
         logs[index].seek(0)
         return logs[index].read()[-2000:]
 
+    # A reader thread per worker: a worker that hangs (a load that never ends) becomes a timeout with its
+    # log, not a benchmark that waits for ever.
+    lines = [queue.Queue() for _ in children]
+    for child, out in zip(children, lines, strict=True):
+        threading.Thread(target=_read_lines, args=(child.stdout, out), daemon=True).start()
+
+    def wait_for(index: int, prefix: str, deadline: float, stage: str) -> str:
+        while True:
+            try:
+                line = lines[index].get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(
+                    f"{mode}: worker {index} did not {stage} in time (--load-timeout "
+                    f"{args.load_timeout:g} s): {failure(index)}"
+                ) from None
+            if line is None:
+                children[index].wait()
+                raise RuntimeError(
+                    f"{mode}: worker {index} exited ({children[index].returncode}) before it could "
+                    f"{stage}: {failure(index)}"
+                )
+            if line.startswith(prefix):
+                return line
+
     try:
-        for index, child in enumerate(children):  # each has loaded and warmed up
-            line = child.stdout.readline()
-            while line and not line.startswith("READY"):
-                line = child.stdout.readline()
-            if not line:
-                raise RuntimeError(f"{mode}: a worker failed before its loop: {failure(index)}")
+        deadline = time.monotonic() + args.load_timeout
+        for index in range(len(children)):  # each has loaded and warmed up
+            wait_for(index, "READY", deadline, "load and warm up")
         for child in children:
             child.stdin.write("GO\n")
             child.stdin.flush()
+        deadline = time.monotonic() + args.seconds + args.load_timeout
         results = []
         for index, child in enumerate(children):
-            out, _ = child.communicate()
-            found = [line for line in out.splitlines() if line.startswith("RESULT ")]
-            if child.returncode != 0 or not found:
-                raise RuntimeError(f"{mode}: a worker failed (exit {child.returncode}): {failure(index)}")
-            results.append(json.loads(found[0].removeprefix("RESULT ")))
+            found = wait_for(index, "RESULT ", deadline, "report its loop")
+            results.append(json.loads(found.removeprefix("RESULT ")))
+            if child.wait(timeout=max(1.0, deadline - time.monotonic())) != 0:
+                raise RuntimeError(
+                    f"{mode}: worker {index} failed (exit {child.returncode}): {failure(index)}"
+                )
     finally:
         for child in children:  # a failed mode leaves no worker behind
             if child.poll() is None:
@@ -217,16 +263,19 @@ def measure(model_dir: Path, args: argparse.Namespace) -> dict:
             print(f"  round {r + 1}/{args.rounds}: {mode} ...", flush=True)
             rounds[mode].append(run_mode(model_dir, mode, args))
     rates = {m: [x["products_per_s"] for x in rounds[m]] for m in names}
-    base = statistics.median(rates[DEFAULT_MODE]) if DEFAULT_MODE in rates else None
     table = []
     for m in names:
         median = statistics.median(rates[m])
+        # each round's ratio to that round's default, so drift between rounds cancels; their median and range
+        defaults = rates.get(DEFAULT_MODE, [])
+        ratios = [a / b for a, b in zip(rates[m], defaults, strict=True)] if defaults else []
         table.append(
             {
                 "mode": m,
                 "products_per_s": round(median, 2),
                 "range": [round(min(rates[m]), 2), round(max(rates[m]), 2)],
-                "ratio_to_default": None if base is None else round(median / base, 3),
+                "ratio_to_default": round(statistics.median(ratios), 3) if ratios else None,
+                "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)] if ratios else None,
                 "call_p50_ms": statistics.median(x["call"]["p50_ms"] for x in rounds[m]),
                 "call_p99_ms": statistics.median(x["call"]["p99_ms"] for x in rounds[m]),
             }
@@ -239,11 +288,14 @@ def markdown(model_label: str, table: list[dict]) -> str:
     lines = [
         f"{model_label}:",
         "",
-        "| mode | products/s (range) | x default | call p50 / p99 ms |",
+        "| mode | products/s (range) | x default, paired by round (range) | call p50 / p99 ms |",
         "|---|---|---|---|",
     ]
     for row in table:
-        ratio = "-" if row["ratio_to_default"] is None else f"{row['ratio_to_default']:.2f}"
+        ratio = "-"
+        if row["ratio_to_default"] is not None:
+            low, high = row["ratio_range"]
+            ratio = f"{row['ratio_to_default']:.2f} ({low:.2f}-{high:.2f})"
         lines.append(
             f"| {row['mode']} | {row['products_per_s']:.2f} ({row['range'][0]:.2f}-{row['range'][1]:.2f})"
             f" | {ratio} | {row['call_p50_ms']:.1f} / {row['call_p99_ms']:.1f} |"

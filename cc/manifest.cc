@@ -137,6 +137,13 @@ Status ParseManifest(const std::string& json, Manifest* out) {
     if (sig->kind_case() != Value::kStructValue) return Status::Error("manifest: \"signature\" must be an object");
     OptionalString(sig->struct_value(), "name", &m.signature_name);
     OptionalString(sig->struct_value(), "input", &m.signature_input);
+    if (const Value* only = Field(sig->struct_value(), "score_only");
+        only != nullptr && only->kind_case() != Value::kNullValue) {
+      if (only->kind_case() != Value::kStringValue) {
+        return Status::Error("manifest: \"signature.score_only\" must be a signature name (a string)");
+      }
+      m.score_only_signature = only->string_value();
+    }
     if (const Value* outs = Field(sig->struct_value(), "outputs"); outs != nullptr) {
       if (outs->kind_case() != Value::kListValue) {
         return Status::Error("manifest: \"signature.outputs\" must be a list");

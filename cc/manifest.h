@@ -30,6 +30,8 @@ struct Manifest {
   std::string signature_input = "images";
   std::string score_output = "score";
   std::string heatmap_output = "heatmap";
+  // The signature returning the score alone, run for requests without heatmaps ("": none, older exports).
+  std::string score_only_signature;
   std::string score_name;
   std::string threshold_policy;
   std::map<std::string, float> region_thresholds;

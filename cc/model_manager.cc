@@ -13,6 +13,9 @@
 namespace tfad {
 namespace {
 
+// Stated tolerance between a model's full run and its run without heatmaps (tfad/serving/models.py).
+constexpr double kScorePathsAtol = 1e-5, kScorePathsRtol = 1e-4;
+
 double NowUnix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -88,6 +91,21 @@ Status ModelSlot::TryLoad(int64_t version, const std::string& path, std::shared_
   if (code != RunCode::kOk) return Status::Error("warm-up run failed: " + error);
   for (size_t i = 0; i < scores.size(); ++i) {
     if (!std::isfinite(scores[i])) return Status::Error("warm-up run gave a non-finite score for image " + std::to_string(i));
+  }
+  // The run without heatmaps (the score-only signature, when the model has one) is warmed up too, so that
+  // a request without heatmaps does not pay for its first run, and must decide as the full run: a heatmap
+  // mode never changes a verdict. Tolerance as tfad.serving.models.scores_agree: one function traced twice.
+  std::vector<float> scores_only;
+  const RunCode only_code =
+      servable->model->Run(images.data(), n, m.height, m.width, m.channels, 0, &scores_only, nullptr, &error);
+  if (only_code != RunCode::kOk) return Status::Error("warm-up run without heatmaps failed: " + error);
+  if (scores_only.size() != scores.size()) return Status::Error("warm-up run without heatmaps gave another count");
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const double full = scores[i], only = scores_only[i];
+    if (!(std::abs(full - only) <= kScorePathsAtol + kScorePathsRtol * std::abs(full))) {
+      return Status::Error("the score-only signature's warm-up score differs from the full signature's for image " +
+                           std::to_string(i) + " (" + std::to_string(only) + " vs " + std::to_string(full) + ")");
+    }
   }
   *load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   *out = std::move(servable);

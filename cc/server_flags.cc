@@ -1,9 +1,12 @@
 #include "cc/server_flags.h"
 
+#include <sched.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <functional>
 #include <sstream>
+#include <thread>
 
 namespace tfad {
 namespace {
@@ -196,17 +199,40 @@ Status ParseServerFlags(int argc, const char* const* argv, ServerFlags* flags, b
   if (!flags->tls_client_ca.empty() && flags->tls_cert.empty()) {
     return Status::Error("--tls_client_ca needs --tls_cert and --tls_key (client certificates require TLS)");
   }
+  return Status::Ok();
+}
+
+int TensorFlowDefaultInterOpThreads() {
+  // As TensorFlow sizes the pool when the session option is 0: $TF_NUM_INTEROP_THREADS, else one thread per
+  // CPU this process may run on (its affinity mask, which a container or taskset narrows).
+  if (const char* env = std::getenv("TF_NUM_INTEROP_THREADS")) {
+    const int from_env = std::atoi(env);
+    if (from_env > 0) return from_env;
+  }
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0) return CPU_COUNT(&cpus);
+  const unsigned online = std::thread::hardware_concurrency();
+  return online > 0 ? static_cast<int>(online) : 1;
+}
+
+Status CheckInterOpPool(const ServerFlags& flags, int default_inter_op_threads) {
   // The inference threads share one session's inter-op pool, which runs every op of their products: fewer
   // pool threads than inference threads queues their products behind each other (measured: 2 threads with
   // --tf_inter_op_threads=1 held 8 products/s where 1 thread held 12; docs/performance.md).
-  if (flags->tf_inter_op_threads > 0 && flags->tf_inter_op_threads < flags->inference_threads) {
-    return Status::Error("--tf_inter_op_threads=" + std::to_string(flags->tf_inter_op_threads) +
-                         " is fewer than --inference_threads=" + std::to_string(flags->inference_threads) +
-                         ": the inference threads would share those inter-op threads and queue behind each "
-                         "other; give at least " + std::to_string(flags->inference_threads) +
+  const bool explicit_pool = flags.tf_inter_op_threads > 0;
+  const int pool = explicit_pool ? flags.tf_inter_op_threads : default_inter_op_threads;
+  if (pool >= flags.inference_threads) return Status::Ok();
+  const std::string threads = std::to_string(flags.inference_threads);
+  const std::string why = ": the inference threads would share those inter-op threads and queue behind each other";
+  if (explicit_pool) {
+    return Status::Error("--tf_inter_op_threads=" + std::to_string(pool) + " is fewer than --inference_threads=" +
+                         threads + why + "; give at least " + threads +
                          " (0, TensorFlow's default, is one per CPU)");
   }
-  return Status::Ok();
+  return Status::Error("--inference_threads=" + threads + " is more than the " + std::to_string(pool) +
+                       " inter-op threads TensorFlow gives this process by default (--tf_inter_op_threads=0: "
+                       "one per CPU it may run on, or $TF_NUM_INTEROP_THREADS)" + why +
+                       "; give --tf_inter_op_threads=" + threads + " or fewer inference threads");
 }
 
 std::string ServerFlagsHelp() {

@@ -40,6 +40,15 @@ struct ServerFlags {
 // Sets *help when --help/-h was given.
 Status ParseServerFlags(int argc, const char* const* argv, ServerFlags* flags, bool* help);
 
+// The inter-op threads TensorFlow's session gets when --tf_inter_op_threads is 0: $TF_NUM_INTEROP_THREADS,
+// else the CPUs in this process's affinity mask.
+int TensorFlowDefaultInterOpThreads();
+
+// Refuses an inter-op pool (--tf_inter_op_threads, or default_inter_op_threads when that is 0) smaller than
+// --inference_threads, with an error saying which flag to change. main() passes
+// TensorFlowDefaultInterOpThreads(); tests pass a CPU count.
+Status CheckInterOpPool(const ServerFlags& flags, int default_inter_op_threads);
+
 // The --help text: every flag, its default and meaning.
 std::string ServerFlagsHelp();
 

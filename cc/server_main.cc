@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
     std::fputs(tfad::ServerFlagsHelp().c_str(), stdout);
     return 0;
   }
+  if (s.ok()) s = tfad::CheckInterOpPool(flags, tfad::TensorFlowDefaultInterOpThreads());
   if (!s.ok()) {
     std::fprintf(stderr, "tfad_server: error: %s\n", s.message().c_str());
     return 2;

@@ -11,7 +11,8 @@ namespace tfad {
 struct TfBackend::Api {
   int (*abi_version)();
   const char* (*tf_version)();
-  TfadModel* (*load)(const char*, const char*, const char*, const char*, const char*, int, int, char*, size_t);
+  TfadModel* (*load)(const char*, const char*, const char*, const char*, const char*, const char*, int, int, char*,
+                     size_t);
   int (*run)(TfadModel*, const uint8_t*, int64_t, int64_t, int64_t, int64_t, int64_t, float*, float*, char*, size_t);
   void (*free_model)(TfadModel*);
 };
@@ -97,6 +98,7 @@ Status TfBackend::Load(const std::string& version_dir, const Manifest& manifest,
   char err[kErrLen] = {0};
   TfadModel* raw = api_->load(version_dir.c_str(), manifest.signature_name.c_str(), manifest.signature_input.c_str(),
                               manifest.score_output.c_str(), manifest.heatmap_output.c_str(),
+                              manifest.score_only_signature.c_str(),
                               options_.intra_op_threads, options_.inter_op_threads, err, kErrLen);
   if (raw == nullptr) return Status::Error(err);
   *model = std::make_shared<TfModel>(api_, raw);

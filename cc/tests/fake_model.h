@@ -30,6 +30,8 @@ class FakeModel : public InferenceModel {
   std::atomic<FakeThrow> throws{FakeThrow::kNone};
   std::atomic<int> runs{0};
   std::atomic<float> score_offset{0.0f};  // added to every score: tells models (versions) apart
+  std::atomic<float> score_only_offset{0.0f};  // added to the scores of runs without heatmaps
+  std::atomic<int> runs_without_heatmaps{0};
   std::atomic<bool> hold{false};          // while true, Run waits (a request kept in flight)
   std::atomic<int> held{0};               // runs that have waited on `hold`
 
@@ -51,12 +53,14 @@ class FakeModel : public InferenceModel {
       *error = "fake failure";
       return RunCode::kError;
     }
+    if (heatmaps == nullptr) ++runs_without_heatmaps;
+    const float offset = score_offset + (heatmaps == nullptr ? score_only_offset.load() : 0.0f);
     const size_t per = static_cast<size_t>(h) * w * c;
     scores->assign(static_cast<size_t>(n), 0.0f);
     for (int i = 0; i < n; ++i) {
       double sum = 0;
       for (size_t k = 0; k < per; ++k) sum += images[static_cast<size_t>(i) * per + k];
-      (*scores)[static_cast<size_t>(i)] = nan_scores ? std::nanf("") : static_cast<float>(sum / per / 255.0) + score_offset;
+      (*scores)[static_cast<size_t>(i)] = nan_scores ? std::nanf("") : static_cast<float>(sum / per / 255.0) + offset;
     }
     if (heatmaps != nullptr) heatmaps->assign(static_cast<size_t>(n) * h * w, 0.5f);
     return RunCode::kOk;

@@ -228,7 +228,7 @@ TEST_F(InspectionServiceTest, FullQueueIsRejectIncompleteOverloaded) {
       Inspect(Product(0, 0), &reply, 20000);
     });
   };
-  const int runs_before = loader_.model->runs;  // the warm-up at load ran the model once
+  const int runs_before = loader_.model->runs;  // the warm-up at load ran the model (twice)
   send();
   const bool running = wait_until([&] { return loader_.model->runs == runs_before + 1; });
   send();

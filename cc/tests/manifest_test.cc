@@ -25,6 +25,29 @@ TEST(ManifestTest, ParsesTheContractExample) {
   EXPECT_EQ(m.RegionList(), "R0, R1");
 }
 
+// signature.score_only names the score-only signature; absent or null means none (an older export); any
+// other type is an error naming the field, not a silent fall-back.
+TEST(ManifestTest, ScoreOnlySignatureIsOptionalAndMustBeAName) {
+  const std::string full = R"("outputs": ["score", "heatmap", "reconstruction"])";
+  auto with = [&](const std::string& field) {
+    std::string json = ManifestJson();
+    const size_t at = json.find(full);
+    EXPECT_NE(at, std::string::npos);
+    return json.insert(at + full.size(), ", \"score_only\": " + field);
+  };
+  Manifest m;
+  ASSERT_TRUE(ParseManifest(ManifestJson(), &m).ok());
+  EXPECT_EQ(m.score_only_signature, "");
+  ASSERT_TRUE(ParseManifest(with(R"("score_only")"), &m).ok());
+  EXPECT_EQ(m.score_only_signature, "score_only");
+  Manifest none;
+  ASSERT_TRUE(ParseManifest(with("null"), &none).ok());
+  EXPECT_EQ(none.score_only_signature, "");
+  Status s = ParseManifest(with("7"), &none);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("signature.score_only"), std::string::npos) << s.message();
+}
+
 TEST(ManifestTest, NullThresholdsIsALoadError) {
   Manifest m;
   Status s = ParseManifest(ManifestJson("vials", 1, 8, 8, 1, "reject", "null"), &m);

@@ -7,6 +7,7 @@
 #include <new>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "cc/inference_pool.h"
 #include "cc/latency_stats.h"
@@ -34,20 +35,33 @@ TEST(ServerFlagsTest, ParsesValuesAndRejectsUnknownOrBad) {
   EXPECT_NE(ParseServerFlags(2, bad, &f, &help).message().find("not an integer"), std::string::npos);
   const char* range[] = {"tfad_server", "--inference_threads=0"};
   EXPECT_FALSE(ParseServerFlags(2, range, &f, &help).ok());
-  // two inference threads on one inter-op thread would queue behind each other: named, not accepted
-  ServerFlags shared;
-  const char* one_pool_thread[] = {"tfad_server", "--inference_threads=2", "--tf_inter_op_threads=1"};
-  EXPECT_NE(ParseServerFlags(3, one_pool_thread, &shared, &help).message().find("--tf_inter_op_threads=1 is fewer"),
-            std::string::npos);
-  ServerFlags enough;
-  const char* two_pool_threads[] = {"tfad_server", "--inference_threads=2", "--tf_inter_op_threads=2"};
-  EXPECT_TRUE(ParseServerFlags(3, two_pool_threads, &enough, &help).ok());
-  ServerFlags defaults;
-  const char* default_pool[] = {"tfad_server", "--inference_threads=2", "--tf_intra_op_threads=1"};
-  EXPECT_TRUE(ParseServerFlags(3, default_pool, &defaults, &help).ok());
   ServerFlags tls;
   const char* half_tls[] = {"tfad_server", "--tls_cert=a.pem"};
   EXPECT_FALSE(ParseServerFlags(2, half_tls, &tls, &help).ok());
+}
+
+// Two inference threads on one inter-op thread queue behind each other: refused, whether the one thread was
+// asked for or is TensorFlow's default on a one-CPU process.
+TEST(ServerFlagsTest, InterOpPoolMustHoldEveryInferenceThread) {
+  bool help = false;
+  auto parsed = [&](std::vector<const char*> args) {
+    args.insert(args.begin(), "tfad_server");
+    ServerFlags f;
+    EXPECT_TRUE(ParseServerFlags(static_cast<int>(args.size()), args.data(), &f, &help).ok());
+    return f;
+  };
+  const ServerFlags one_pool_thread = parsed({"--inference_threads=2", "--tf_inter_op_threads=1"});
+  EXPECT_NE(CheckInterOpPool(one_pool_thread, 8).message().find("--tf_inter_op_threads=1 is fewer"),
+            std::string::npos);
+  EXPECT_TRUE(CheckInterOpPool(parsed({"--inference_threads=2", "--tf_inter_op_threads=2"}), 1).ok());
+  const ServerFlags default_pool = parsed({"--inference_threads=2", "--tf_intra_op_threads=1"});
+  EXPECT_TRUE(CheckInterOpPool(default_pool, 2).ok());
+  const Status one_cpu = CheckInterOpPool(default_pool, 1);
+  EXPECT_NE(one_cpu.message().find("--inference_threads=2 is more than the 1 inter-op threads"), std::string::npos)
+      << one_cpu.message();
+  EXPECT_NE(one_cpu.message().find("give --tf_inter_op_threads=2"), std::string::npos);
+  EXPECT_TRUE(CheckInterOpPool(parsed({}), 1).ok());  // the defaults run on any PC
+  EXPECT_GE(TensorFlowDefaultInterOpThreads(), 1);
 }
 
 TEST(ServerFlagsTest, HelpDocumentsEveryFlag) {

@@ -45,7 +45,8 @@ TEST_F(ModelManagerTest, ServesTheHighestVersionAndWarmsItUp) {
   ASSERT_NE(slot_->Current(), nullptr);
   EXPECT_EQ(slot_->Current()->version, 3);
   EXPECT_EQ(loader_.loads, 1);
-  EXPECT_EQ(loader_.model->runs, 1);  // the warm-up run
+  EXPECT_EQ(loader_.model->runs, 2);  // the warm-up: with heatmaps, and without (the score-only path)
+  EXPECT_EQ(loader_.model->runs_without_heatmaps, 1);
   EXPECT_EQ(Record(3).state, VersionState::kAvailable);
 }
 
@@ -151,6 +152,24 @@ TEST_F(ModelManagerTest, WarmUpWithNonFiniteScoresIsALoadError) {
   slot_->Poll();
   EXPECT_EQ(slot_->Current(), nullptr);
   EXPECT_NE(Record(1).error.find("non-finite"), std::string::npos);
+}
+
+// A version whose run without heatmaps (its score-only signature) scores otherwise than its full run would
+// make a verdict depend on the heatmap mode: refused at load, the previous version keeps serving.
+TEST_F(ModelManagerTest, ScoreOnlyPathThatDisagreesIsALoadError) {
+  AddVersion(1);
+  slot_->Poll();
+  ASSERT_NE(slot_->Current(), nullptr);
+  loader_.model->score_only_offset = 1e-3f;
+  AddVersion(2);
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current()->version, 1);
+  EXPECT_NE(Record(2).error.find("score-only signature's warm-up score differs"), std::string::npos)
+      << Record(2).error;
+  loader_.model->score_only_offset = 1e-6f;  // within the stated tolerance (float rounding)
+  AddVersion(3);
+  slot_->Poll();
+  EXPECT_EQ(slot_->Current()->version, 3);
 }
 
 TEST_F(ModelManagerTest, RemovingTheServingVersionRollsBack) {

@@ -20,6 +20,9 @@ struct TfadModel {
   std::string input_tensor;    // e.g. "serving_default_images:0"
   std::string score_tensor;    // e.g. "StatefulPartitionedCall:0"
   std::string heatmap_tensor;  // e.g. "StatefulPartitionedCall:1"
+  // The score-only signature's input and score (empty: the model has none; runs use the ones above)
+  std::string score_only_input;
+  std::string score_only_tensor;
 };
 
 namespace {
@@ -33,6 +36,46 @@ void WriteError(char* err, size_t err_len, const std::string& message) {
 
 std::string ShapeString(const tensorflow::Tensor& t) { return t.shape().DebugString(); }
 
+// Resolves `name`'s input `input_key` (uint8) and float outputs `outputs` to tensor names; false with a
+// message naming what is missing.
+bool ResolveSignature(const tensorflow::MetaGraphDef& graph, const std::string& name, const char* input_key,
+                      std::string* input_tensor,
+                      std::initializer_list<std::pair<const char*, std::string*>> outputs, std::string* error) {
+  const auto& signatures = graph.signature_def();
+  const auto sig_it = signatures.find(name);
+  if (sig_it == signatures.end()) {
+    std::string names;
+    for (const auto& kv : signatures) names += (names.empty() ? "" : ", ") + kv.first;
+    *error = "signature '" + name + "' not found (has: " + names + ")";
+    return false;
+  }
+  const auto& sig = sig_it->second;
+  const auto in_it = sig.inputs().find(input_key);
+  if (in_it == sig.inputs().end()) {
+    *error = "signature '" + name + "' input '" + input_key + "' not found";
+    return false;
+  }
+  if (in_it->second.dtype() != tensorflow::DT_UINT8) {
+    *error = "signature '" + name + "' input '" + input_key + "' is " +
+             tensorflow::DataTypeString(in_it->second.dtype()) + ", expected uint8";
+    return false;
+  }
+  *input_tensor = in_it->second.name();
+  for (const auto& [key, target] : outputs) {
+    const auto out_it = sig.outputs().find(key);
+    if (out_it == sig.outputs().end()) {
+      *error = "signature '" + name + "' output '" + key + "' not found";
+      return false;
+    }
+    if (out_it->second.dtype() != tensorflow::DT_FLOAT) {
+      *error = "signature '" + name + "' output '" + key + "' is not float32";
+      return false;
+    }
+    *target = out_it->second.name();
+  }
+  return true;
+}
+
 }  // namespace
 
 extern "C" {
@@ -42,8 +85,8 @@ int tfad_backend_abi_version(void) { return TFAD_BACKEND_ABI_VERSION; }
 const char* tfad_backend_tf_version(void) { return TF_Version(); }
 
 TfadModel* tfad_model_load(const char* export_dir, const char* signature_name, const char* input_key,
-                           const char* score_key, const char* heatmap_key, int intra_op_threads,
-                           int inter_op_threads, char* err, size_t err_len) {
+                           const char* score_key, const char* heatmap_key, const char* score_only_signature,
+                           int intra_op_threads, int inter_op_threads, char* err, size_t err_len) {
   try {
     auto model = std::make_unique<TfadModel>();
     tensorflow::SessionOptions session_options;
@@ -57,38 +100,18 @@ TfadModel* tfad_model_load(const char* export_dir, const char* signature_name, c
       WriteError(err, err_len, std::string("SavedModel load failed: ") + std::string(status.message()));
       return nullptr;
     }
-    const auto& signatures = model->bundle.meta_graph_def.signature_def();
-    const auto sig_it = signatures.find(signature_name);
-    if (sig_it == signatures.end()) {
-      std::string names;
-      for (const auto& kv : signatures) names += (names.empty() ? "" : ", ") + kv.first;
-      WriteError(err, err_len, std::string("signature '") + signature_name + "' not found (has: " + names + ")");
+    std::string error;
+    const auto& graph = model->bundle.meta_graph_def;
+    if (!ResolveSignature(graph, signature_name, input_key, &model->input_tensor,
+                          {{score_key, &model->score_tensor}, {heatmap_key, &model->heatmap_tensor}}, &error)) {
+      WriteError(err, err_len, error);
       return nullptr;
     }
-    const auto& sig = sig_it->second;
-    const auto in_it = sig.inputs().find(input_key);
-    if (in_it == sig.inputs().end()) {
-      WriteError(err, err_len, std::string("signature input '") + input_key + "' not found");
+    if (score_only_signature != nullptr && score_only_signature[0] != '\0' &&
+        !ResolveSignature(graph, score_only_signature, input_key, &model->score_only_input,
+                          {{score_key, &model->score_only_tensor}}, &error)) {
+      WriteError(err, err_len, "the manifest's score-only " + error);
       return nullptr;
-    }
-    if (in_it->second.dtype() != tensorflow::DT_UINT8) {
-      WriteError(err, err_len, std::string("signature input '") + input_key + "' is " +
-                                   tensorflow::DataTypeString(in_it->second.dtype()) + ", expected uint8");
-      return nullptr;
-    }
-    model->input_tensor = in_it->second.name();
-    for (const auto& [key, target] : {std::pair<const char*, std::string*>{score_key, &model->score_tensor},
-                                      std::pair<const char*, std::string*>{heatmap_key, &model->heatmap_tensor}}) {
-      const auto out_it = sig.outputs().find(key);
-      if (out_it == sig.outputs().end()) {
-        WriteError(err, err_len, std::string("signature output '") + key + "' not found");
-        return nullptr;
-      }
-      if (out_it->second.dtype() != tensorflow::DT_FLOAT) {
-        WriteError(err, err_len, std::string("signature output '") + key + "' is not float32");
-        return nullptr;
-      }
-      *target = out_it->second.name();
     }
     return model.release();
   } catch (const std::exception& e) {
@@ -109,14 +132,17 @@ int tfad_model_run(TfadModel* model, const uint8_t* images, int64_t n, int64_t h
     }
     tensorflow::Tensor input(tensorflow::DT_UINT8, tensorflow::TensorShape({n, h, w, c}));
     std::memcpy(input.flat<uint8_t>().data(), images, static_cast<size_t>(n * h * w * c));
-    std::vector<std::string> fetches = {model->score_tensor};
+    // Without heatmaps, the score-only signature (when the model has one) runs only the ops the score needs.
+    const bool score_only = heatmaps_out == nullptr && !model->score_only_tensor.empty();
+    const std::string& feed = score_only ? model->score_only_input : model->input_tensor;
+    std::vector<std::string> fetches = {score_only ? model->score_only_tensor : model->score_tensor};
     if (heatmaps_out != nullptr) fetches.push_back(model->heatmap_tensor);
 
     tensorflow::RunOptions run_options;
     if (timeout_ms > 0) run_options.set_timeout_in_ms(timeout_ms);
     tensorflow::RunMetadata run_metadata;
     std::vector<tensorflow::Tensor> outputs;
-    const auto status = model->bundle.session->Run(run_options, {{model->input_tensor, input}}, fetches, {},
+    const auto status = model->bundle.session->Run(run_options, {{feed, input}}, fetches, {},
                                                    &outputs, &run_metadata);
     if (!status.ok()) {
       WriteError(err, err_len, std::string("TensorFlow run failed: ") + std::string(status.message()));

@@ -108,7 +108,8 @@ def assert_servers_score_like_python(
 ) -> None:
     """Serve the exported model ``version_dir`` (``<models>/<name>/<version>``) with each server kind and
     check, for one product of ``images`` (uint8 ``[N, H, W, C]``), that scores, patch decisions, the verdict
-    and every heatmap equal the Python scoring of the same SavedModel (``tfad.evaluation.scorer``).
+    and every heatmap equal the Python scoring of the same SavedModel (``tfad.evaluation.scorer``), and that
+    the same product without heatmaps (the export's score-only signature) gets the same scores and verdict.
 
     Heatmaps travel as 8-bit PNGs: equal to the reference within half a grey level (+ the score tolerance).
     ``cycle_budget_ms``: the servers' budget; 60 s by default, so that a complete verdict does not depend on
@@ -133,6 +134,10 @@ def assert_servers_score_like_python(
     request = build_request(
         images, regions, [0] * n, list(range(n)), product_id="P-family", run_id="r", heatmaps="all"
     )
+    # the same product without heatmaps: the servers run the export's score-only signature
+    without_heatmaps = build_request(
+        images, regions, [0] * n, list(range(n)), product_id="P-family", run_id="r", heatmaps="none"
+    )
     for kind in kinds:
         handle = start_server_of_kind(
             kind, version_dir.parent.parent, log_dir, cycle_budget_ms=cycle_budget_ms
@@ -141,8 +146,14 @@ def assert_servers_score_like_python(
             with InspectionClient(handle.target) as client:
                 client.wait_ready(30)
                 result = client.inspect_request(request, timeout_s=60)
+                scores_only = client.inspect_request(without_heatmaps, timeout_s=60)
         finally:
             handle.stop()
+        assert scores_only.verdict == result.verdict, (kind, scores_only)
+        assert not any(p.heatmap_png for p in scores_only.patches), kind
+        np.testing.assert_allclose(
+            [p.score for p in scores_only.patches], expected["score"], atol=score_atol, err_msg=kind
+        )
         assert result.verdict == ("REJECT" if expected_rejected.any() else "ACCEPT"), (kind, result)
         scores = np.array([p.score for p in result.patches])
         np.testing.assert_allclose(scores, expected["score"], atol=score_atol, err_msg=kind)

@@ -92,6 +92,36 @@ def test_heatmaps_for_rejected_patches_only(client, product_images, reference_si
         assert np.max(np.abs(decoded.astype(np.float32) - expected)) <= 0.51
 
 
+@pytest.mark.parametrize("score_only", ["marked", "none"])
+def test_a_request_without_heatmaps_runs_the_score_only_signature(server_kind, tmp_path, score_only):
+    """An export's score-only signature is what a request without heatmaps runs (it skips the heatmap's
+    ops); a request with heatmaps runs the full one; an export without it (older) serves both from the
+    full one. The "marked" fixture's score-only signature adds 1 to images whose pixels all equal
+    MARKED_PIXEL, so the scores tell which signature ran."""
+    from tests.fixtures.servable import MARKED_PIXEL, export_servable
+    from tfad.serving.client import InspectionClient
+
+    root = tmp_path / f"score-only-{score_only}"
+    version = export_servable(root / MODEL / "1", name=MODEL, score_only=score_only)
+    manifest = json.loads((version / "tfad_manifest.json").read_text())
+    assert ("score_only" in manifest["signature"]) == (score_only != "none")
+    images = np.full((4, 256, 256, 1), MARKED_PIXEL, np.uint8)
+    handle = start_server_of_kind(server_kind, root, tmp_path, cycle_budget_ms=60000)
+    try:
+        with InspectionClient(handle.target) as c:
+            c.wait_ready(60)
+            full = c.inspect_request(product_request(images, heatmaps="all"), timeout_s=30)
+            without = c.inspect_request(product_request(images, heatmaps="none"), timeout_s=30)
+    finally:
+        handle.stop()
+    full_scores = np.array([p.score for p in full.patches])
+    assert np.all(full_scores < 0.5), full_scores  # the full signature's own score, without the mark
+    assert all(p.heatmap_png for p in full.patches) and not any(p.heatmap_png for p in without.patches)
+    shift = 1.0 if score_only == "marked" else 0.0
+    np.testing.assert_allclose([p.score for p in without.patches], full_scores + shift, rtol=1e-5, atol=1e-6)
+    assert without.verdict == ("REJECT" if score_only == "marked" else full.verdict)
+
+
 def _malformed_cases(images: np.ndarray):
     """(name, request, expected message fragment) for every kind of invalid request."""
     cases = []

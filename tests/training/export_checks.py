@@ -17,9 +17,14 @@ _SERVE = (
     "from tfad.scoring.native import register_ops_for\n"
     "register_ops_for(sys.argv[1])\n"
     "model = tf.saved_model.load(sys.argv[1])\n"
-    "out = model.signatures['serving_default'](images=tf.constant(np.load(sys.argv[2])))\n"
-    "np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})\n"
+    "images = tf.constant(np.load(sys.argv[2]))\n"
+    "out = {k: v.numpy() for k, v in model.signatures['serving_default'](images=images).items()}\n"
+    "if 'score_only' in model.signatures:\n"
+    "    out['score_only_score'] = model.signatures['score_only'](images=images)['score'].numpy()\n"
+    "np.savez(sys.argv[3], **out)\n"
 )
+# Stated tolerance between the two signatures (tfad.serving.models.SCORE_PATHS_*): one function traced twice.
+SCORE_PATHS_RTOL, SCORE_PATHS_ATOL = 1e-4, 1e-5
 
 
 def rescored_copy(run_dir: Path, target: Path, name: str, settings: dict[str, dict[str, Any]]) -> Path:
@@ -37,7 +42,8 @@ def rescored_copy(run_dir: Path, target: Path, name: str, settings: dict[str, di
 
 def served_outputs(version_dir: Path, images: np.ndarray, scratch: Path) -> dict[str, np.ndarray]:
     """The outputs of the exported SavedModel in ``version_dir`` on uint8 ``images``, computed in a fresh
-    Python process."""
+    Python process. Checks on the way that the export has a score-only signature (what the servers run
+    without heatmaps) and that it scores as ``serving_default`` does."""
     np.save(scratch / "images.npy", images)
     command = [
         sys.executable,
@@ -49,4 +55,9 @@ def served_outputs(version_dir: Path, images: np.ndarray, scratch: Path) -> dict
     ]
     subprocess.run(command, check=True, timeout=300)
     with np.load(scratch / "out.npz") as served:
-        return {key: served[key] for key in served.files}
+        outputs = {key: served[key] for key in served.files}
+    assert "score_only_score" in outputs, f"{version_dir} has no score_only signature"
+    np.testing.assert_allclose(
+        outputs.pop("score_only_score"), outputs["score"], rtol=SCORE_PATHS_RTOL, atol=SCORE_PATHS_ATOL
+    )
+    return outputs

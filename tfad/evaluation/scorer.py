@@ -61,6 +61,12 @@ class Scorer:
             "heatmap": np.asarray(outputs["heatmap"], np.float32),
         }
 
+    def scores_only(self, images: np.ndarray) -> np.ndarray | None:
+        """The scores of an export's ``score_only`` signature (what the servers run when no heatmap is
+        wanted), or None when the model has none (a run, an older export, a family's own format)."""
+        scores_only = getattr(self.function, "scores_only", None)
+        return None if scores_only is None else np.asarray(scores_only(images), np.float64)
+
     def describe(self) -> str:
         """One line naming what scores (for logs and reports)."""
         version = f" version {self.info['version']}" if self.kind == "savedmodel" else ""
@@ -127,6 +133,11 @@ def _export_scorer(path: Path) -> Scorer:
 
         def function(images):
             return signature(**{input_name: tf.constant(images)})
+
+        score_only_name = (manifest.get("signature") or {}).get("score_only")
+        if score_only_name:
+            score_only = loaded.signatures[score_only_name]
+            function.scores_only = lambda images: score_only(**{input_name: tf.constant(images)})["score"]
 
     block = manifest.get("thresholds")
     thresholds = ThresholdTable.from_manifest(block) if block is not None else None

@@ -1,16 +1,18 @@
 """``tfad export``: a trained, calibrated run -> ``savedmodels/<name>/<version>/`` for the line servers.
 
 The SavedModel is written with Keras's ``ExportArchive`` (``model.export()``'s machinery; toolchain.md: Keras
-3 models saved with ``tf.saved_model.save`` do not load in the C++ session loader). Its one signature,
+3 models saved with ``tf.saved_model.save`` do not load in the C++ session loader). Its main signature,
 ``serving_default``, takes ``images`` uint8 ``[N, H, W, C]`` and returns ``score`` [N], ``heatmap`` [N, H, W]
 and ``reconstruction`` [N, H, W, C] by running the model family's score function
-(:meth:`tfad.families.ModelFamily.score_function`), the same function Python scoring
-runs. Beside it, ``tfad_manifest.json`` (docs/architecture.md, "SavedModel
-contract") carries everything a server needs to decide: input size, preprocessing, region thresholds and
-their policy, run acceptance k-of-n, and the provenance (family, preset, training-data fingerprint, tfad
-version). The version folder appears atomically (written under a temporary name, then renamed), so a
-polling server never sees half a model; and, unless ``check=False``, only after the model written in the
-temporary folder has been reloaded there and its scores compared with the run's, so a polling server never
+(:meth:`tfad.families.ModelFamily.score_function`), the same function Python scoring runs. A second
+signature, ``score_only``, returns the score alone: the servers run it for requests that want no heatmaps,
+which saves the heatmap's ops (a session runs every output of a signature it calls). Beside them,
+``tfad_manifest.json`` (docs/architecture.md, "SavedModel contract") carries everything a server needs to
+decide: input size, preprocessing, region thresholds and their policy, run acceptance k-of-n, and the
+provenance (family, preset, training-data fingerprint, tfad version). The version folder appears atomically
+(written under a temporary name, then renamed), so a polling server never sees half a model; and, unless
+``check=False``, only after the model written in the temporary folder has been reloaded there and its scores
+(of both signatures) compared with the run's, so a polling server never
 sees a model that fails that check either.
 """
 
@@ -34,6 +36,7 @@ from tfad.training.runs import TrainedRun, load_run
 # runs the same graph as the Keras model; differences come only from op scheduling/fusion.
 CHECK_SCORE_ATOL, CHECK_HEATMAP_ATOL = 1e-4, 1e-3
 CHECK_IMAGES, CHECK_SEED = 4, 0
+SCORE_ONLY_SIGNATURE = "score_only"  # the second signature: the score alone (see _write_savedmodel)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +95,9 @@ def check_export(run: TrainedRun, folder: Path) -> ExportCheck:
     images = rng.integers(0, 256, shape, dtype=np.uint8)
     expected = reference(images)
     try:
-        got = load_scorer(folder)(images)
+        scorer = load_scorer(folder)
+        got = scorer(images)
+        scores_only = scorer.scores_only(images)
     except Exception as err:  # anything that keeps the artefact from scoring fails the check
         raise ExportError(
             f"exported model could not be reloaded and scored ({type(err).__name__}: {err}); "
@@ -100,6 +105,8 @@ def check_export(run: TrainedRun, folder: Path) -> ExportCheck:
         ) from err
     diff = _max_abs_diff(expected["score"], got["score"])
     heat = _max_abs_diff(expected["heatmap"], got["heatmap"])
+    if scores_only is not None:  # the score-only signature must decide exactly as the full one
+        diff = max(diff, _max_abs_diff(expected["score"], scores_only))
     if not (diff <= CHECK_SCORE_ATOL and heat <= CHECK_HEATMAP_ATOL):
         raise ExportError(
             f"exported model's scores differ from the run's (max |d score| {diff:.2e}, tolerance "
@@ -117,10 +124,16 @@ def _write_savedmodel(run: TrainedRun, target: Path) -> None:
     size, channels = run.config.data.image_size, run.config.data.channels
     archive = keras.export.ExportArchive()
     archive.track(run.inference_model)
+    score_function = run.score_function()
+    images = [tf.TensorSpec([None, size, size, channels], tf.uint8, name="images")]
+    archive.add_endpoint(name="serving_default", fn=score_function, input_signature=images)
+    # The same function, returning the score only. A session fetching one output of serving_default still
+    # runs all of them (its call is one node), so a server that wants no heatmaps runs this one instead, whose
+    # graph keeps only the ops the score needs.
     archive.add_endpoint(
-        name="serving_default",
-        fn=run.score_function(),
-        input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8, name="images")],
+        name=SCORE_ONLY_SIGNATURE,
+        fn=lambda images: {"score": score_function(images)["score"]},
+        input_signature=images,
     )
     archive.write_out(str(target), verbose=False)
 
@@ -150,6 +163,7 @@ def build_manifest(
             "name": "serving_default",
             "input": "images",
             "outputs": list(model_family.outputs),
+            "score_only": SCORE_ONLY_SIGNATURE,
         }
         if model_family.runtime == SAVEDMODEL_RUNTIME
         else None,

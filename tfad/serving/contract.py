@@ -44,6 +44,8 @@ class Manifest:
     default_threshold: float | None
     signature_name: str = "serving_default"
     signature_input: str = "images"
+    # the signature returning the score alone, run when no heatmap is wanted ("" = none: older exports)
+    score_only_signature: str = ""
     score_name: str = ""
     runtime: str = SAVEDMODEL_RUNTIME  # or a family's own (blob analysis: Python server only)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
@@ -121,6 +123,9 @@ def parse_manifest(text: str) -> Manifest:
     outputs = sig.get("outputs")
     if outputs is not None and ("score" not in outputs or "heatmap" not in outputs):
         raise ManifestError('manifest: signature.outputs must include "score" and "heatmap"')
+    score_only = sig.get("score_only") or ""
+    if not isinstance(score_only, str):
+        raise ManifestError('manifest: "signature.score_only" must be a signature name (a string)')
     score = root.get("score") or {}
     if isinstance(score, dict) and score.get("higher_is_anomalous") is False:
         raise ManifestError(
@@ -155,6 +160,7 @@ def parse_manifest(text: str) -> Manifest:
         default_threshold=default_threshold,
         signature_name=sig.get("name", "serving_default"),
         signature_input=sig.get("input", "images"),
+        score_only_signature=score_only,
         score_name=score.get("name", "") if isinstance(score, dict) else "",
         runtime=runtime,
         raw=root,
