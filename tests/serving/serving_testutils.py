@@ -97,6 +97,34 @@ def start_server_of_kind(kind: str, models_root: Path, log_dir: Path, **flags) -
     return start_py_server(models_root, **flags)
 
 
+def split_threshold(scores) -> float:
+    """A threshold in the widest gap between two of ``scores`` (at least two distinct), so that both decisions
+    occur and no score lies within half that gap of it."""
+    import numpy as np
+
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    widest = int(np.argmax(np.diff(ordered)))
+    return float((ordered[widest] + ordered[widest + 1]) / 2)
+
+
+def export_with_thresholds(
+    version_dir: Path, thresholds: dict[str, float], default: float, root: Path
+) -> Path:
+    """A copy of the export ``version_dir`` under ``root`` (SavedModel files symlinked, own manifest) whose
+    per-region thresholds are ``thresholds`` and whose default is ``default``; its version directory."""
+    import json
+
+    copy = root / "models" / version_dir.parent.name / version_dir.name
+    copy.mkdir(parents=True)
+    for item in version_dir.iterdir():
+        if item.name != "tfad_manifest.json":
+            (copy / item.name).symlink_to(item.resolve())
+    manifest = json.loads((version_dir / "tfad_manifest.json").read_text())
+    manifest["thresholds"] = {**manifest["thresholds"], "regions": thresholds, "default": default}
+    (copy / "tfad_manifest.json").write_text(json.dumps(manifest, indent=2))
+    return copy
+
+
 def assert_servers_score_like_python(
     version_dir: Path,
     images,
@@ -111,6 +139,9 @@ def assert_servers_score_like_python(
     and every heatmap equal the Python scoring of the same SavedModel (``tfad.evaluation.scorer``), and that
     the same product without heatmaps (the export's score-only signature) gets the same scores and verdict.
 
+    The servers serve a copy of the export whose per-region thresholds split each region's scores of this
+    product (``split_threshold``): the decisions to compare then include both outcomes in every region, on any
+    machine, whatever the calibration of a small test model happened to give.
     Heatmaps travel as 8-bit PNGs: equal to the reference within half a grey level (+ the score tolerance).
     ``cycle_budget_ms``: the servers' budget; 60 s by default, so that a complete verdict does not depend on
     the machine's speed or load (the 450 ms budget has its own test).
@@ -121,15 +152,20 @@ def assert_servers_score_like_python(
     from tfad.evaluation.scorer import load_scorer
     from tfad.serving.client import InspectionClient, build_request
 
-    scorer = load_scorer(version_dir)
-    expected = scorer(images)
-    thresholds = np.array([scorer.thresholds.threshold_for(r) for r in regions])
-    # Patches scoring within float noise of their threshold could flip either way: leave them out.
-    clear = np.abs(expected["score"] - thresholds) > 10 * score_atol
-    images, regions = images[clear], [r for r, keep in zip(regions, clear, strict=True) if keep]
-    expected = {k: v[clear] for k, v in expected.items()}
-    expected_rejected = expected["score"] > thresholds[clear]
-    assert expected_rejected.any() and not expected_rejected.all(), "need both decisions to compare"
+    expected = load_scorer(version_dir)(images)
+    region_of = np.array(regions)
+    per_region = {
+        r: split_threshold(expected["score"][region_of == r])
+        for r in sorted(set(regions))
+        if len(set(expected["score"][region_of == r].tolist())) > 1
+    }
+    default = split_threshold(expected["score"])
+    thresholds = np.array([per_region.get(r, default) for r in regions])
+    version_dir = export_with_thresholds(version_dir, per_region, default, log_dir / "thresholds_split")
+    margin = np.abs(expected["score"] - thresholds).min()
+    assert margin > 10 * score_atol, f"scores too close to split ({margin}): the model's scores barely vary"
+    expected_rejected = expected["score"] > thresholds
+    assert expected_rejected.any() and not expected_rejected.all()
     n = len(images)
     request = build_request(
         images, regions, [0] * n, list(range(n)), product_id="P-family", run_id="r", heatmaps="all"
