@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     """Start the server and block until SIGINT/SIGTERM."""
     from tfad.cli import CLIError
     from tfad.serving.contract import RequestLimits
-    from tfad.serving.server import ServerConfig, serve_forever
+    from tfad.serving.server import ServerConfig, ServerConfigError, check_server_config, serve_forever
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CLIError("--tls-cert and --tls-key must be given together")
@@ -94,4 +94,8 @@ def run(args: argparse.Namespace) -> int:
         tls_client_ca=args.tls_client_ca,
         log_requests=args.log_requests == "true",
     )
+    try:
+        check_server_config(config)
+    except ServerConfigError as err:
+        raise CLIError(str(err)) from None
     return serve_forever(config)

@@ -63,6 +63,62 @@ class ServerConfig:
     log_requests: bool = True
 
 
+# The C++ server's ranges for the settings both servers share (cc/server_flags.cc), inclusive.
+SETTING_RANGES: dict[str, tuple[int, int]] = {
+    "poll_interval_ms": (0, 86_400_000),
+    "cycle_budget_ms": (1, 600_000),
+    "reply_margin_ms": (0, 10_000),
+    "inference_threads": (1, 64),
+    "max_queue": (1, 10_000),
+    "warmup_batch": (1, 4096),
+    "max_rpc_threads": (2, 1024),
+}
+LIMIT_RANGES: dict[str, tuple[int, int]] = {
+    "max_patches": (1, 100_000),
+    "max_patch_bytes": (1, 1 << 30),
+    "max_image_pixels": (1, 1 << 31),
+}
+
+
+class ServerConfigError(ValueError):
+    """A server setting out of range or inconsistent with another; the message names the flag."""
+
+
+def tensorflow_default_inter_op_threads() -> int:
+    """The inter-op threads TensorFlow gives this process when none are set: ``$TF_NUM_INTEROP_THREADS``,
+    else one per CPU the process may run on (its affinity mask, which a container or taskset narrows)."""
+    import os
+
+    try:
+        from_env = int(os.environ.get("TF_NUM_INTEROP_THREADS", "0"))
+    except ValueError:
+        from_env = 0
+    return from_env if from_env > 0 else len(os.sched_getaffinity(0))
+
+
+def check_server_config(config: ServerConfig, inter_op_threads: int | None = None) -> None:
+    """Raise ``ServerConfigError`` naming the first setting of ``config`` out of the C++ server's range, or an
+    inference pool larger than TensorFlow's inter-op pool (``inter_op_threads``; by default the process's,
+    ``tensorflow_default_inter_op_threads``), which the C++ server refuses too."""
+    for owner, ranges in ((config, SETTING_RANGES), (config.limits, LIMIT_RANGES)):
+        for name, (low, high) in ranges.items():
+            value = getattr(owner, name)
+            if not (isinstance(value, int) and low <= value <= high):
+                raise ServerConfigError(
+                    f"--{name.replace('_', '-')}: {value!r} is out of range [{low}, {high}]"
+                )
+    pool = tensorflow_default_inter_op_threads() if inter_op_threads is None else inter_op_threads
+    if config.inference_threads > pool:
+        # Every inference thread's ops run on this one pool: fewer pool threads than inference threads queue
+        # their products behind each other (measured on the C++ server, docs/performance.md).
+        raise ServerConfigError(
+            f"--inference-threads={config.inference_threads} is more than the {pool} inter-op threads "
+            "TensorFlow gives this process ($TF_NUM_INTEROP_THREADS, else one per CPU it may run on): the "
+            "inference threads would queue behind each other; set "
+            f"TF_NUM_INTEROP_THREADS={config.inference_threads} or give fewer inference threads"
+        )
+
+
 class _BoundedExecutor:
     """A fixed thread pool that refuses work beyond ``max_queue`` waiting tasks."""
 
@@ -348,7 +404,9 @@ def _read(path: str) -> bytes:
 
 
 def start_server(config: ServerConfig) -> RunningServer:
-    """Load the models (first poll), start serving and polling; returns once listening."""
+    """Load the models (first poll), start serving and polling; returns once listening. Raises
+    ``ServerConfigError`` for a setting the C++ server would refuse too (``check_server_config``)."""
+    check_server_config(config)
     manager = ModelManager(config.models_root, config.models, config.warmup_batch)
     manager.poll_all()
     servicer = InspectionServicer(manager, config)
@@ -436,4 +494,13 @@ def serve_forever(config: ServerConfig) -> int:
     return 0
 
 
-__all__ = ["ServerConfig", "InspectionServicer", "RunningServer", "start_server", "serve_forever"]
+__all__ = [
+    "ServerConfig",
+    "ServerConfigError",
+    "check_server_config",
+    "tensorflow_default_inter_op_threads",
+    "InspectionServicer",
+    "RunningServer",
+    "start_server",
+    "serve_forever",
+]
