@@ -5,8 +5,10 @@ child process of its own:
 
 1. the SavedModel is loaded into a TensorFlow session, as the C++ server's ``LoadSavedModel`` does (the same
    graph and grappler rewrites: fused convolutions, oneDNN kernels, function inlining);
-2. one ``--patches`` product (random grey patches) is run ``--warmup`` times, then ``--runs`` times untraced
-   (the wall-clock p50: what a product costs) and ``--runs`` times with a full trace;
+2. one ``--patches`` product (random grey patches) is run through the signature ``--signature``
+   (``serving_default``; ``score_only`` is what a request without heatmaps runs) ``--warmup`` times, then
+   ``--runs`` times untraced (the wall-clock p50: what a product costs) and ``--runs`` times with a full
+   trace;
 3. every executed op's time (median over the traced runs) is summed by **op class** (dense convolution,
    depthwise convolution, matrix product, resize / pad / pool, element-wise, data movement, other) and by
    **scope** (the op's name scope, two levels deep, under the serving call: e.g. ``reconstructor_1/encoder_1``
@@ -71,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
     p.add_argument("--top", type=int, default=8, help="scopes and ops listed per model")
     p.add_argument("--json-out", type=Path, help="write the JSON report here too")
+    p.add_argument(
+        "--signature",
+        default="serving_default",
+        help="the signature to run: serving_default (with heatmaps) or score_only (what a request without "
+        "heatmaps runs)",
+    )
     args = p.parse_args(argv)
     if not args.build and not args.model_dir:
         p.error("give at least one --build family:preset or --model-dir")
@@ -141,8 +149,11 @@ def node_flops(op_type: str, node, shapes: dict[str, list[int]], output: list[in
     return 2 * out * (a[-2] if transposed else a[-1])
 
 
-def profile_model(model_dir: str, patches: int, runs: int, warmup: int) -> dict:
-    """Per-node times (median over ``runs`` traced runs) and the untraced wall times (this process)."""
+def profile_model(
+    model_dir: str, patches: int, runs: int, warmup: int, signature_name: str = "serving_default"
+) -> dict:
+    """Per-node times (median over ``runs`` traced runs) and the untraced wall times of the export's
+    signature ``signature_name`` (this process)."""
     import time
 
     import tensorflow as tf
@@ -156,7 +167,11 @@ def profile_model(model_dir: str, patches: int, runs: int, warmup: int) -> dict:
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], model_dir)
-        signature = meta.signature_def["serving_default"]
+        if signature_name not in meta.signature_def:
+            raise KeyError(
+                f"{model_dir} has no signature {signature_name!r} (it has {sorted(meta.signature_def)})"
+            )
+        signature = meta.signature_def[signature_name]
         feed = {signature.inputs["images"].name: images}
         fetch = {k: v.name for k, v in signature.outputs.items()}
         for _ in range(warmup):
@@ -294,7 +309,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {d} is not an exported version directory (saved_model.pb, tfad_manifest.json)",
                   file=sys.stderr)  # fmt: skip
             return 2
-    report = {"machine": machine, "patches": args.patches, "runs": args.runs, "models": {}}
+    report = {
+        "machine": machine,
+        "patches": args.patches,
+        "runs": args.runs,
+        "signature": args.signature,
+        "models": {},
+    }
     with tempfile.TemporaryDirectory(prefix="tfad-profile-") as tmp:
         for spec in args.build:
             print(f"building {spec} ...", flush=True)
@@ -309,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 name += f" [{model_dir}]"
             print(f"profiling {name} ({model_dir}) ...", flush=True)
             raw = latency.call_in_child(
-                "profile_model", str(model_dir), args.patches, args.runs, args.warmup,
+                "profile_model", str(model_dir), args.patches, args.runs, args.warmup, args.signature,
                 module="serving_profile",
             )  # fmt: skip
             summary = summarise(raw, machine["peak_gflops"], args.top)

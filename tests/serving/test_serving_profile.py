@@ -46,3 +46,24 @@ def test_profile_of_the_fixture_counts_its_convolutions(exported_version) -> Non
     summary = summarise(raw, peak_gflops=100.0, top=5)
     assert sum(row["share"] for row in summary["classes"]) == pytest.approx(1.0, abs=1e-3)
     assert summary["wall"]["n"] == 2 and summary["op_time_ms"] > 0
+
+
+def test_the_score_only_signature_is_profiled_by_name(exported_version) -> None:
+    """``--signature score_only`` profiles what a request without heatmaps runs: the same convolutions, and
+    fewer ops than the full signature; a signature the export lacks is an error naming the ones it has."""
+    runs = {
+        name: latency.call_in_child(
+            "profile_model", str(exported_version), 3, 1, 1, name, module="serving_profile"
+        )
+        for name in ("serving_default", "score_only")
+    }
+    conv = {
+        name: sum(n["flops"] or 0 for n in raw["nodes"] if op_class(n["op"]) == "dense convolution")
+        for name, raw in runs.items()
+    }
+    assert conv["score_only"] == conv["serving_default"] > 0
+    assert len(runs["score_only"]["nodes"]) < len(runs["serving_default"]["nodes"])
+    with pytest.raises(Exception, match="has no signature 'heatmap_only'"):
+        latency.call_in_child(
+            "profile_model", str(exported_version), 3, 1, 1, "heatmap_only", module="serving_profile"
+        )
