@@ -13,7 +13,7 @@
 namespace tfad {
 namespace {
 
-// Stated tolerance between a model's full run and its run without heatmaps (tfad/serving/models.py).
+// Stated tolerance between a model's full run and its run without heatmaps (tfad/rundir.py SCORE_PATHS_*).
 constexpr double kScorePathsAtol = 1e-5, kScorePathsRtol = 1e-4;
 
 double NowUnix() {

@@ -205,9 +205,14 @@ Status ParseServerFlags(int argc, const char* const* argv, ServerFlags* flags, b
 int TensorFlowDefaultInterOpThreads() {
   // As TensorFlow sizes the pool when the session option is 0: $TF_NUM_INTEROP_THREADS, else one thread per
   // CPU this process may run on (its affinity mask, which a container or taskset narrows).
+  // TensorFlow ignores a value that is not a whole number ("4abc"), so this does too.
   if (const char* env = std::getenv("TF_NUM_INTEROP_THREADS")) {
-    const int from_env = std::atoi(env);
-    if (from_env > 0) return from_env;
+    char* end = nullptr;
+    errno = 0;
+    const long from_env = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && errno == 0 && from_env > 0 && from_env <= 4096) {
+      return static_cast<int>(from_env);
+    }
   }
   cpu_set_t cpus;
   if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0) return CPU_COUNT(&cpus);
@@ -227,7 +232,7 @@ Status CheckInterOpPool(const ServerFlags& flags, int default_inter_op_threads) 
   if (explicit_pool) {
     return Status::Error("--tf_inter_op_threads=" + std::to_string(pool) + " is fewer than --inference_threads=" +
                          threads + why + "; give at least " + threads +
-                         " (0, TensorFlow's default, is one per CPU)");
+                         " (0, TensorFlow's default, is $TF_NUM_INTEROP_THREADS, else one per CPU)");
   }
   return Status::Error("--inference_threads=" + threads + " is more than the " + std::to_string(pool) +
                        " inter-op threads TensorFlow gives this process by default (--tf_inter_op_threads=0: "

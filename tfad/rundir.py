@@ -28,5 +28,9 @@ PLOTS_DIR = "plots"
 THRESHOLDS_FILE = "thresholds.json"
 
 MANIFEST_FILE = "tfad_manifest.json"
+# Stated tolerance between an export's two signatures (serving_default, score_only) on the same images:
+# |full - score_only| <= ATOL + RTOL x |full|. tfad export checks it, and both servers at load
+# (cc/model_manager.cc mirrors the numbers). One function traced twice: measured equal (0.0) so far.
+SCORE_PATHS_ATOL, SCORE_PATHS_RTOL = 1e-5, 1e-4
 MANIFEST_FORMAT = "tfad-manifest/1"
 SAVEDMODEL_RUNTIME = "savedmodel"  # the manifest's "runtime" of every TensorFlow family's export

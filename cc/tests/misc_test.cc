@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <future>
 #include <new>
 #include <stdexcept>
@@ -62,6 +63,20 @@ TEST(ServerFlagsTest, InterOpPoolMustHoldEveryInferenceThread) {
   EXPECT_NE(one_cpu.message().find("give --tf_inter_op_threads=2"), std::string::npos);
   EXPECT_TRUE(CheckInterOpPool(parsed({}), 1).ok());  // the defaults run on any PC
   EXPECT_GE(TensorFlowDefaultInterOpThreads(), 1);
+}
+
+// TensorFlow's default pool: $TF_NUM_INTEROP_THREADS when it is a whole positive number, else one per CPU.
+TEST(ServerFlagsTest, DefaultInterOpPoolReadsTheEnvironmentAsTensorFlowDoes) {
+  unsetenv("TF_NUM_INTEROP_THREADS");
+  const int per_cpu = TensorFlowDefaultInterOpThreads();
+  EXPECT_GE(per_cpu, 1);
+  setenv("TF_NUM_INTEROP_THREADS", "5", 1);
+  EXPECT_EQ(TensorFlowDefaultInterOpThreads(), 5);
+  for (const char* ignored : {"0", "-3", "4abc", "", "x"}) {
+    setenv("TF_NUM_INTEROP_THREADS", ignored, 1);
+    EXPECT_EQ(TensorFlowDefaultInterOpThreads(), per_cpu) << "TF_NUM_INTEROP_THREADS=" << ignored;
+  }
+  unsetenv("TF_NUM_INTEROP_THREADS");
 }
 
 TEST(ServerFlagsTest, HelpDocumentsEveryFlag) {

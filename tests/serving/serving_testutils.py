@@ -98,15 +98,17 @@ def start_server_of_kind(kind: str, models_root: Path, log_dir: Path, **flags) -
 
 
 def split_threshold(scores) -> tuple[float, float]:
-    """A threshold in the widest gap between two of the middle half of ``scores`` (at least two distinct), so
-    that both decisions occur, each for at least a quarter of them, and half that gap, by which every score
-    clears the threshold: ``(threshold, half_gap)``."""
+    """A threshold in the widest gap between two of the middle half of ``scores`` (at least two distinct; the
+    widest gap anywhere if the middle half is one value), so that both decisions occur, and half that gap, by
+    which every score clears the threshold: ``(threshold, half_gap)``."""
     import numpy as np
 
     ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    if len(np.unique(ordered)) < 2:
+        raise ValueError(f"need two distinct scores to split, got {ordered.tolist()}")
     gaps = np.diff(ordered)
     low, high = len(ordered) // 4, max(len(ordered) // 4 + 1, (3 * len(ordered)) // 4)
-    if gaps[low:high].max() == 0:  # the middle half is one value: its nearest gap outside
+    if gaps[low:high].max() == 0:  # the middle half is one value: the widest gap anywhere
         low, high = 0, len(gaps)
     widest = low + int(np.argmax(gaps[low:high]))
     return float((ordered[widest] + ordered[widest + 1]) / 2), float(gaps[widest] / 2)
@@ -194,6 +196,7 @@ def assert_servers_score_like_python(
         finally:
             handle.stop()
         assert scores_only.verdict == result.verdict, (kind, scores_only)
+        assert [p.rejected for p in scores_only.patches] == expected_rejected.tolist(), kind
         assert not any(p.heatmap_png for p in scores_only.patches), kind
         np.testing.assert_allclose(
             [p.score for p in scores_only.patches], expected["score"], atol=score_atol, err_msg=kind

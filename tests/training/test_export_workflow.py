@@ -155,6 +155,28 @@ def test_export_that_fails_the_check_publishes_nothing(calibrated, shifted_write
     assert not (models / "tiny").exists() or not list((models / "tiny").iterdir())
 
 
+@pytest.mark.parametrize("wrong", ["shifted", "shorter"])
+def test_export_whose_score_only_signature_differs_publishes_nothing(
+    calibrated, monkeypatch, tmp_path, wrong
+) -> None:
+    """The servers refuse a version whose score-only scores differ from serving_default's beyond 1e-5 + 1e-4 x
+    |score|: the export's check applies the same rule, so such a version is never published."""
+    from tfad.evaluation.scorer import Scorer
+
+    scores_only = Scorer.scores_only
+
+    def differing(self, images):
+        scores = scores_only(self, images)
+        return scores + 1e-3 if wrong == "shifted" else scores[:-1]
+
+    monkeypatch.setattr(Scorer, "scores_only", differing)
+    run_dir, _ = calibrated
+    models = tmp_path / "models"
+    with pytest.raises(ExportError, match="score-only signature differs from serving_default.*servers would"):
+        export_run(run_dir, models)
+    assert not (models / "tiny").exists() or not list((models / "tiny").iterdir())
+
+
 def test_no_check_publishes_without_reloading(calibrated, shifted_writer, tmp_path) -> None:
     run_dir, _ = calibrated
     target = export_run(run_dir, tmp_path / "models", check=False)  # what --no-check does

@@ -123,7 +123,9 @@ def parse_manifest(text: str) -> Manifest:
     outputs = sig.get("outputs")
     if outputs is not None and ("score" not in outputs or "heatmap" not in outputs):
         raise ManifestError('manifest: signature.outputs must include "score" and "heatmap"')
-    score_only = sig.get("score_only") or ""
+    score_only = sig.get("score_only")
+    if score_only is None:  # an export without one: requests without heatmaps run serving_default
+        score_only = ""
     if not isinstance(score_only, str):
         raise ManifestError('manifest: "signature.score_only" must be a signature name (a string)')
     score = root.get("score") or {}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tfad.families import runtime_family
-from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME
+from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME, SCORE_PATHS_ATOL, SCORE_PATHS_RTOL
 from tfad.serving.contract import Manifest, load_manifest
 
 log = logging.getLogger("tfad.serving")
@@ -146,11 +146,6 @@ def _savedmodel_runner(version_dir: VersionDir, manifest: Manifest):
         ].numpy()
     run.keepalive = loaded  # the signature needs its SavedModel object alive
     return run
-
-
-# Stated tolerance between a model's two signatures on the same images: one function traced twice, so equal
-# up to op scheduling (measured 0.0 for ResGANAD, embedding, SuperSimpleNet and the classifier).
-SCORE_PATHS_ATOL, SCORE_PATHS_RTOL = 1e-5, 1e-4
 
 
 def scores_agree(full: np.ndarray, score_only: np.ndarray) -> bool:

@@ -93,7 +93,11 @@ def tensorflow_default_inter_op_threads() -> int:
         from_env = int(os.environ.get("TF_NUM_INTEROP_THREADS", "0"))
     except ValueError:
         from_env = 0
-    return from_env if from_env > 0 else len(os.sched_getaffinity(0))
+    if from_env > 0:
+        return from_env
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def check_server_config(config: ServerConfig, inter_op_threads: int | None = None) -> None:
