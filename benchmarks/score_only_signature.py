@@ -9,8 +9,9 @@ model this script serves two copies of one export from one C++ server: ``with`` 
 manifest names its score-only signature) and ``without`` (the same files, the manifest's
 ``signature.score_only`` removed: the server then runs ``serving_default``, as it did for every export
 before). Sequential 60-patch products without heatmaps alternate between the copies in the order A B B A,
-so drift hits both alike; the table gives the server-reported inference time, the client's latency, and the
-median of the per-pair ratios. A third column times the full signature with heatmaps (``all``), for scale.
+so drift hits both alike; the table gives the server-reported inference and total times (receipt to reply
+built) and the median of the per-pair ratios. A third column times the full signature with heatmaps (``all``),
+for scale.
 """
 
 from __future__ import annotations
@@ -102,18 +103,19 @@ def measure(model_dir: Path, args: argparse.Namespace, work: Path) -> dict:
             for r in requests.values():  # warm-up calls, untimed
                 for _ in range(3):
                     client.inspect_request(r, timeout_s=60)
+
+            def timed(variant: str) -> None:
+                reply = client.inspect_request(requests[variant], timeout_s=60)
+                if reply.verdict == "REJECT_INCOMPLETE":  # an incomplete product's timings are not its cost
+                    raise RuntimeError(f"{variant}: incomplete verdict: {reply.reply.incomplete_detail}")
+                timings[variant]["inference"].append(reply.timings_ms["inference"])
+                timings[variant]["latency"].append(reply.timings_ms["total"])
+
             for i in range(args.products):
-                order = list(VARIANTS) if i % 2 == 0 else list(VARIANTS)[::-1]
-                for variant in order:
-                    reply = client.inspect_request(requests[variant], timeout_s=60)
-                    if reply.verdict == "REJECT_INCOMPLETE":
-                        raise RuntimeError(f"{variant}: incomplete verdict: {reply.reply.incomplete_detail}")
-                    timings[variant]["inference"].append(reply.timings_ms["inference"])
-                    timings[variant]["latency"].append(reply.timings_ms["total"])
+                for variant in list(VARIANTS) if i % 2 == 0 else list(VARIANTS)[::-1]:
+                    timed(variant)
             for _ in range(max(2, args.products // 4)):
-                reply = client.inspect_request(requests["with, heatmaps all"], timeout_s=60)
-                timings["with, heatmaps all"]["inference"].append(reply.timings_ms["inference"])
-                timings["with, heatmaps all"]["latency"].append(reply.timings_ms["total"])
+                timed("with, heatmaps all")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
