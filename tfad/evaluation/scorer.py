@@ -20,7 +20,13 @@ import numpy as np
 from tfad.data.records import LABEL_GOOD, ImageRecord
 from tfad.data.shift import Shift, apply_shift
 from tfad.families import family, runtime_family
-from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME, THRESHOLDS_FILE
+from tfad.rundir import (
+    MANIFEST_FILE,
+    SAVEDMODEL_RUNTIME,
+    SCORE_PATHS_ATOL,
+    SCORE_PATHS_RTOL,
+    THRESHOLDS_FILE,
+)
 from tfad.scoring.table import ScoreTable, open_heatmap_store
 from tfad.scoring.thresholds import ThresholdTable
 from tfad.training.runs import TrainedRun, is_run_dir, load_run
@@ -30,6 +36,18 @@ log = logging.getLogger(__name__)
 
 class ModelNotFoundError(FileNotFoundError):
     """A model path that is neither a run directory nor an exported SavedModel (the message says why)."""
+
+
+def score_paths_agree(full: np.ndarray, score_only: np.ndarray) -> tuple[bool, float]:
+    """Whether an export's score-only scores equal its full signature's, by the stated rule
+    ``|full - score_only| <= SCORE_PATHS_ATOL + SCORE_PATHS_RTOL x |full|`` (tfad export checks it, and both
+    servers at load); and the largest difference (inf for another shape)."""
+    full, score_only = np.asarray(full, np.float64), np.asarray(score_only, np.float64)
+    if full.shape != score_only.shape:
+        return False, math.inf
+    diff = np.abs(full - score_only)
+    agree = bool(np.all(diff <= SCORE_PATHS_ATOL + SCORE_PATHS_RTOL * np.abs(full)))
+    return agree, float(np.max(diff, initial=0.0))
 
 
 @dataclass

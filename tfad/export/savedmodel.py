@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tfad import __version__
-from tfad.evaluation.scorer import load_scorer, scorer_from_run
+from tfad.evaluation.scorer import load_scorer, score_paths_agree, scorer_from_run
 from tfad.families import family
 from tfad.rundir import (
     MANIFEST_FILE,
@@ -113,10 +113,8 @@ def check_export(run: TrainedRun, folder: Path) -> ExportCheck:
     diff = _max_abs_diff(expected["score"], got["score"])
     heat = _max_abs_diff(expected["heatmap"], got["heatmap"])
     if scores_only is not None:  # the score-only signature must decide as the full one, by the servers' rule
-        full, only = np.asarray(got["score"], np.float64), np.asarray(scores_only, np.float64)
-        paths = np.abs(full - only) if full.shape == only.shape else np.array([np.inf])
-        if not np.all(paths <= SCORE_PATHS_ATOL + SCORE_PATHS_RTOL * np.abs(full)):
-            worst = float(np.max(paths))
+        agree, worst = score_paths_agree(got["score"], scores_only)
+        if not agree:
             raise ExportError(
                 f"exported model's score-only signature differs from serving_default (max |d| {worst:.2e}, "
                 f"tolerance {SCORE_PATHS_ATOL:g} + {SCORE_PATHS_RTOL:g} x |score|) on {CHECK_IMAGES} random "

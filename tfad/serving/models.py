@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfad.evaluation.scorer import score_paths_agree
 from tfad.families import runtime_family
 from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME, SCORE_PATHS_ATOL, SCORE_PATHS_RTOL
 from tfad.serving.contract import Manifest, load_manifest
@@ -148,15 +149,6 @@ def _savedmodel_runner(version_dir: VersionDir, manifest: Manifest):
     return run
 
 
-def scores_agree(full: np.ndarray, score_only: np.ndarray) -> bool:
-    """Whether the score-only path's scores equal the full signature's within the stated tolerance (the
-    C++ server's ModelSlot applies the same rule)."""
-    full, score_only = full.astype(np.float64), score_only.astype(np.float64)
-    return full.shape == score_only.shape and bool(
-        np.all(np.abs(full - score_only) <= SCORE_PATHS_ATOL + SCORE_PATHS_RTOL * np.abs(full))
-    )
-
-
 def load_servable(name: str, version_dir: VersionDir, warmup_batch: int) -> tuple[Servable, float]:
     """Load and warm up a version; returns (servable, load_ms). Raises on any contract violation."""
     start = time.monotonic()
@@ -187,10 +179,10 @@ def load_servable(name: str, version_dir: VersionDir, warmup_batch: int) -> tupl
     if not np.isfinite(scores).all():
         raise ValueError("warm-up run gave a non-finite score")
     # The score-only path is warmed up too (a request without heatmaps must not pay for its first run) and
-    # must decide as the full one: a heatmap mode never changes a verdict.
+    # must decide as the full one on these images (the export writes both from one function).
     scores_only, _ = servable.run(warm, want_heatmaps=False)
-    if not scores_agree(scores, scores_only):
-        worst = float(np.max(np.abs(scores.astype(np.float64) - scores_only)))
+    agree, worst = score_paths_agree(scores, scores_only)
+    if not agree:
         raise ValueError(
             "the score-only signature's warm-up scores differ from the full signature's "
             f"(max |d| {worst:.3g}, tolerance {SCORE_PATHS_ATOL:g} + {SCORE_PATHS_RTOL:g} x |score|)"
