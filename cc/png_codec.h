@@ -28,6 +28,10 @@ Status DecodePng(const std::string& png, int64_t max_pixels, PngInfo* info, std:
 // Encodes an 8-bit single-channel image (row-major, width*height bytes).
 Status EncodeGrayPng(const uint8_t* pixels, int width, int height, std::string* png);
 
+// The 8-bit gray PNG file around `zlib_rows`: a zlib stream of `height` rows, each a PNG filter byte and
+// `width` filtered bytes (what EncodeGrayPng compresses; benchmarks compress it other ways).
+std::string GrayPngAround(int width, int height, const std::string& zlib_rows);
+
 // Encodes a heatmap in [0, 1] (values outside are clamped, NaN becomes 1) as 8-bit gray round(v * 255).
 Status EncodeHeatmapPng(const float* heatmap, int width, int height, std::string* png);
 

@@ -32,6 +32,11 @@ TEST(PngCodecTest, HeatmapIsScaledClampedAndRounded) {
   std::vector<uint8_t> decoded;
   ASSERT_TRUE(DecodePng(png, 100, &info, &decoded).ok());
   EXPECT_EQ(decoded, (std::vector<uint8_t>{0, 255, 128, 0, 255, 255}));
+
+  const float edges[6] = {INFINITY, -INFINITY, std::nanf(""), 0.001f, 0.998f, 0.502f};
+  ASSERT_TRUE(EncodeHeatmapPng(edges, 6, 1, &png).ok());
+  ASSERT_TRUE(DecodePng(png, 100, &info, &decoded).ok());
+  EXPECT_EQ(decoded, (std::vector<uint8_t>{255, 0, 255, 0, 254, 128}));
 }
 
 TEST(PngCodecTest, DecodesRgbWithLibpngWrittenFile) {

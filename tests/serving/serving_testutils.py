@@ -28,14 +28,19 @@ def product_layout(n: int = 60) -> tuple[list[str], list[int], list[int]]:
     return regions, frames, vials
 
 
-def cc_binary_or_skip() -> Path:
-    """The built C++ server; fails in CI (CI=true) and skips locally when it was not built."""
-    if CC_SERVER.exists():
-        return CC_SERVER
-    message = f"C++ server not built ({CC_SERVER} missing): run `make cc-build` (bash scripts/build_cc.sh)"
+def built_or_skip(binary: Path) -> Path:
+    """``binary``, a Bazel output; fails in CI (CI=true) and skips locally when it was not built."""
+    if binary.exists():
+        return binary
+    message = f"{binary.name} not built ({binary} missing): run `make cc-build` (bash scripts/build_cc.sh)"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def cc_binary_or_skip() -> Path:
+    """The built C++ server (:func:`built_or_skip`)."""
+    return built_or_skip(CC_SERVER)
 
 
 @dataclass
