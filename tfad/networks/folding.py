@@ -4,9 +4,8 @@ In inference mode ``BN(conv(x, K) + b) = conv(x, K * s) + (b - mean) * s + beta`
 ``s = gamma / sqrt(var + eps)`` per output channel: one convolution with a bias instead of a convolution and
 two passes over its whole output (BN's multiply and add), which on a CPU are memory-bound element-wise ops
 (benchmarks/serving_profile.py, docs/performance.md). :func:`fold_batch_norms` rewrites a trained functional
-model that way; :func:`batch_norm_affine` gives the scale and offset to families that fold by hand
-(SuperSimpleNet's heads). The embedding backbone has its own folded forward
-(``tfad.backbones.folded_features``, which by the import layers cannot use this module).
+model that way; :func:`batch_norm_affine` gives the scale and offset to the code that folds by hand in its
+own forward pass: the pretrained backbone (``tfad.backbones.folded_features``) and SuperSimpleNet's heads.
 """
 
 from __future__ import annotations
