@@ -116,7 +116,9 @@ def percentiles(values: list[float]) -> dict:
     }
 
 
-def product_request(manifest: dict, n: int, seed: int):
+def product_request(manifest: dict, n: int, seed: int, heatmaps: str = "none"):
+    """``n`` seeded noise patches for the model of ``manifest`` and their Inspect request, asking for
+    ``heatmaps`` ("none", "rejected" or "all"): ``(images, request)``."""
     from tfad.serving.client import build_request
 
     h, w, c = (manifest["input"][k] for k in ("height", "width", "channels"))
@@ -130,6 +132,7 @@ def product_request(manifest: dict, n: int, seed: int):
         [(i // len(regions)) % 5 for i in range(n)],
         product_id=f"bench-{seed}",
         station_id="bench",
+        heatmaps=heatmaps,
     )
 
 

@@ -16,6 +16,10 @@ server with production settings (``--cycle_budget_ms=450``, every other flag at 
    this PC holds (the full line rate is 8/s);
 4. the model's FLOPs per product and the FLOP/s the bare TensorFlow run achieves against the peak.
 
+Every request asks for ``--heatmaps`` (default ``none``: verdicts and scores only). A line whose firmware asks
+for heatmaps qualifies with its mode; ``all`` is the worst case, a PNG per patch, which is also what
+``rejected`` costs for a product whose every patch is rejected.
+
 PASS for a model: sequential p99 <= 450 ms with no gRPC error, and the load had 0 REJECT_INCOMPLETE,
 0 errors, every verdict inside 450 ms and its rate held. Exit 0 when every model passes, 1 otherwise, 2 on
 usage errors.
@@ -79,6 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model-dir", action="append", default=[], help="an exported version directory (repeatable)"
     )
     p.add_argument("--products", type=int, default=200, help="sequential products (>= 200 for a p99)")
+    p.add_argument(
+        "--heatmaps",
+        choices=("none", "rejected", "all"),
+        default="none",
+        help="the heatmap mode of every request: the line's own; 'all' is the worst case, a PNG per patch "
+        "(also what 'rejected' costs for a product whose every patch is rejected)",
+    )
     p.add_argument("--patches", type=int, default=60, help="patches per product")
     p.add_argument("--stations", type=int, default=4, help="concurrent stations in the load and the ramp")
     p.add_argument("--rate-hz", type=float, default=1.0, help="products per second per station (load)")
@@ -216,7 +227,7 @@ def qualify_model(model_dir: Path, args: argparse.Namespace, work: Path, index: 
     models_root = work / f"models-{index}-{name}"  # the server sees this model only
     (models_root / name).mkdir(parents=True)
     os.symlink(model_dir, models_root / name / str(version))
-    images, request = latency.product_request(manifest, args.patches, seed=1)
+    images, request = latency.product_request(manifest, args.patches, seed=1, heatmaps=args.heatmaps)
 
     # Before the server starts: both run in child processes whose memory is gone when they end.
     print(f"{label}: FLOP count and {args.bare_runs} bare TensorFlow runs ...", flush=True)
@@ -367,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": args.machine,
         "settings": {
             "patches_per_product": args.patches,
+            "heatmaps": args.heatmaps,
             "cycle_budget_ms": BUDGET_MS,
             "load_deadline_ms": LINE_DEADLINE_MS,
             "sequential_products": args.products,
@@ -387,7 +399,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{machine_line(args.machine)}")
     print(
         f"load: {args.stations} stations x {args.rate_hz:g} products/s for {args.minutes:g} min, "
-        f"{LINE_DEADLINE_MS} ms deadline; cycle budget {BUDGET_MS} ms; {args.patches} patches/product\n"
+        f"{LINE_DEADLINE_MS} ms deadline; cycle budget {BUDGET_MS} ms; {args.patches} patches/product, "
+        f"heatmaps {args.heatmaps}\n"
     )
     print(table(models))
     passed = sum(m["pass"] for m in models)

@@ -37,3 +37,18 @@ def test_a_step_the_stations_could_not_send_at_its_rate_does_not_hold() -> None:
 def test_the_rate_is_kept_from_97_percent_of_it() -> None:
     assert rate_kept(11.65, 12.0) and rate_kept(12.03, 12.0)
     assert not rate_kept(11.58, 12.0)  # the classifier's 12/s step: a server behind by 3.5 %
+
+
+def test_the_heatmap_mode_is_asked_in_every_request() -> None:
+    from benchmarks.latency import product_request
+    from benchmarks.qualify_pc import parse_args
+    from tfad.serving.protos import pb
+
+    assert parse_args([]).heatmaps == "none"
+    assert parse_args(["--heatmaps", "all"]).heatmaps == "all"
+    with pytest.raises(SystemExit):
+        parse_args(["--heatmaps", "some"])
+    manifest = {"input": {"height": 8, "width": 8, "channels": 1}, "thresholds": {"regions": {"R0": 0.1}}}
+    for mode, wire in (("none", pb.HEATMAP_MODE_NONE), ("rejected", pb.HEATMAP_MODE_REJECTED)):
+        images, request = product_request(manifest, 3, seed=1, heatmaps=mode)
+        assert images.shape == (3, 8, 8, 1) and request.heatmaps == wire and len(request.patches) == 3
