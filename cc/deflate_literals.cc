@@ -130,7 +130,7 @@ void PutU32BigEndian(uint32_t v, std::string* out) {
 
 void AppendZlibLiterals(const uint8_t* data, size_t size, std::string* out) {
   // Four partial histograms: a run of equal bytes would otherwise make every increment wait for the last.
-  uint32_t partial[4][256] = {};
+  uint64_t partial[4][256] = {};
   size_t i = 0;
   for (; i + 4 <= size; i += 4) {
     partial[0][data[i]]++;
@@ -141,7 +141,7 @@ void AppendZlibLiterals(const uint8_t* data, size_t size, std::string* out) {
   for (; i < size; ++i) partial[0][data[i]]++;
   std::vector<uint64_t> histogram(kLiteralCodes, 0);
   for (int b = 0; b < 256; ++b) {
-    histogram[b] = uint64_t{partial[0][b]} + partial[1][b] + partial[2][b] + partial[3][b];
+    histogram[b] = partial[0][b] + partial[1][b] + partial[2][b] + partial[3][b];
   }
   histogram[kEndOfBlock] = 1;
   const std::vector<uint8_t> literal_lengths = HuffmanLengths(histogram, 15);
@@ -165,7 +165,7 @@ void AppendZlibLiterals(const uint8_t* data, size_t size, std::string* out) {
   out->push_back(static_cast<char>(0x78));  // deflate, 32 KiB window
   out->push_back(static_cast<char>(0x01));  // fastest-compression hint; (0x78 << 8 | 0x01) % 31 == 0
   const size_t start = out->size();
-  out->resize(start + static_cast<size_t>((bits + 7) / 8));
+  out->resize(start + static_cast<size_t>((bits + 7) / 8) + 8);  // + slack; cut to the bytes written below
   BitWriter writer(reinterpret_cast<uint8_t*>(&(*out)[start]));
   writer.Put(1, 1);  // final block
   writer.Put(2, 2);  // dynamic Huffman codes
