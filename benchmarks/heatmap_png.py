@@ -9,7 +9,7 @@ the cycle. ``bazel-bin/cc/heatmap_png_bench`` encodes the same heatmaps with the
 (``cc/png_codec.cc``: PNG "Up" row filter, literal-only Huffman deflate of ``cc/deflate_literals.cc``) and
 with zlib's run-length deflate without row filters (the server's encoder until 2026-12-07), one product's
 heatmaps per timing, in rounds of A B B A; it checks first that both decode (libpng) to the heatmaps' 8-bit
-pixels.
+pixels, and fails otherwise. Both map the floats to gray the server's way, so the ratio is the encoders'.
 
 The heatmaps are either an export's (``--model-dir``: its serving signature on patches of vials the
 package generates, resized to the model's input), or, by default, seeded synthetic ones: Gaussian-filtered

@@ -16,9 +16,11 @@ server with production settings (``--cycle_budget_ms=450``, every other flag at 
    this PC holds (the full line rate is 8/s);
 4. the model's FLOPs per product and the FLOP/s the bare TensorFlow run achieves against the peak.
 
-Every request asks for ``--heatmaps`` (default ``none``: verdicts and scores only). A line whose firmware asks
-for heatmaps qualifies with its mode; ``all`` is the worst case, a PNG per patch, which is also what
-``rejected`` costs for a product whose every patch is rejected.
+Every request asks for ``--heatmaps`` (default ``none``: verdicts and scores only). A line whose firmware
+asks for heatmaps qualifies with ``all``, the worst case: a PNG per patch, which is also what ``rejected``
+costs for a product whose every patch is rejected. With ``rejected``, what the server encodes depends on the
+model's verdicts on the benchmark's noise patches, not on the line's reject rate; the report's
+``heatmaps_per_product`` (and the table's model column) says how many heatmaps a product got back.
 
 PASS for a model: sequential p99 <= 450 ms with no gRPC error, and the load had 0 REJECT_INCOMPLETE,
 0 errors, every verdict inside 450 ms and its rate held. Exit 0 when every model passes, 1 otherwise, 2 on
@@ -244,6 +246,9 @@ def qualify_model(model_dir: Path, args: argparse.Namespace, work: Path, index: 
             sequential = latency.interleaved(
                 {"cc": client}, request, args.products, args.sequential_deadline_ms / 1000, args.warmup_calls
             )["cc"]
+            # how many PNGs the server encodes per product: with "rejected" it depends on the verdicts
+            returned = client.inspect_request(request, timeout_s=args.sequential_deadline_ms / 1000)
+            heatmaps_returned = sum(1 for p in returned.patches if p.heatmap_png)
         rate = args.stations * args.rate_hz
         print(
             f"{label}: {args.stations} stations x {args.rate_hz:g}/s for {args.minutes:g} min ...", flush=True
@@ -274,6 +279,7 @@ def qualify_model(model_dir: Path, args: argparse.Namespace, work: Path, index: 
             "preset": manifest.get("preset"),
             "input": manifest["input"],
         },
+        "heatmaps_per_product": heatmaps_returned,
         "server_command": server_cmd,
         "server_peak_rss_mb": server_peak_mb,
         "sequential": {
@@ -340,8 +346,10 @@ def table(models: list[dict]) -> str:
             if m["achieved_gflops_bare_p50"] is not None
             else "n/a"
         )
+        heatmaps = m.get("heatmaps_per_product")
+        label = m["model"]["label"] + (f" ({heatmaps} heatmaps/product)" if heatmaps else "")
         lines.append(
-            f"| {m['model']['label']} | {lat.get('n', 0)} | {lat.get('p50_ms', float('nan')):.1f} | "
+            f"| {label} | {lat.get('n', 0)} | {lat.get('p50_ms', float('nan')):.1f} | "
             f"{lat.get('p99_ms', float('nan')):.1f} | {seq['reject_incomplete']} | {ld['requests']} | "
             f"{ld['in_budget']} | {ld['reject_incomplete']} | {ld['late']} | {ld['errors']} | "
             f"{ld['latency'].get('p99_ms', float('nan')):.1f} | {highest} | {flops} | {achieved} | "

@@ -32,7 +32,11 @@ Status EncodeGrayPng(const uint8_t* pixels, int width, int height, std::string* 
 // `width` filtered bytes (what EncodeGrayPng compresses; benchmarks compress it other ways).
 std::string GrayPngAround(int width, int height, const std::string& zlib_rows);
 
-// Encodes a heatmap in [0, 1] (values outside are clamped, NaN becomes 1) as 8-bit gray round(v * 255).
+// A heatmap in [0, 1] as 8-bit gray: values outside are clamped, NaN becomes 1, then (uint8)(v * 255 + 0.5) in
+// float32, as the Python server computes it.
+void HeatmapToGray(const float* heatmap, size_t count, uint8_t* gray);
+
+// Encodes a heatmap (HeatmapToGray) as an 8-bit gray PNG.
 Status EncodeHeatmapPng(const float* heatmap, int width, int height, std::string* png);
 
 }  // namespace tfad

@@ -51,6 +51,21 @@ TEST(DeflateLiteralsTest, LimitsCodeLengthsOnSkewedHistograms) {
   ExpectRoundTrip(data, "power-of-two histogram");
 }
 
+TEST(DeflateLiteralsTest, LimitsTheCodeLengthCodeToSevenBits) {
+  // Byte counts 2^(10 - L) for code lengths L: 1 byte value at length 2, 1 at 5, 4 at 6, 64 at 7, 32 at 8,
+  // 8 at 9 and 15 at 10 (with end-of-block). How often each length occurs (plus 131 unused literals and the
+  // two distance codes of length 1) then gives an unlimited code-length code 8 deep, beyond its 3-bit fields.
+  const int groups[][2] = {{1, 256}, {1, 32}, {4, 16}, {64, 8}, {32, 4}, {8, 2}, {15, 1}};  // {values, count}
+  std::vector<uint8_t> data;
+  int value = 0;
+  for (const auto& group : groups) {
+    for (int v = 0; v < group[0]; ++v, ++value) data.insert(data.end(), group[1], static_cast<uint8_t>(value));
+  }
+  ASSERT_EQ(value, 125);
+  ASSERT_EQ(data.size(), 1023u);
+  ExpectRoundTrip(data, "code-length code past 7 bits");
+}
+
 TEST(DeflateLiteralsTest, RandomDataOfManyDistributions) {
   std::mt19937 rng(7);
   for (int trial = 0; trial < 200; ++trial) {

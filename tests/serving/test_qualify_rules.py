@@ -49,6 +49,38 @@ def test_the_heatmap_mode_is_asked_in_every_request() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--heatmaps", "some"])
     manifest = {"input": {"height": 8, "width": 8, "channels": 1}, "thresholds": {"regions": {"R0": 0.1}}}
-    for mode, wire in (("none", pb.HEATMAP_MODE_NONE), ("rejected", pb.HEATMAP_MODE_REJECTED)):
+    modes = (
+        ("none", pb.HEATMAP_MODE_NONE),
+        ("rejected", pb.HEATMAP_MODE_REJECTED),
+        ("all", pb.HEATMAP_MODE_ALL),
+    )
+    for mode, wire in modes:
         images, request = product_request(manifest, 3, seed=1, heatmaps=mode)
         assert images.shape == (3, 8, 8, 1) and request.heatmaps == wire and len(request.patches) == 3
+
+
+def test_the_table_names_the_heatmaps_a_product_got_back() -> None:
+    from benchmarks.qualify_pc import table
+
+    def model(heatmaps: int | None) -> dict:
+        return {
+            "model": {"label": "resganad:line-cpu"},
+            "sequential": {"latency": {"n": 3, "p50_ms": 100.0, "p99_ms": 120.0}, "reject_incomplete": 0},
+            "load": {
+                "requests": 4,
+                "in_budget": 4,
+                "reject_incomplete": 0,
+                "late": 0,
+                "errors": 0,
+                "latency": {"p99_ms": 130.0},
+            },
+            "ramp": None,
+            "flops_per_product": None,
+            "achieved_gflops_bare_p50": None,
+            "heatmaps_per_product": heatmaps,
+            "pass": True,
+        }
+
+    rows = table([model(60), model(0), model(None)]).splitlines()[2:]
+    assert rows[0].startswith("| resganad:line-cpu (60 heatmaps/product) |")
+    assert rows[1].startswith("| resganad:line-cpu |") and rows[2].startswith("| resganad:line-cpu |")
