@@ -56,6 +56,8 @@ lint: venv
 # more options, e.g. the two-thread server mode for a full line:
 #   make qualify-pc QUALIFY_JSON=qualify_2threads.json \
 #       QUALIFY_ARGS="--cc-flag=--inference_threads=2 --cc-flag=--tf_intra_op_threads=1"
+# or, for a line that shows the operator a heatmap of every patch (the worst case):
+#   make qualify-pc QUALIFY_JSON=qualify_heatmaps.json QUALIFY_ARGS="--heatmaps all"
 QUALIFY_ARGS ?=
 QUALIFY_JSON ?= qualify_pc.json
 qualify-pc: setup cc-build
