@@ -74,27 +74,18 @@ def synthetic_heatmaps(patches: int, size: int, seed: int) -> np.ndarray:
 
 def model_heatmaps(model_dir: Path, patches: int, work: Path) -> np.ndarray:
     """The export's heatmaps for ``patches`` patches of generated vials, ``[patches, H, W]`` float32."""
-    import tensorflow as tf
-
+    from tfad.data.decode import load_images
     from tfad.data.synth_vials import generate_synth_vials
-    from tfad.scoring.native import register_ops_for
+    from tfad.evaluation.scorer import load_scorer
 
-    manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
-    h, w, c = (manifest["input"][k] for k in ("height", "width", "channels"))
+    scorer = load_scorer(model_dir)  # the export's serving signature, as tfad eval runs it
     vials = work / "vials"
     generate_synth_vials(str(vials), n_products=max(1, -(-patches // 20)), frames=1, defect_rate=0.5)
     files = sorted((vials / "train").rglob("*.png"))
     if len(files) < patches:
         raise SystemExit(f"generated {len(files)} patches, {patches} asked")
-    images = []
-    for path in files[:patches]:
-        image = tf.io.decode_png(tf.io.read_file(str(path)), channels=c)
-        images.append(tf.cast(tf.image.resize(image, (h, w)), tf.uint8))
-    register_ops_for(str(model_dir))
-    heatmap = tf.saved_model.load(str(model_dir)).signatures["serving_default"](images=tf.stack(images))[
-        "heatmap"
-    ]
-    return np.asarray(heatmap, np.float32).reshape(patches, h, w)
+    images = load_images(files[:patches], (scorer.image_size, scorer.image_size), scorer.channels)
+    return scorer(images)["heatmap"].reshape(patches, scorer.image_size, scorer.image_size)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -20,7 +20,8 @@ Every request asks for ``--heatmaps`` (default ``none``: verdicts and scores onl
 asks for heatmaps qualifies with ``all``, the worst case: a PNG per patch, which is also what ``rejected``
 costs for a product whose every patch is rejected. With ``rejected``, what the server encodes depends on the
 model's verdicts on the benchmark's noise patches, not on the line's reject rate; the report's
-``heatmaps_per_product`` (and the table's model column) says how many heatmaps a product got back.
+``heatmaps_per_product`` says how many heatmaps a product got back (the table's model column too, when
+any did).
 
 PASS for a model: sequential p99 <= 450 ms with no gRPC error, and the load had 0 REJECT_INCOMPLETE,
 0 errors, every verdict inside 450 ms and its rate held. Exit 0 when every model passes, 1 otherwise, 2 on

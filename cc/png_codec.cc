@@ -87,29 +87,47 @@ void PutChunk(std::string* out, const char type[4], const std::string& data) {
   PutU32(out, static_cast<uint32_t>(crc));
 }
 
-}  // namespace
+// Rows of an 8-bit gray PNG before compression: each a filter byte and `width` bytes. Row y is written at
+// offset y * (width + 1) + 1 by the caller, then filtered in place by UpFilterRows.
+std::string RowBuffer(int width, int height) {
+  return std::string((static_cast<size_t>(width) + 1) * static_cast<size_t>(height), '\0');
+}
+
+// PNG's "Up" filter in place: each byte minus the one above it (row 0 stays filter 0, None). Bottom-up, so
+// every row still reads the unfiltered row above it.
+void UpFilterRows(std::string* rows, int width, int height) {
+  const size_t stride = static_cast<size_t>(width) + 1;
+  auto* data = reinterpret_cast<uint8_t*>(&(*rows)[0]);
+  for (int y = height - 1; y >= 1; --y) {
+    uint8_t* here = data + stride * static_cast<size_t>(y);
+    const uint8_t* above = here - stride;
+    here[0] = 2;  // Up
+    for (int x = 1; x <= width; ++x) here[x] = static_cast<uint8_t>(here[x] - above[x]);
+  }
+}
 
 // Written directly rather than with libpng: heatmaps are encoded inside the machine cycle. Rows are
-// filtered with PNG's "Up" filter (each byte minus the one above it), which leaves the smooth parts of a
-// heatmap near 0, and the bytes are entropy-coded without string matching (cc/deflate_literals.h): a
-// 60-patch product's heatmaps in about half the time of zlib's run-length deflate, and 23-32 % fewer bytes
-// (benchmarks/heatmap_png.py, docs/performance.md).
+// filtered with PNG's "Up" filter, which leaves the smooth parts of a heatmap near 0, and the bytes are
+// entropy-coded without string matching (cc/deflate_literals.h): a 60-patch product's heatmaps in about half
+// the time of zlib's run-length deflate, and 23-32 % fewer bytes (2.6 GHz Intel Xeon;
+// benchmarks/heatmap_png.py, docs/performance.md).
+void PngOfRows(std::string* rows, int width, int height, std::string* png) {
+  UpFilterRows(rows, width, height);
+  std::string compressed;
+  AppendZlibLiterals(reinterpret_cast<const uint8_t*>(rows->data()), rows->size(), &compressed);
+  *png = GrayPngAround(width, height, compressed);
+}
+
+}  // namespace
+
 Status EncodeGrayPng(const uint8_t* pixels, int width, int height, std::string* png) {
   if (width <= 0 || height <= 0) return Status::Error("PNG encode: empty image");
-  const size_t row = static_cast<size_t>(width) + 1;  // filter byte + pixels
-  std::string raw(row * static_cast<size_t>(height), '\0');
-  auto* filtered = reinterpret_cast<uint8_t*>(&raw[0]);
-  std::memcpy(filtered + 1, pixels, static_cast<size_t>(width));  // row 0: filter 0 (None)
-  for (int y = 1; y < height; ++y) {
-    uint8_t* out = filtered + row * static_cast<size_t>(y);
-    const uint8_t* above = pixels + static_cast<size_t>(y - 1) * width;
-    const uint8_t* here = above + width;
-    out[0] = 2;  // Up
-    for (int x = 0; x < width; ++x) out[1 + x] = static_cast<uint8_t>(here[x] - above[x]);
+  std::string rows = RowBuffer(width, height);
+  for (int y = 0; y < height; ++y) {
+    std::memcpy(&rows[(static_cast<size_t>(width) + 1) * y + 1], pixels + static_cast<size_t>(y) * width,
+                static_cast<size_t>(width));
   }
-  std::string compressed;
-  AppendZlibLiterals(filtered, raw.size(), &compressed);
-  *png = GrayPngAround(width, height, compressed);
+  PngOfRows(&rows, width, height, png);
   return Status::Ok();
 }
 
@@ -137,9 +155,13 @@ void HeatmapToGray(const float* heatmap, size_t count, uint8_t* gray) {
 
 Status EncodeHeatmapPng(const float* heatmap, int width, int height, std::string* png) {
   if (width <= 0 || height <= 0) return Status::Error("PNG encode: empty image");
-  std::vector<uint8_t> gray(static_cast<size_t>(width) * height);
-  HeatmapToGray(heatmap, gray.size(), gray.data());
-  return EncodeGrayPng(gray.data(), width, height, png);
+  std::string rows = RowBuffer(width, height);  // the gray values go straight into the PNG's rows
+  for (int y = 0; y < height; ++y) {
+    HeatmapToGray(heatmap + static_cast<size_t>(y) * width, static_cast<size_t>(width),
+                  reinterpret_cast<uint8_t*>(&rows[(static_cast<size_t>(width) + 1) * y + 1]));
+  }
+  PngOfRows(&rows, width, height, png);
+  return Status::Ok();
 }
 
 }  // namespace tfad
