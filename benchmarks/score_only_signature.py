@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
+from export_ab import alternate, linked_copy  # noqa: E402
 from qualify_pc import machine_at_start, machine_line  # noqa: E402
 
 VARIANTS = ("with", "without")
@@ -57,18 +58,12 @@ def model_pair(model_dir: Path, root: Path) -> dict[str, str]:
         raise SystemExit(f"{model_dir}: the manifest names no score-only signature (an export older than it)")
     names = {}
     for variant in VARIANTS:
-        name = f"{manifest['name']}-{variant}"
-        version_dir = root / name / str(manifest["version"])
-        version_dir.mkdir(parents=True)
-        for item in model_dir.iterdir():
-            if item.name != "tfad_manifest.json":
-                (version_dir / item.name).symlink_to(item.resolve())
         copy = json.loads(json.dumps(manifest))
-        copy["name"] = name
+        copy["name"] = f"{manifest['name']}-{variant}"
         if variant == "without":
             del copy["signature"]["score_only"]
-        (version_dir / "tfad_manifest.json").write_text(json.dumps(copy, indent=1))
-        names[variant] = name
+        linked_copy(model_dir, root, copy)
+        names[variant] = copy["name"]
     return names
 
 
@@ -111,9 +106,7 @@ def measure(model_dir: Path, args: argparse.Namespace, work: Path) -> dict:
                 timings[variant]["inference"].append(reply.timings_ms["inference"])
                 timings[variant]["latency"].append(reply.timings_ms["total"])
 
-            for i in range(args.products):
-                for variant in list(VARIANTS) if i % 2 == 0 else list(VARIANTS)[::-1]:
-                    timed(variant)
+            alternate(timed, VARIANTS, args.products)
             for _ in range(max(2, args.products // 4)):
                 timed("with, heatmaps all")
     finally:

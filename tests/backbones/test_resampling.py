@@ -74,11 +74,11 @@ def test_project_feature_grid_equals_the_grid_times_the_kernel(sizes, grid: int,
     shapes = [(2, s, s, c) for s, c in zip(sizes, (5, 7), strict=True)]
     maps = [tf.constant(rng.normal(size=shape), tf.float32) for shape in shapes]
     kernel = tf.constant(rng.normal(size=(12, 9)), tf.float32)
-    expected = tf.einsum("nhwd,dk->nkhw", feature_grid(maps, grid, local_average), kernel)
+    expected = tf.einsum("nhwd,dk->nhwk", feature_grid(maps, grid, local_average), kernel)
     _close(project_feature_grid(maps, kernel, grid, local_average), expected)
     bias = tf.constant(rng.normal(size=9) * 10, tf.float32)
-    _close(project_feature_grid(maps, kernel, grid, local_average, bias), expected + bias[:, None, None])
-    one_tap = tf.einsum("nhwd,dk->nkhw", feature_grid(maps[1:], grid, local_average), kernel[5:])
+    _close(project_feature_grid(maps, kernel, grid, local_average, bias), expected + bias)
+    one_tap = tf.einsum("nhwd,dk->nhwk", feature_grid(maps[1:], grid, local_average), kernel[5:])
     _close(project_feature_grid(maps[1:], kernel[5:], grid, local_average), one_tap)
 
 

@@ -29,12 +29,10 @@ def test_the_two_copies_differ_only_in_the_score_only_signature(tmp_path: Path) 
     }
     (export / "tfad_manifest.json").write_text(json.dumps(manifest))
 
-    names = model_pair(export, tmp_path / "root")
+    names = model_pair(export, tmp_path / "root")  # linked copies (test_export_ab_benchmark.py)
     assert names == {"with": "vials-with", "without": "vials-without"}
     for variant, name in names.items():
-        copy = tmp_path / "root" / name / "3"
-        assert (copy / "saved_model.pb").read_bytes() == b"graph" and (copy / "variables").is_dir()
-        written = json.loads((copy / "tfad_manifest.json").read_text())
+        written = json.loads((tmp_path / "root" / name / "3" / "tfad_manifest.json").read_text())
         assert written["name"] == name  # the servers refuse a manifest naming another model
         assert ("score_only" in written["signature"]) == (variant == "with")
     assert json.loads((export / "tfad_manifest.json").read_text()) == manifest  # the export is untouched

@@ -44,10 +44,9 @@ def segmentation_logits(
         adaptor_bias = tf.linalg.matvec(hidden, adaptor.bias, transpose_a=True)
         bias = (adaptor_bias + heads.seg_hidden.bias) * scale + offset
         g = arch.grid_size
-        z = project_feature_grid(maps, kernel, g, arch.local_average, bias)  # [N, H, g, g]
+        z = project_feature_grid(maps, kernel, g, arch.local_average, bias)  # [N, g, g, H]
         z = tf.nn.leaky_relu(z, alpha=0.2)
-        out = tf.transpose(heads.seg_out.kernel[0, 0])  # [1, H]; seg_out has no bias
-        logits = tf.matmul(out[None], tf.reshape(z, [-1, z.shape[1], g * g]))  # [N, 1, g g]
+        logits = tf.matmul(tf.reshape(z, [-1, z.shape[-1]]), heads.seg_out.kernel[0, 0])  # seg_out: no bias
         return tf.reshape(logits, [-1, g, g, 1])
 
 

@@ -1,0 +1,63 @@
+"""benchmarks/export_ab.py: two exports of one model served side by side, timed A B B A, answers compared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from serving_testutils import REGIONS, cc_binary_or_skip, export_with_thresholds
+
+from benchmarks.export_ab import alternate, linked_copy, main, parse_args
+
+
+def test_the_command_line_needs_a_pair_of_exports(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        parse_args([])
+    with pytest.raises(SystemExit):  # no manifest: not an export
+        parse_args(["--pair", str(tmp_path), str(tmp_path)])
+
+
+def test_products_alternate_a_b_b_a() -> None:
+    order: list[str] = []
+    alternate(order.append, ("before", "after"), 4)
+    assert order == ["before", "after", "after", "before", "before", "after", "after", "before"]
+
+
+def test_a_linked_copy_shares_the_savedmodel_and_has_its_own_manifest(tmp_path: Path) -> None:
+    export = tmp_path / "export" / "vials" / "3"
+    (export / "variables").mkdir(parents=True)
+    (export / "saved_model.pb").write_bytes(b"graph")
+    manifest = {"name": "vials", "version": 3, "signature": {"name": "serving_default"}}
+    (export / "tfad_manifest.json").write_text(json.dumps(manifest))
+
+    linked_copy(export, tmp_path / "root", dict(manifest, name="vials-after"))
+    copy = tmp_path / "root" / "vials-after" / "3"
+    assert (copy / "saved_model.pb").read_bytes() == b"graph" and (copy / "variables").is_dir()
+    assert json.loads((copy / "tfad_manifest.json").read_text())["name"] == "vials-after"
+    assert json.loads((export / "tfad_manifest.json").read_text()) == manifest  # the export is untouched
+
+
+def test_an_export_against_itself_agrees_and_one_that_decides_otherwise_fails(
+    exported_version: Path, tmp_path: Path
+) -> None:
+    cc_binary_or_skip()
+    report = tmp_path / "same.json"
+    args = ["--products", "2", "--patches", "8", "--heatmaps", "all", "--json-out", str(report)]
+    assert main(["--pair", str(exported_version), str(exported_version), *args]) == 0
+    (result,) = json.loads(report.read_text())["models"]
+    assert result["differences"]["max_abs_score"] == 0.0
+    assert result["differences"]["patch_verdicts_differing"] == 0
+    assert result["differences"]["max_abs_heatmap_gray"] == 0
+    assert len(result["timings"]["before"]["inference"]) == len(result["timings"]["after"]["inference"]) == 2
+    low, high = result["paired_ratio_range"]
+    assert low <= result["paired_inference_ratio_after_over_before"] <= high
+
+    # The same graph with thresholds that accept every patch, and with thresholds that reject every one.
+    accepting = export_with_thresholds(
+        exported_version, {r: 1e9 for r in REGIONS}, 1e9, tmp_path / "accepting"
+    )
+    rejecting = export_with_thresholds(
+        exported_version, {r: -1e9 for r in REGIONS}, -1e9, tmp_path / "rejecting"
+    )
+    assert main(["--pair", str(accepting), str(rejecting), "--products", "2", "--patches", "8"]) == 1
