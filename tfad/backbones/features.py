@@ -73,7 +73,7 @@ def project_feature_grid(
     matrices side by side), and the bias is added at the first tap's resolution: the resize's and the
     mean's weights sum to one, so a constant passes through them. The ``K`` channels stay last, so every
     product is a few large matrix products with ``K`` as the wide side (no transposes, no batch of tiny
-    per-channel products: 0.8x the time of the channels-first form at SuperSimpleNet `line-fast`'s sizes).
+    per-channel products; SuperSimpleNet `line-fast`'s served product: 0.96-0.98x, docs/performance.md).
     Equal to the direct computation within float rounding (tested); a family's linear layers after the
     features (an adaptor, a 1x1 convolution, an inference-mode batch normalisation) fold into ``kernel``
     and ``bias``.
