@@ -101,3 +101,43 @@ def test_a_kernel_that_does_not_fit_the_taps_is_named() -> None:
 
     with pytest.raises(ValueError, match="does not fit 12 feature channels"):
         project_feature_grid([tf.zeros([1, 4, 4, 5]), tf.zeros([1, 2, 2, 7])], tf.zeros([11, 3]), 8)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "grid", "local_average", "kernel_size"),
+    [
+        ((12, 6), 24, 3, 3),  # SuperSimpleNet `line-fast`'s classification head
+        ((16, 8), 32, 3, 5),  # `line` with the paper's 5x5 head
+        ((32, 16), 32, 1, 3),  # the finest tap already at the grid, no local mean
+        ((8, 4), 6, 5, 3),  # a grid coarser than the finest tap
+        ((5, 3), 4, 1, 7),  # a kernel wider than the grid: every tap partly outside
+    ],
+)
+def test_convolve_feature_grid_equals_the_convolution_of_the_grid(
+    sizes, grid: int, local_average: int, kernel_size: int
+) -> None:
+    from tfad.backbones.features import convolve_feature_grid, feature_grid
+
+    rng = np.random.default_rng(4)
+    shapes = [(2, s, s, c) for s, c in zip(sizes, (5, 7), strict=True)]
+    maps = [tf.constant(rng.normal(size=shape), tf.float32) for shape in shapes]
+    kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, 12, 4)), tf.float32)
+    expected = tf.nn.conv2d(feature_grid(maps, grid, local_average), kernel, 1, "SAME")
+    _close(convolve_feature_grid(maps, kernel, grid, local_average), expected)
+    # a constant input feature b, seen through the zero padding: each tap's b . K[tap] where it is inside
+    b = tf.constant(rng.normal(size=12) * 10, tf.float32)
+    shifted = tf.nn.conv2d(feature_grid(maps, grid, local_average) + b, kernel, 1, "SAME")
+    tap_bias = tf.einsum("d,yxdc->yxc", b, kernel)
+    _close(convolve_feature_grid(maps, kernel, grid, local_average, tap_bias), shifted)
+    one_tap = tf.nn.conv2d(feature_grid(maps[1:], grid, local_average), kernel[:, :, 5:], 1, "SAME")
+    _close(convolve_feature_grid(maps[1:], kernel[:, :, 5:], grid, local_average), one_tap)
+
+
+def test_convolve_feature_grid_refuses_an_even_or_misfitting_kernel() -> None:
+    from tfad.backbones.features import convolve_feature_grid
+
+    maps = [tf.zeros([1, 4, 4, 5]), tf.zeros([1, 2, 2, 7])]
+    with pytest.raises(ValueError, match="k odd"):
+        convolve_feature_grid(maps, tf.zeros([2, 2, 12, 3]), 8)
+    with pytest.raises(ValueError, match="does not fit 12 feature channels"):
+        convolve_feature_grid(maps, tf.zeros([3, 3, 11, 3]), 8)

