@@ -132,6 +132,8 @@ def measure(pair: list[Path], args: argparse.Namespace, work: Path) -> dict:
             for side, request in requests.items():  # warm-up calls, untimed; the first reply is compared
                 for _ in range(3):
                     first.setdefault(side, client.inspect_request(request, timeout_s=60))
+                if first[side].verdict == "REJECT_INCOMPLETE":  # no scores to compare
+                    raise RuntimeError(f"{side}: incomplete verdict: {first[side].reply.incomplete_detail}")
 
             def timed(side: str) -> None:
                 reply = client.inspect_request(requests[side], timeout_s=60)
