@@ -5,6 +5,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "cc/deflate_literals.h"
 
 namespace tfad {
@@ -144,9 +148,28 @@ std::string GrayPngAround(int width, int height, const std::string& zlib_rows) {
 }
 
 void HeatmapToGray(const float* heatmap, size_t count, uint8_t* gray) {
-  for (size_t i = 0; i < count; ++i) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  // 16 values a step, the same float operations as the loop below: minps returns its second operand when
+  // the first is NaN (so NaN becomes 1), then maxps, a multiply, an add and a truncation, packed with
+  // saturation (the values are already in [0, 255]). GCC does not vectorise the scalar loop (its
+  // float-to-int conversions): for 60 heatmaps of 256 x 256 this takes 1.0 ms against its 9.2 (a scratch
+  // timing at -O2), and the server's encoder 13.3 ms against 17.3 (benchmarks/heatmap_png.py).
+  const __m128 one = _mm_set1_ps(1.0f), zero = _mm_setzero_ps();
+  const __m128 scale = _mm_set1_ps(255.0f), half = _mm_set1_ps(0.5f);
+  for (; i + 16 <= count; i += 16) {
+    __m128i words[4];
+    for (int k = 0; k < 4; ++k) {
+      __m128 v = _mm_max_ps(_mm_min_ps(_mm_loadu_ps(heatmap + i + 4 * k), one), zero);
+      words[k] = _mm_cvttps_epi32(_mm_add_ps(_mm_mul_ps(v, scale), half));
+    }
+    const __m128i low = _mm_packs_epi32(words[0], words[1]), high = _mm_packs_epi32(words[2], words[3]);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(gray + i), _mm_packus_epi16(low, high));
+  }
+#endif
+  for (; i < count; ++i) {
     // A min, then a max: a comparison with NaN is false, so NaN becomes 1 (unknown = most anomalous) in the
-    // first line, as do values above 1. Half the time of a NaN test and nested clamps (a scratch timing).
+    // first line, as do values above 1.
     float v = heatmap[i] < 1.0f ? heatmap[i] : 1.0f;
     v = v > 0.0f ? v : 0.0f;
     gray[i] = static_cast<uint8_t>(static_cast<int>(v * 255.0f + 0.5f));  // round half up; v is in [0, 1]

@@ -4,7 +4,9 @@
 #include <png.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace tfad {
 namespace {
@@ -37,6 +39,47 @@ TEST(PngCodecTest, HeatmapIsScaledClampedAndRounded) {
   ASSERT_TRUE(EncodeHeatmapPng(edges, 6, 1, &png).ok());
   ASSERT_TRUE(DecodePng(png, 100, &info, &decoded).ok());
   EXPECT_EQ(decoded, (std::vector<uint8_t>{255, 0, 255, 0, 254, 128}));
+}
+
+// The mapping's definition, one value at a time (the scalar loop of HeatmapToGray).
+uint8_t GrayOf(float h) {
+  float v = h < 1.0f ? h : 1.0f;
+  v = v > 0.0f ? v : 0.0f;
+  return static_cast<uint8_t>(static_cast<int>(v * 255.0f + 0.5f));
+}
+
+TEST(PngCodecTest, HeatmapToGrayEqualsItsDefinitionForEveryLengthAndSpecialValue) {
+  // Special values at every position of a 16-value step, and lengths around the step (the vector loop and
+  // its scalar tail), then every rounding boundary k/255 +- 1 ulp and a sweep of random bit patterns.
+  std::vector<float> values = {0.0f, -0.0f, 1.0f, 0.5f, std::nanf(""), -std::nanf(""), INFINITY, -INFINITY,
+                               1e-45f, -1e-45f, 1.0000001f, 0.99999994f, 2.0f / 255.0f, 254.5f / 255.0f,
+                               -1e30f, 1e30f, 0.5f / 255.0f, 1.5f / 255.0f};
+  for (int k = 0; k <= 255; ++k) {
+    const float boundary = (static_cast<float>(k) + 0.5f) / 255.0f;
+    values.push_back(boundary);
+    values.push_back(std::nextafter(boundary, 0.0f));
+    values.push_back(std::nextafter(boundary, 2.0f));
+  }
+  uint32_t state = 12345;
+  for (int k = 0; k < 20000; ++k) {
+    state = state * 1664525u + 1013904223u;
+    float f;
+    std::memcpy(&f, &state, sizeof(f));
+    values.push_back(f);
+    values.push_back(static_cast<float>(state % 2000) / 1000.0f - 0.5f);  // mostly inside [0, 1]
+  }
+  for (size_t length : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{33}, values.size()}) {
+    for (size_t offset : {size_t{0}, size_t{3}}) {  // unaligned starts too
+      if (offset + length > values.size()) continue;
+      std::vector<uint8_t> gray(length + 1, 77);  // one guard byte: nothing is written past the end
+      HeatmapToGray(values.data() + offset, length, gray.data());
+      for (size_t i = 0; i < length; ++i) {
+        ASSERT_EQ(gray[i], GrayOf(values[offset + i])) << "value " << values[offset + i] << " at " << i
+                                                       << " of " << length;
+      }
+      EXPECT_EQ(gray[length], 77);
+    }
+  }
 }
 
 TEST(PngCodecTest, DecodesRgbWithLibpngWrittenFile) {
