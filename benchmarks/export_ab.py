@@ -10,8 +10,11 @@ trained run exported at two commits), one C++ server serves both, under the name
 ``<name>-after``. Sequential products alternate between them in the order A B B A, so the PC's drift hits
 both alike. Reported: each side's server-reported inference and total p50, the median and range of the
 per-pair ratios after / before, and how far apart the two replies are (per-patch scores, verdicts, and the
-heatmap PNGs' gray levels when ``--heatmaps all``). Exit status 1 when a pair's verdicts differ, or its scores
-differ by more than ``--score-tolerance``: a faster graph that answers differently is not the same model.
+heatmap PNGs' gray levels when ``--heatmaps all``). Exit status 1 when a pair's verdicts differ, its scores
+differ by more than ``--score-tolerance`` (a NaN score differs from everything), or, with ``--heatmaps all``,
+its heatmaps differ by more than ``--heatmap-tolerance`` gray levels or one side sent none: a faster graph
+that answers differently is not the same model. Both sides get the same request (the BEFORE export's
+regions); the JSON report is rewritten after each pair, so a later pair's failure keeps the earlier ones.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--score-tolerance", type=float, default=1e-4, help="largest |score after - score before| allowed"
     )
+    p.add_argument(
+        "--heatmap-tolerance", type=int, default=1,
+        help="largest gray-level difference of the heatmaps allowed (1: float rounding at a level's edge)",
+    )  # fmt: skip
     p.add_argument("--cc-binary", default=str(latency.REPO / "bazel-bin/cc/tfad_server"))
     p.add_argument("--cc-flag", action="append", default=[], help="a flag passed to the C++ server")
     p.add_argument("--json-out", type=Path)
@@ -85,19 +92,23 @@ def _gray_levels(png: bytes) -> np.ndarray:
 
 
 def differences(before, after) -> dict:
-    """How far two InspectResults of the same request are apart."""
-    scores = [abs(a.score - b.score) for a, b in zip(after.patches, before.patches, strict=True)]
-    verdicts = sum(a.rejected != b.rejected for a, b in zip(after.patches, before.patches, strict=True))
+    """How far two InspectResults of the same request are apart; a NaN score on either side makes
+    ``max_abs_score`` NaN (never within a tolerance)."""
+    pairs = list(zip(before.patches, after.patches, strict=True))
+    scores = np.abs(np.array([a.score for _, a in pairs], np.float64) - [b.score for b, _ in pairs])
     out = {
-        "max_abs_score": max(scores),
-        "patch_verdicts_differing": verdicts,
+        "max_abs_score": float(np.max(scores)) if len(scores) else 0.0,  # np.max propagates a NaN
+        "patch_verdicts_differing": sum(a.rejected != b.rejected for b, a in pairs),
         "product_verdicts": [before.verdict, after.verdict],
     }
-    pngs = [(a.heatmap_png, b.heatmap_png) for a, b in zip(after.patches, before.patches, strict=True)]
-    if all(a and b for a, b in pngs):
+    sent = [(bool(b.heatmap_png), bool(a.heatmap_png)) for b, a in pairs]
+    if any(b or a for b, a in sent):
+        out["heatmaps_missing"] = sum(not (b and a) for b, a in sent)  # patches where a side sent none
         out["max_abs_heatmap_gray"] = max(
-            int(np.abs(_gray_levels(a) - _gray_levels(b)).max()) for a, b in pngs
-        )
+            (int(np.abs(_gray_levels(a.heatmap_png) - _gray_levels(b.heatmap_png)).max())
+             for b, a in pairs if b.heatmap_png and a.heatmap_png),
+            default=0,
+        )  # fmt: skip
     return out
 
 
@@ -112,13 +123,15 @@ def measure(pair: list[Path], args: argparse.Namespace, work: Path) -> dict:
     if before_input != after_input:
         raise SystemExit(f"{pair[0]} and {pair[1]} take different inputs: {before_input}, {after_input}")
     root = work / f"models-{len(list(work.iterdir()))}"
+    # one request for both sides (the BEFORE export's regions), so that the replies answer the same question
+    _, request = latency.product_request(manifests["before"], args.patches, seed=1, heatmaps=args.heatmaps)
     requests = {}
     for side, model_dir in zip(SIDES, pair, strict=True):
         manifest = dict(manifests[side], name=f"{manifests[side]['name']}-{side}")
         linked_copy(model_dir, root, manifest)
-        _, request = latency.product_request(manifest, args.patches, seed=1, heatmaps=args.heatmaps)
-        request.model_name = manifest["name"]
-        requests[side] = request
+        requests[side] = type(request)()
+        requests[side].CopyFrom(request)
+        requests[side].model_name = manifest["name"]
     server_args = argparse.Namespace(
         cc_binary=args.cc_binary, inference_threads=1, warmup_batch=args.patches, patches=args.patches,
         cycle_budget_ms=60000, cc_flag=args.cc_flag, startup_timeout_s=300,
@@ -144,9 +157,11 @@ def measure(pair: list[Path], args: argparse.Namespace, work: Path) -> dict:
 
             alternate(timed, SIDES, args.products)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        try:
+            proc.terminate()
+            proc.wait(timeout=30)
+        finally:
+            log.close()
     after, before = timings["after"]["inference"], timings["before"]["inference"]
     ratios = [a / b for a, b in zip(after, before, strict=True)]
     return {
@@ -162,22 +177,29 @@ def measure(pair: list[Path], args: argparse.Namespace, work: Path) -> dict:
     }
 
 
-def agrees(result: dict, tolerance: float) -> bool:
-    """Whether the two sides gave the same verdicts and scores within ``tolerance``."""
+def disagreements(result: dict, score_tolerance: float, heatmap_tolerance: int) -> list[str]:
+    """What makes the two sides' answers differ (empty when they agree): verdicts, scores beyond
+    ``score_tolerance`` (NaN included), heatmaps beyond ``heatmap_tolerance`` gray levels or missing."""
     d = result["differences"]
-    return (
-        d["max_abs_score"] <= tolerance
-        and d["patch_verdicts_differing"] == 0
-        and d["product_verdicts"][0] == d["product_verdicts"][1]
-    )
+    found = []
+    if d["product_verdicts"][0] != d["product_verdicts"][1] or d["patch_verdicts_differing"]:
+        found.append(f"verdicts ({d['patch_verdicts_differing']} patches, products {d['product_verdicts']})")
+    if not d["max_abs_score"] <= score_tolerance:  # NaN compares false
+        found.append(f"scores (max |d| {d['max_abs_score']:.3g} > {score_tolerance:g})")
+    if d.get("heatmaps_missing"):
+        found.append(f"heatmaps missing for {d['heatmaps_missing']} patches")
+    if d.get("max_abs_heatmap_gray", 0) > heatmap_tolerance:
+        found.append(f"heatmaps ({d['max_abs_heatmap_gray']} gray levels > {heatmap_tolerance})")
+    return found
 
 
 def markdown(results: list[dict]) -> str:
     """The table of every pair."""
     lines = [
         "| model (heatmaps) | inference p50 ms: before / after | paired ratio after / before (range) "
-        "| server total p50 ms: before / after | max \\|d score\\| | patch verdicts differing |",
-        "|---|---|---|---|---|---|",
+        "| server total p50 ms: before / after | max \\|d score\\| | patch verdicts differing "
+        "| max heatmap gray levels apart |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         inf, tot, d = r["inference_p50_ms"], r["server_total_p50_ms"], r["differences"]
@@ -186,7 +208,7 @@ def markdown(results: list[dict]) -> str:
             f"| {r['label']} ({r['heatmaps']}) | {inf['before']:.1f} / {inf['after']:.1f} | "
             f"{r['paired_inference_ratio_after_over_before']:.3f} ({low:.2f}-{high:.2f}) | "
             f"{tot['before']:.1f} / {tot['after']:.1f} | {d['max_abs_score']:.2e} | "
-            f"{d['patch_verdicts_differing']} |"
+            f"{d['patch_verdicts_differing']} | {d.get('max_abs_heatmap_gray', '-')} |"
         )
     return "\n".join(lines)
 
@@ -196,21 +218,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     machine = machine_at_start()
     print(machine_line(machine), flush=True)
-    results = []
+    results, failing = [], []
     with tempfile.TemporaryDirectory(prefix="tfad-export-ab-") as scratch:
         for pair in args.pair:
             print(f"{pair[0]} / {pair[1]}: {args.products} A B B A pairs ...", flush=True)
             results.append(measure(pair, args, Path(scratch)))
             print(markdown(results[-1:]), flush=True)
+            found = disagreements(results[-1], args.score_tolerance, args.heatmap_tolerance)
+            if found:
+                failing.append(f"{pair[0]} / {pair[1]}: {'; '.join(found)}")
+            if args.json_out:  # after each pair: a later pair's failure keeps the earlier ones
+                args.json_out.parent.mkdir(parents=True, exist_ok=True)
+                args.json_out.write_text(json.dumps({"machine": machine, "models": results}, indent=1))
     print("\n" + markdown(results))
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps({"machine": machine, "models": results}, indent=1))
-    disagreeing = [r["label"] for r in results if not agrees(r, args.score_tolerance)]
-    if disagreeing:
-        print(f"the two exports answer differently: {', '.join(disagreeing)}", file=sys.stderr)
-        return 1
-    return 0
+    for line in failing:
+        print(f"the two exports answer differently: {line}", file=sys.stderr)
+    return 1 if failing else 0
 
 
 if __name__ == "__main__":

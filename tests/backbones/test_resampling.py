@@ -111,6 +111,8 @@ def test_a_kernel_that_does_not_fit_the_taps_is_named() -> None:
         ((32, 16), 32, 1, 3),  # the finest tap already at the grid, no local mean
         ((8, 4), 6, 5, 3),  # a grid coarser than the finest tap
         ((5, 3), 4, 1, 7),  # a kernel wider than the grid: every tap partly outside
+        ((3, 2), 2, 1, 7),  # taps shifted by more than the grid (radius 3 > grid 2): wholly outside
+        ((6, 3), 3, 3, 9),  # the same with a local mean and a grid coarser than the finest tap
     ],
 )
 def test_convolve_feature_grid_equals_the_convolution_of_the_grid(
@@ -141,3 +143,5 @@ def test_convolve_feature_grid_refuses_an_even_or_misfitting_kernel() -> None:
         convolve_feature_grid(maps, tf.zeros([2, 2, 12, 3]), 8)
     with pytest.raises(ValueError, match="does not fit 12 feature channels"):
         convolve_feature_grid(maps, tf.zeros([3, 3, 11, 3]), 8)
+    with pytest.raises(ValueError, match="tap_bias"):  # a [C, k, k] bias would be silently misread
+        convolve_feature_grid(maps, tf.zeros([3, 3, 12, 2]), 8, tap_bias=tf.zeros([2, 3, 3]))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from serving_testutils import REGIONS, cc_binary_or_skip, export_with_thresholds
 
-from benchmarks.export_ab import alternate, linked_copy, main, parse_args
+from benchmarks.export_ab import alternate, differences, disagreements, linked_copy, main, parse_args
 
 
 def test_the_command_line_needs_a_pair_of_exports(tmp_path: Path) -> None:
@@ -22,6 +23,47 @@ def test_products_alternate_a_b_b_a() -> None:
     order: list[str] = []
     alternate(order.append, ("before", "after"), 4)
     assert order == ["before", "after", "after", "before", "before", "after", "after", "before"]
+
+
+def _reply(scores: list[float], rejected: list[bool], heatmaps: list[np.ndarray | None] | None = None):
+    """An InspectResult with these patch scores, verdicts and (optional) heatmap PNGs."""
+    import cv2
+
+    from tfad.serving.client import InspectResult, PatchResult
+
+    heatmaps = heatmaps or [None] * len(scores)
+    patches = tuple(
+        PatchResult(i, "R0", 0, 0, s, 0.5, r, b"" if h is None else cv2.imencode(".png", h)[1].tobytes())
+        for i, (s, r, h) in enumerate(zip(scores, rejected, heatmaps, strict=True))
+    )
+    verdict = "REJECT" if any(rejected) else "ACCEPT"
+    return InspectResult(verdict, "", "", max(scores), patches, "m", 1, {}, None)
+
+
+def _found(before, after, score_tolerance: float = 1e-4, heatmap_tolerance: int = 1) -> list[str]:
+    return disagreements({"differences": differences(before, after)}, score_tolerance, heatmap_tolerance)
+
+
+def test_scores_verdicts_and_heatmaps_each_decide_whether_two_replies_agree() -> None:
+    gray = np.full((4, 4), 100, np.uint8)
+    same = _reply([0.1, 0.2, 0.3], [False, False, True], [gray] * 3)
+    assert _found(same, same) == []
+    # scores within the tolerance agree; beyond it, or a NaN anywhere (not only first), they do not
+    assert _found(same, _reply([0.1, 0.20005, 0.3], [False, False, True], [gray] * 3)) == []
+    assert _found(same, _reply([0.1, 0.21, 0.3], [False, False, True], [gray] * 3))[0].startswith("scores")
+    nan_second = _reply([0.1, float("nan"), 0.3], [False, False, True], [gray] * 3)
+    assert _found(same, nan_second)[0].startswith("scores")
+    # a flipped patch verdict at equal scores
+    assert _found(same, _reply([0.1, 0.2, 0.3], [False, True, True], [gray] * 3))[0].startswith("verdicts")
+    # heatmaps one gray level apart agree (rounding at a level's edge); two do not; a missing one does not
+    assert _found(same, _reply([0.1, 0.2, 0.3], [False, False, True], [gray, gray + 1, gray])) == []
+    two_apart = _reply([0.1, 0.2, 0.3], [False, False, True], [gray, gray, gray + 2])
+    assert _found(same, two_apart) == ["heatmaps (2 gray levels > 1)"]
+    missing = _reply([0.1, 0.2, 0.3], [False, False, True], [gray, None, gray])
+    assert _found(same, missing) == ["heatmaps missing for 1 patches"]
+    # without heatmaps on either side, nothing is said of them
+    plain = _reply([0.1, 0.2, 0.3], [False, False, True])
+    assert "max_abs_heatmap_gray" not in differences(plain, plain) and _found(plain, plain) == []
 
 
 def test_a_linked_copy_shares_the_savedmodel_and_has_its_own_manifest(tmp_path: Path) -> None:

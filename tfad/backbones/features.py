@@ -130,6 +130,10 @@ def convolve_feature_grid(
             f"convolve_feature_grid: kernel {kernel.shape} does not fit {total} feature channels"
         )
     out_channels, radius = int(kernel.shape[3]), size // 2
+    if tap_bias is not None and tuple(tap_bias.shape) != (size, size, out_channels):
+        raise ValueError(
+            f"convolve_feature_grid: tap_bias {tap_bias.shape} is not [k, k, C] = {size, size, out_channels}"
+        )
     pool = average_pool_matrix(grid_size, local_average).astype(np.float64)
     # [D, (dy, dx, C)]: each input channel's contribution to every tap's outputs
     projection = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [total, size * size * out_channels])
@@ -163,7 +167,8 @@ def _shifted_rows(matrix: np.ndarray, shift: int) -> np.ndarray:
     out = np.zeros_like(matrix)
     n = matrix.shape[0]
     lo, hi = max(0, -shift), min(n, n - shift)
-    out[lo:hi] = matrix[lo + shift : hi + shift]
+    if lo < hi:  # else the shift is the grid's size or more: every row is outside
+        out[lo:hi] = matrix[lo + shift : hi + shift]
     return out
 
 
