@@ -156,6 +156,27 @@ def test_every_method_fits_exports_and_scores_like_the_run(preset, overrides, ti
     assert heatmap.shape == (8, 32, 32) and heatmap.min() >= 0 and heatmap.max() <= 1
 
 
+def test_the_channel_subset_taken_per_tap_is_the_subset_of_the_grid_bit_for_bit() -> None:
+    import tensorflow as tf
+
+    from tfad.backbones import feature_grid
+    from tfad.families.embedding.model import _select_channels
+
+    rng = np.random.default_rng(7)
+    maps = [
+        tf.constant(rng.normal(size=(2, 8, 8, 5)), tf.float32),
+        tf.constant(rng.normal(size=(2, 4, 4, 7)), tf.float32),
+    ]
+    for index in ([0, 3, 5, 9, 11], [1, 2, 4], [6, 8, 10]):  # both taps; the first only; the second only
+        index = np.array(index)
+        expected = tf.gather(feature_grid(maps, 8, 3), index, axis=-1)
+        np.testing.assert_array_equal(
+            feature_grid(_select_channels(maps, index), 8, 3).numpy(), expected.numpy()
+        )
+    with pytest.raises(ValueError, match="sorted"):
+        _select_channels(maps, np.array([3, 1]))
+
+
 def test_blur_keeps_a_constant_map_and_spreads_a_spike() -> None:
     import tensorflow as tf
 

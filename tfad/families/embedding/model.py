@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfad.backbones import feature_map, upsample_blur
+from tfad.backbones import backbone_taps, feature_grid, upsample_blur
 from tfad.families.embedding.presets import EmbeddingArchitecture
 from tfad.families.embedding.product_quantization import exact_nearest_distance, pq_nearest_distance
 
@@ -111,14 +111,31 @@ def patch_features(
     stages upsampled to the finest grid and concatenated, the channel subset, the local k x k mean, the
     border cells dropped (P = ``arch.grid_size ** 2``)."""
     grid = arch.backbone_input_size // arch.finest_stride
-    features = feature_map(images, extractor, arch.backbone_input_size, grid, arch.local_average)
-    if channel_index is not None:  # after the (per-channel) local mean: the same as before it
-        features = tf.gather(features, tf.constant(np.asarray(channel_index, np.int32)), axis=-1)
+    maps = backbone_taps(images, extractor, arch.backbone_input_size)
+    if channel_index is not None:
+        maps = _select_channels(maps, np.asarray(channel_index))
+    features = feature_grid(maps, grid, arch.local_average)
     b = arch.border_cells
     if b:
         features = features[:, b:-b, b:-b, :]
     inner = grid - 2 * b
     return tf.reshape(features, [-1, inner * inner, features.shape[-1]])
+
+
+def _select_channels(maps: list[tf.Tensor], channel_index: np.ndarray) -> list[tf.Tensor]:
+    # The resize, the concatenation and the local mean act on each channel alike, so the subset is taken from
+    # each tap before them (the same values, bit for bit): the grid is built for the kept channels only. The
+    # fitter's subset is sorted, so the taps' subsets keep its order.
+    if np.any(np.diff(channel_index) <= 0):
+        raise ValueError("the channel subset must be sorted and without repeats (the fitter's always is)")
+    selected, first = [], 0
+    for tap in maps:
+        channels = int(tap.shape[-1])
+        local = channel_index[(channel_index >= first) & (channel_index < first + channels)] - first
+        if len(local):
+            selected.append(tf.gather(tap, tf.constant(local.astype(np.int32)), axis=-1))
+        first += channels
+    return selected
 
 
 class EmbeddingModel(keras.Model):
