@@ -154,7 +154,8 @@ void HeatmapToGray(const float* heatmap, size_t count, uint8_t* gray) {
   // the first is NaN (so NaN becomes 1), then maxps, a multiply, an add and a truncation, packed with
   // saturation (the values are already in [0, 255]). GCC does not vectorise the scalar loop (its
   // float-to-int conversions): for 60 heatmaps of 256 x 256 this takes 1.0 ms against its 9.2 (a scratch
-  // timing at -O2), and the server's encoder 13.3 ms against 17.3 (benchmarks/heatmap_png.py).
+  // timing at -O2), and the server's encoder 13.3-13.4 ms against 17.1-17.5 (benchmarks/heatmap_png.py);
+  // both on a 2.6 GHz Intel Xeon (family 6 model 167), docs/performance.md.
   const __m128 one = _mm_set1_ps(1.0f), zero = _mm_setzero_ps();
   const __m128 scale = _mm_set1_ps(255.0f), half = _mm_set1_ps(0.5f);
   for (; i + 16 <= count; i += 16) {

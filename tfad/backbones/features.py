@@ -73,7 +73,8 @@ def project_feature_grid(
     matrices side by side), and the bias is added at the first tap's resolution: the resize's and the
     mean's weights sum to one, so a constant passes through them. The ``K`` channels stay last, so every
     product is a few large matrix products with ``K`` as the wide side (no transposes, no batch of tiny
-    per-channel products; SuperSimpleNet `line-fast`'s served product: 0.96-0.98x, docs/performance.md).
+    per-channel products; SuperSimpleNet `line-fast`'s served product: 0.96-0.98x on a 2.6 GHz Intel Xeon
+    with AVX2 code, docs/performance.md).
     Equal to the direct computation within float rounding (tested); a family's linear layers after the
     features (an adaptor, a 1x1 convolution, an inference-mode batch normalisation) fold into ``kernel``
     and ``bias``.
@@ -117,8 +118,8 @@ def convolve_feature_grid(
     channels at its own resolution, and each tap's shift is taken into the resampling matrices: one product
     along the columns with the k column-shifted matrices side by side, one along the rows with the k
     row-shifted ones, which also sums the taps. Neither the D-channel grid nor the k^2 x C-channel one is ever
-    written: for SuperSimpleNet `line-fast`'s classification head a fifth of the FLOPs of the convolution on
-    the grid, and 0.82x the supervised graph's served inference time (docs/performance.md). Equal to the
+    written: for SuperSimpleNet `line-fast`'s supervised graph, 8.69 GFLOP per product instead of 11.17 and
+    0.82x the served inference time (2.6 GHz Intel Xeon, AVX2 code; docs/performance.md). Equal to the
     direct computation within float rounding (tested).
     """
     size = int(kernel.shape[0])
