@@ -85,6 +85,51 @@ def alternate(timed, variants: tuple[str, ...], products: int) -> None:
             timed(variant)
 
 
+def addressed(request, model_name: str):
+    """A copy of the InspectRequest ``request`` for the model ``model_name``."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.model_name = model_name
+    return copy
+
+
+def serve_and_time(root: Path, requests: dict, order: list[str], args: argparse.Namespace, log: Path):
+    """One C++ server (``args.cc_binary``, ``args.cc_flag``) on the models under ``root``: each request of
+    ``requests`` sent 3 times untimed (warm-up), then the keys of ``order`` one after another, each timed.
+    ``(first replies, {key: {"inference": [ms], "total": [ms]}})``; RuntimeError on an incomplete verdict,
+    whose timings are not the product's cost."""
+    from tfad.serving.client import InspectionClient
+
+    server_args = argparse.Namespace(
+        cc_binary=args.cc_binary, inference_threads=1, warmup_batch=args.patches, patches=args.patches,
+        cycle_budget_ms=60000, cc_flag=getattr(args, "cc_flag", []), startup_timeout_s=300,
+    )  # fmt: skip
+    proc, log_file, target = latency.start_server("cc", root, server_args, log)
+    timings = {key: {"inference": [], "total": []} for key in requests}
+
+    def send(key: str):
+        reply = client.inspect_request(requests[key], timeout_s=60)
+        if reply.verdict == "REJECT_INCOMPLETE":
+            raise RuntimeError(f"{key}: incomplete verdict: {reply.reply.incomplete_detail}")
+        return reply
+
+    try:
+        with InspectionClient(target) as client:
+            client.wait_ready(120)
+            first = {key: [send(key) for _ in range(3)][0] for key in requests}
+            for key in order:
+                reply = send(key)
+                timings[key]["inference"].append(reply.timings_ms["inference"])
+                timings[key]["total"].append(reply.timings_ms["total"])
+    finally:
+        try:
+            proc.terminate()
+            proc.wait(timeout=30)
+        finally:
+            log_file.close()
+    return first, timings
+
+
 def _gray_levels(png: bytes) -> np.ndarray:
     import cv2
 
@@ -114,54 +159,23 @@ def differences(before, after) -> dict:
 
 def measure(pair: list[Path], args: argparse.Namespace, work: Path) -> dict:
     """One C++ server serving both sides of ``pair``; ``args.products`` A B B A pairs."""
-    from tfad.serving.client import InspectionClient
-
     manifests = {
         side: json.loads((d / "tfad_manifest.json").read_text()) for side, d in zip(SIDES, pair, strict=True)
     }
     before_input, after_input = (manifests[side]["input"] for side in SIDES)
     if before_input != after_input:
         raise SystemExit(f"{pair[0]} and {pair[1]} take different inputs: {before_input}, {after_input}")
-    root = work / f"models-{len(list(work.iterdir()))}"
+    root = Path(tempfile.mkdtemp(dir=work, prefix="models-"))
     # one request for both sides (the BEFORE export's regions), so that the replies answer the same question
     _, request = latency.product_request(manifests["before"], args.patches, seed=1, heatmaps=args.heatmaps)
     requests = {}
     for side, model_dir in zip(SIDES, pair, strict=True):
         manifest = dict(manifests[side], name=f"{manifests[side]['name']}-{side}")
         linked_copy(model_dir, root, manifest)
-        requests[side] = type(request)()
-        requests[side].CopyFrom(request)
-        requests[side].model_name = manifest["name"]
-    server_args = argparse.Namespace(
-        cc_binary=args.cc_binary, inference_threads=1, warmup_batch=args.patches, patches=args.patches,
-        cycle_budget_ms=60000, cc_flag=args.cc_flag, startup_timeout_s=300,
-    )  # fmt: skip
-    proc, log, target = latency.start_server("cc", root, server_args, work / f"{root.name}.log")
-    timings: dict[str, dict[str, list[float]]] = {s: {"inference": [], "total": []} for s in SIDES}
-    try:
-        with InspectionClient(target) as client:
-            client.wait_ready(120)
-            first = {}
-            for side, request in requests.items():  # warm-up calls, untimed; the first reply is compared
-                for _ in range(3):
-                    first.setdefault(side, client.inspect_request(request, timeout_s=60))
-                if first[side].verdict == "REJECT_INCOMPLETE":  # no scores to compare
-                    raise RuntimeError(f"{side}: incomplete verdict: {first[side].reply.incomplete_detail}")
-
-            def timed(side: str) -> None:
-                reply = client.inspect_request(requests[side], timeout_s=60)
-                if reply.verdict == "REJECT_INCOMPLETE":  # an incomplete product's timings are not its cost
-                    raise RuntimeError(f"{side}: incomplete verdict: {reply.reply.incomplete_detail}")
-                timings[side]["inference"].append(reply.timings_ms["inference"])
-                timings[side]["total"].append(reply.timings_ms["total"])
-
-            alternate(timed, SIDES, args.products)
-    finally:
-        try:
-            proc.terminate()
-            proc.wait(timeout=30)
-        finally:
-            log.close()
+        requests[side] = addressed(request, manifest["name"])
+    order: list[str] = []
+    alternate(order.append, SIDES, args.products)
+    first, timings = serve_and_time(root, requests, order, args, root.with_suffix(".log"))
     after, before = timings["after"]["inference"], timings["before"]["inference"]
     ratios = [a / b for a, b in zip(after, before, strict=True)]
     return {

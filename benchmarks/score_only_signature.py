@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
-from export_ab import alternate, linked_copy  # noqa: E402
+from export_ab import addressed, alternate, linked_copy, serve_and_time  # noqa: E402
 from qualify_pc import machine_at_start, machine_line  # noqa: E402
 
 VARIANTS = ("with", "without")
@@ -69,50 +69,17 @@ def model_pair(model_dir: Path, root: Path) -> dict[str, str]:
 
 def measure(model_dir: Path, args: argparse.Namespace, work: Path) -> dict:
     """One C++ server serving both copies; ``args.products`` A B B A pairs, then the heatmap run."""
-    from tfad.serving.client import InspectionClient, build_request
-
-    root = work / f"models-{len(list(work.iterdir()))}"
+    root = Path(tempfile.mkdtemp(dir=work, prefix="models-"))
     names = model_pair(model_dir, root)
     manifest = json.loads((model_dir / "tfad_manifest.json").read_text())
-    images, _ = latency.product_request(manifest, args.patches, seed=1)
-    regions = sorted((manifest.get("thresholds") or {}).get("regions") or {}) or ["all"]
-    layout = [regions[i % len(regions)] for i in range(args.patches)]
-
-    def request(variant: str, heatmaps: str = "none"):
-        return build_request(images, layout, heatmaps=heatmaps, product_id="ab", station_id="bench",
-                             model_name=names[variant])  # fmt: skip
-
-    server_args = argparse.Namespace(
-        cc_binary=args.cc_binary, inference_threads=1, warmup_batch=args.patches, patches=args.patches,
-        cycle_budget_ms=60000, cc_flag=[], startup_timeout_s=300,
-    )  # fmt: skip
-    proc, log, target = latency.start_server("cc", root, server_args, work / f"{root.name}.log")
-    timings: dict[str, dict[str, list[float]]] = {
-        v: {"inference": [], "latency": []} for v in (*VARIANTS, "with, heatmaps all")
-    }
-    try:
-        with InspectionClient(target) as client:
-            client.wait_ready(120)
-            requests = {v: request(v) for v in VARIANTS}
-            requests["with, heatmaps all"] = request("with", "all")
-            for r in requests.values():  # warm-up calls, untimed
-                for _ in range(3):
-                    client.inspect_request(r, timeout_s=60)
-
-            def timed(variant: str) -> None:
-                reply = client.inspect_request(requests[variant], timeout_s=60)
-                if reply.verdict == "REJECT_INCOMPLETE":  # an incomplete product's timings are not its cost
-                    raise RuntimeError(f"{variant}: incomplete verdict: {reply.reply.incomplete_detail}")
-                timings[variant]["inference"].append(reply.timings_ms["inference"])
-                timings[variant]["latency"].append(reply.timings_ms["total"])
-
-            alternate(timed, VARIANTS, args.products)
-            for _ in range(max(2, args.products // 4)):
-                timed("with, heatmaps all")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    _, plain = latency.product_request(manifest, args.patches, seed=1)
+    _, with_heatmaps = latency.product_request(manifest, args.patches, seed=1, heatmaps="all")
+    requests = {variant: addressed(plain, names[variant]) for variant in VARIANTS}
+    requests["with, heatmaps all"] = addressed(with_heatmaps, names["with"])
+    order: list[str] = []
+    alternate(order.append, VARIANTS, args.products)
+    order += ["with, heatmaps all"] * max(2, args.products // 4)
+    _, timings = serve_and_time(root, requests, order, args, root.with_suffix(".log"))
     ratios = [
         a / b for a, b in zip(timings["with"]["inference"], timings["without"]["inference"], strict=True)
     ]
@@ -120,7 +87,7 @@ def measure(model_dir: Path, args: argparse.Namespace, work: Path) -> dict:
         "model_dir": str(model_dir),
         "label": f"{manifest.get('model_family')}:{manifest.get('preset')}",
         "inference_p50_ms": {v: round(statistics.median(t["inference"]), 2) for v, t in timings.items()},
-        "server_total_p50_ms": {v: round(statistics.median(t["latency"]), 2) for v, t in timings.items()},
+        "server_total_p50_ms": {v: round(statistics.median(t["total"]), 2) for v, t in timings.items()},
         "paired_inference_ratio_with_over_without": round(statistics.median(ratios), 4),
         "paired_ratio_range": [round(min(ratios), 4), round(max(ratios), 4)],
         "timings": timings,
