@@ -67,19 +67,24 @@ def test_bad_sizes_are_named() -> None:
         ((8, 4), 6, 5),  # a grid coarser than the finest tap (downscaled), a wide mean
     ],
 )
-def test_project_feature_grid_equals_the_grid_times_the_kernel(sizes, grid: int, local_average: int) -> None:
-    from tfad.backbones.features import feature_grid, project_feature_grid
+def test_a_1x1_convolution_of_the_feature_grid_is_the_grid_times_the_kernel(
+    sizes, grid: int, local_average: int
+) -> None:
+    from tfad.backbones.features import convolve_feature_grid, feature_grid
 
     rng = np.random.default_rng(3)
     shapes = [(2, s, s, c) for s, c in zip(sizes, (5, 7), strict=True)]
     maps = [tf.constant(rng.normal(size=shape), tf.float32) for shape in shapes]
     kernel = tf.constant(rng.normal(size=(12, 9)), tf.float32)
     expected = tf.einsum("nhwd,dk->nhwk", feature_grid(maps, grid, local_average), kernel)
-    _close(project_feature_grid(maps, kernel, grid, local_average), expected)
+    _close(convolve_feature_grid(maps, kernel[None, None], grid, local_average), expected)
     bias = tf.constant(rng.normal(size=9) * 10, tf.float32)
-    _close(project_feature_grid(maps, kernel, grid, local_average, bias), expected + bias)
+    _close(
+        convolve_feature_grid(maps, kernel[None, None], grid, local_average, bias[None, None]),
+        expected + bias,
+    )
     one_tap = tf.einsum("nhwd,dk->nhwk", feature_grid(maps[1:], grid, local_average), kernel[5:])
-    _close(project_feature_grid(maps[1:], kernel[5:], grid, local_average), one_tap)
+    _close(convolve_feature_grid(maps[1:], kernel[None, None, 5:], grid, local_average), one_tap)
 
 
 def test_average_pool_matrix_is_tf_avg_pool_and_counts_only_cells_inside() -> None:
@@ -94,13 +99,6 @@ def test_average_pool_matrix_is_tf_avg_pool_and_counts_only_cells_inside() -> No
     assert np.array_equal(average_pool_matrix(4, 1), np.eye(4, dtype=np.float32))
     with pytest.raises(ValueError, match="positive"):
         average_pool_matrix(4, 0)
-
-
-def test_a_kernel_that_does_not_fit_the_taps_is_named() -> None:
-    from tfad.backbones.features import project_feature_grid
-
-    with pytest.raises(ValueError, match="does not fit 12 feature channels"):
-        project_feature_grid([tf.zeros([1, 4, 4, 5]), tf.zeros([1, 2, 2, 7])], tf.zeros([11, 3]), 8)
 
 
 @pytest.mark.parametrize(
@@ -143,5 +141,7 @@ def test_convolve_feature_grid_refuses_an_even_or_misfitting_kernel() -> None:
         convolve_feature_grid(maps, tf.zeros([2, 2, 12, 3]), 8)
     with pytest.raises(ValueError, match="does not fit 12 feature channels"):
         convolve_feature_grid(maps, tf.zeros([3, 3, 11, 3]), 8)
+    with pytest.raises(ValueError, match="does not fit 12 feature channels"):
+        convolve_feature_grid(maps, tf.zeros([1, 1, 11, 3]), 8)
     with pytest.raises(ValueError, match="tap_bias"):  # a [C, k, k] bias would be silently misread
         convolve_feature_grid(maps, tf.zeros([3, 3, 12, 2]), 8, tap_bias=tf.zeros([2, 3, 3]))

@@ -177,6 +177,40 @@ def test_the_channel_subset_taken_per_tap_is_the_subset_of_the_grid_bit_for_bit(
         _select_channels(maps, np.array([3, 1]))
 
 
+def test_score_and_heatmap_are_the_maximum_and_the_scaled_map_of_the_distance_grid(
+    padim_run, tiny_vials
+) -> None:
+    """The served score is the maximum of the upsampled, blurred distance grid and the heatmap that map on
+    the fitted [0, 1] scale, clipped: checked against that definition, computed directly, for the fitted
+    range and for the unfitted one (zeros: the fitter reads the raw map that way)."""
+    import tensorflow as tf
+
+    from tfad.backbones.resampling import upsample_blur_matrix
+    from tfad.data.decode import load_images
+    from tfad.data.layouts import read_dataset
+    from tfad.families.embedding import EmbeddingFamily
+    from tfad.families.embedding.model import score_images
+
+    config, result = padim_run
+    info = json.loads((result.run_dir / "run.json").read_text())
+    model = EmbeddingFamily().load_fitted(result.run_dir, config, info)
+    images = load_images(read_dataset(str(tiny_vials), "test")[:6], (32, 32), 1)
+    grid = model.distance_grid(tf.constant(images, tf.float32) / 255.0).numpy()[..., 0].astype(np.float64)
+    matrix = upsample_blur_matrix(grid.shape[1], 32, model.arch.blur_sigma).astype(np.float64)
+    anomaly_map = np.einsum("ij,njk,lk->nil", matrix, grid, matrix)
+    fitted = model.heatmap_range.numpy().copy()
+    for low, high in (fitted, (0.0, 0.0), (fitted[0], fitted[0] + 0.25 * (fitted[1] - fitted[0]))):
+        model.heatmap_range.assign([low, high])
+        served = score_images(model, tf.constant(images))
+        called = model(tf.constant(images, tf.float32) / 255.0)
+        expected = np.clip((anomaly_map - low) / max(high - low, 1e-12), 0.0, 1.0)
+        np.testing.assert_allclose(served["score"].numpy(), anomaly_map.max(axis=(1, 2)), rtol=1e-5)
+        np.testing.assert_allclose(called["anomaly_map"].numpy()[..., 0], anomaly_map, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(served["heatmap"].numpy(), expected, atol=1e-4)
+        np.testing.assert_array_equal(called["heatmap"].numpy()[..., 0], served["heatmap"].numpy())
+    assert 0 < expected.mean() < 1 and expected.max() == 1.0  # the narrow range clips some pixels, not all
+
+
 def test_blur_keeps_a_constant_map_and_spreads_a_spike() -> None:
     import tensorflow as tf
 

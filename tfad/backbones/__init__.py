@@ -22,7 +22,6 @@ from tfad.backbones.features import (
     convolve_feature_grid,
     feature_grid,
     feature_map,
-    project_feature_grid,
 )
 from tfad.backbones.resampling import resize_images, upsample_blur
 from tfad.backbones.torch_legacy import read_legacy_state_dict, write_legacy_state_dict
@@ -41,7 +40,6 @@ __all__ = [
     "folded_features",
     "load_weights",
     "package_weights_file",
-    "project_feature_grid",
     "read_legacy_state_dict",
     "resize_images",
     "upsample_blur",

@@ -56,52 +56,6 @@ def feature_grid(maps: list[tf.Tensor], grid_size: int, local_average: int = 1) 
     return features
 
 
-def project_feature_grid(
-    maps: list[tf.Tensor],
-    kernel: tf.Tensor,
-    grid_size: int,
-    local_average: int = 1,
-    bias: tf.Tensor | None = None,
-) -> tf.Tensor:
-    """``feature_grid(maps, grid_size, local_average) @ kernel + bias``: ``[N, g, g, K]`` for a ``[D, K]``
-    kernel and a ``[K]`` bias.
-
-    The resize and the local mean act on each channel alike and the kernel mixes channels only, so they
-    commute: each tap is projected at its own resolution (1 / s^2 of the grid's cells for a tap s times
-    coarser than the grid) and then resized and pooled, as one matrix product per axis
-    (:mod:`tfad.backbones.resampling`). The taps are summed by the product along the rows (their row
-    matrices side by side), and the bias is added at the first tap's resolution: the resize's and the
-    mean's weights sum to one, so a constant passes through them. The ``K`` channels stay last, so every
-    product is a few large matrix products with ``K`` as the wide side (no transposes, no batch of tiny
-    per-channel products; SuperSimpleNet `line-fast`'s served product: 0.96-0.98x on a 2.6 GHz Intel Xeon
-    with AVX2 code, docs/performance.md).
-    Equal to the direct computation within float rounding (tested); a family's linear layers after the
-    features (an adaptor, a 1x1 convolution, an inference-mode batch normalisation) fold into ``kernel``
-    and ``bias``.
-    """
-    total = sum(int(m.shape[-1]) for m in maps)
-    if kernel.shape[0] != total:
-        raise ValueError(f"project_feature_grid: kernel {kernel.shape} does not fit {total} feature channels")
-    out_channels = int(kernel.shape[1])
-    pool = average_pool_matrix(grid_size, local_average).astype(np.float64)
-    along_columns, row_matrices, first = [], [], 0
-    with tf.name_scope("feature_grid_projection"):  # one scope for benchmarks/serving_profile.py
-        for tap in maps:
-            _, height, width, channels = tap.shape
-            rows, cols = (_resize_and_pool(size, grid_size, pool) for size in (height, width))
-            x = tf.matmul(tf.reshape(tap, [-1, channels]), kernel[first : first + channels])  # [N h w, K]
-            if bias is not None and first == 0:
-                x = x + bias
-            first += channels
-            x = tf.matmul(tf.constant(cols), tf.reshape(x, [-1, width, out_channels]))  # [N h, g, K]
-            along_columns.append(tf.reshape(x, [-1, height, grid_size * out_channels]))
-            row_matrices.append(rows)
-        x = along_columns[0] if len(maps) == 1 else tf.concat(along_columns, axis=1)  # [N, sum of h, g K]
-        # along the rows, summing the taps
-        x = tf.matmul(tf.constant(np.concatenate(row_matrices, axis=1)), x)
-        return tf.reshape(x, [-1, grid_size, grid_size, out_channels])
-
-
 def convolve_feature_grid(
     maps: list[tf.Tensor],
     kernel: tf.Tensor,
@@ -113,14 +67,18 @@ def convolve_feature_grid(
     ``[k, k, D, C]`` kernel (k odd), plus, with ``tap_bias`` ``[k, k, C]``, each tap's constant wherever that
     tap falls inside the grid (a constant input feature seen through the convolution's zero padding).
 
-    A k x k convolution is k^2 shifted 1x1 projections, and a projection commutes with the resize and the
-    local mean (:func:`project_feature_grid`). So each backbone tap is projected to the k^2 x C per-tap
-    channels at its own resolution, and each tap's shift is taken into the resampling matrices: one product
-    along the columns with the k column-shifted matrices side by side, one along the rows with the k
-    row-shifted ones, which also sums the taps. Neither the D-channel grid nor the k^2 x C-channel one is ever
+    A k x k convolution is k^2 shifted 1x1 projections. A projection mixes channels only, and the resize and
+    the local mean act on each channel alike, so they commute: each tap is projected at its own resolution
+    (1 / s^2 of the grid's cells for a tap s times coarser than the grid), to the k^2 x C per-tap channels,
+    and each tap's shift is taken into the resampling matrices: one product along the columns with the k
+    column-shifted matrices side by side, one along the rows with the k row-shifted ones, which also sums
+    the taps. Neither the D-channel grid nor the k^2 x C-channel one is ever
     written: for SuperSimpleNet `line-fast`'s supervised graph, 8.69 GFLOP per product instead of 11.17 and
-    0.82x the served inference time (2.6 GHz Intel Xeon, AVX2 code; docs/performance.md). Equal to the
-    direct computation within float rounding (tested).
+    0.82x the served inference time (2.6 GHz Intel Xeon, AVX2 code; docs/performance.md). With k = 1 it is the
+    grid times a ``[D, C]`` kernel: a few large matrix products with the C channels as the wide side (no
+    transposes; SuperSimpleNet's folded segmentation head). A family's linear layers after the features (an
+    adaptor, a 1x1 convolution, an inference-mode batch normalisation) fold into ``kernel`` and
+    ``tap_bias``. Equal to the direct computation within float rounding (tested).
     """
     size = int(kernel.shape[0])
     if kernel.shape.rank != 4 or kernel.shape[1] != size or size % 2 == 0:
@@ -147,13 +105,16 @@ def convolve_feature_grid(
             if tap_bias is not None and first == 0:  # the resampling's weights sum to one: a constant stays
                 x = x + tf.reshape(tap_bias, [-1])
             first += channels
-            # [N, h, w, dy, dx, C] -> [N h dy, (dx w), C]
-            x = tf.reshape(x, [-1, height, width, size, size, out_channels])
-            x = tf.reshape(tf.transpose(x, [0, 1, 3, 4, 2, 5]), [-1, size * width, out_channels])
+            if size > 1:  # [N, h, w, dy, dx, C] -> [N h dy, (dx w), C] (already in that order for k = 1)
+                x = tf.transpose(
+                    tf.reshape(x, [-1, height, width, size, size, out_channels]), [0, 1, 3, 4, 2, 5]
+                )
+            x = tf.reshape(x, [-1, size * width, out_channels])
             shifted = [_shifted_rows(cols, dx - radius) for dx in range(size)]
             x = tf.matmul(tf.constant(np.concatenate(shifted, axis=1)), x)  # [N h dy, g, C]: dx summed
-            # -> [N, (dy h), g C]
-            x = tf.transpose(tf.reshape(x, [-1, height, size, grid_size * out_channels]), [0, 2, 1, 3])
+            x = tf.reshape(x, [-1, height, size, grid_size * out_channels])
+            if size > 1:  # -> [N, (dy h), g C]
+                x = tf.transpose(x, [0, 2, 1, 3])
             along_columns.append(tf.reshape(x, [-1, size * height, grid_size * out_channels]))
             row_matrices.extend(_shifted_rows(rows, dy - radius) for dy in range(size))
         x = along_columns[0] if len(maps) == 1 else tf.concat(along_columns, axis=1)

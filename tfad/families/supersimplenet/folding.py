@@ -2,9 +2,9 @@
 
 In inference mode the adaptor (a 1x1 convolution), the segmentation head's hidden 1x1 convolution and its
 batch normalisation are one affine map of the features, and the grid's resize and local mean commute with
-it (:func:`tfad.backbones.features.project_feature_grid`). So the segmentation head's hidden layer is
-computed from each backbone tap at the tap's own resolution, with one folded kernel, instead of three
-passes over the grid at the grid's resolution. The classification head's k x k convolution takes the
+it (:func:`tfad.backbones.features.convolve_feature_grid` with a 1x1 kernel). So the segmentation head's
+hidden layer is computed from each backbone tap at the tap's own resolution, with one folded kernel, instead
+of three passes over the grid at the grid's resolution. The classification head's k x k convolution takes the
 adaptor and its batch normalisation into its kernel, and is computed from the taps too, as k^2 shifted
 projections (:func:`tfad.backbones.features.convolve_feature_grid`): the feature grid itself is never
 built. The adaptor's bias becomes a constant per tap of the kernel, because the convolution's zero padding
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 from keras import layers
 
-from tfad.backbones import convolve_feature_grid, project_feature_grid
+from tfad.backbones import convolve_feature_grid
 from tfad.families.supersimplenet.presets import SuperSimpleNetArchitecture
 from tfad.networks.folding import batch_norm_affine
 
@@ -46,7 +46,9 @@ def segmentation_logits(
         adaptor_bias = tf.linalg.matvec(hidden, adaptor.bias, transpose_a=True)
         bias = (adaptor_bias + heads.seg_hidden.bias) * scale + offset
         g = arch.grid_size
-        z = project_feature_grid(maps, kernel, g, arch.local_average, bias)  # [N, g, g, H]
+        z = convolve_feature_grid(
+            maps, kernel[None, None], g, arch.local_average, bias[None, None]
+        )  # [N, g, g, H]
         z = tf.nn.leaky_relu(z, alpha=0.2)
         logits = tf.matmul(tf.reshape(z, [-1, z.shape[-1]]), heads.seg_out.kernel[0, 0])  # seg_out: no bias
         return tf.reshape(logits, [-1, g, g, 1])
