@@ -76,6 +76,15 @@ void RunJob(const std::shared_ptr<InferenceJob>& job) {
     code = RunCode::kError;
     FailJob(*job, "a non-standard exception", &error);
   }
+  const size_t heatmap_values = static_cast<size_t>(job->batch.n) * job->batch.height * job->batch.width;
+  if (code == RunCode::kOk && job->want_heatmaps && heatmaps.size() != heatmap_values) {
+    // The reply's PNGs read H x W values per patch from this buffer: a model that returned another count is
+    // an inference error, never an out-of-bounds read.
+    code = RunCode::kError;
+    error = "the model returned " + std::to_string(heatmaps.size()) + " heatmap values for " +
+            std::to_string(job->batch.n) + " patches of " + std::to_string(job->batch.width) + "x" +
+            std::to_string(job->batch.height) + ", expected " + std::to_string(heatmap_values);
+  }
   if (code != RunCode::kOk) {
     scores.clear();
     heatmaps.clear();

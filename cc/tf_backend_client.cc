@@ -4,6 +4,8 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <limits>
+
 #include "cc/tf_backend/tf_backend.h"
 
 namespace tfad {
@@ -29,7 +31,8 @@ class TfModel : public InferenceModel {
 
   RunCode Run(const uint8_t* images, int n, int h, int w, int c, int64_t timeout_ms, std::vector<float>* scores,
               std::vector<float>* heatmaps, std::string* error) override {
-    scores->assign(static_cast<size_t>(n), 0.0f);
+    // NaN until the backend writes them: a score it left unwritten is an incomplete inspection, not an accept
+    scores->assign(static_cast<size_t>(n), std::numeric_limits<float>::quiet_NaN());
     if (heatmaps != nullptr) heatmaps->assign(static_cast<size_t>(n) * h * w, 0.0f);
     char err[kErrLen] = {0};
     const int code = api_->run(model_, images, n, h, w, c, timeout_ms, scores->data(),

@@ -28,16 +28,32 @@ std::string ChannelWord(int c) {
   }
 }
 
-// Channels and size against the model: channels must match; size must match unless the policy is bilinear.
+// Channels and size against the model: channels must match; size must match unless the policy is bilinear,
+// and then be within kMaxResizeFactor of the model's on each side.
 Status CheckShape(const std::string& where, int w, int h, int c, const Manifest& manifest) {
   const int H = manifest.height, W = manifest.width, C = manifest.channels;
   if (c != C) {
     return Status::Error(where + ": image has " + ChannelWord(c) + " channels; model " + manifest.name + " takes " +
                          ChannelWord(C));
   }
-  if ((w != W || h != H) && manifest.resize != ResizePolicy::kBilinear) {
+  if (w == W && h == H) return Status::Ok();
+  if (manifest.resize != ResizePolicy::kBilinear) {
     return Status::Error(where + ": image is " + Dims(w, h, c) + " but model " + manifest.name + " takes " +
                          Dims(W, H, C) + " and its manifest's resize policy is \"reject\"");
+  }
+  // int64: w and h fit an int (w x h x c <= --max_patch_bytes), their products with the factor need not
+  const auto within = [](int64_t size, int64_t model) {
+    return size * kMaxResizeFactor >= model && size <= model * kMaxResizeFactor;
+  };
+  if (!within(w, W) || !within(h, H)) {
+    const auto range = [](int model) {
+      return std::to_string((model + kMaxResizeFactor - 1) / kMaxResizeFactor) + "-" +
+             std::to_string(model * kMaxResizeFactor);
+    };
+    return Status::Error(where + ": image is " + Dims(w, h, c) + " but model " + manifest.name + " takes " +
+                         Dims(W, H, C) + "; its resize policy \"bilinear\" resizes widths " + range(W) +
+                         " and heights " + range(H) + " only (at most " + std::to_string(kMaxResizeFactor) +
+                         "x either way)");
   }
   return Status::Ok();
 }

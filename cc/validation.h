@@ -21,6 +21,11 @@ struct RequestLimits {
 // Longest product_id, run_id, station_id, model_name and patch region (bytes, printable ASCII only).
 // Longer or non-printable values are refused without being echoed in the reply, the status or the log.
 constexpr size_t kMaxIdBytes = 128;
+// The "bilinear" resize policy resizes a patch whose width and height are each within this factor of the
+// model's (inclusive). Bilinear without antialiasing skips source pixels when it shrinks more than 2x (a thin
+// defect can fall between its taps), and a larger enlargement gives the model a blur it never saw: such a patch
+// (a thumbnail, a mis-cut frame) is refused, never scored.
+constexpr int kMaxResizeFactor = 2;
 
 // Serialized bytes of one Patch beyond its data, at most: region (<= kMaxIdBytes + tag + length), the six
 // varint fields and the enum (<= 11 bytes each), the data's tag and length prefix, the Patch's own prefix.

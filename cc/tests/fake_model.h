@@ -34,6 +34,7 @@ class FakeModel : public InferenceModel {
   std::atomic<int> runs_without_heatmaps{0};
   std::atomic<bool> hold{false};          // while true, Run waits (a request kept in flight)
   std::atomic<int> held{0};               // runs that have waited on `hold`
+  std::atomic<int> short_heatmaps{0};     // heatmap values left out of a run's output (a misbehaving model)
 
   RunCode Run(const uint8_t* images, int n, int h, int w, int c, int64_t /*timeout_ms*/, std::vector<float>* scores,
               std::vector<float>* heatmaps, std::string* error) override {
@@ -62,7 +63,7 @@ class FakeModel : public InferenceModel {
       for (size_t k = 0; k < per; ++k) sum += images[static_cast<size_t>(i) * per + k];
       (*scores)[static_cast<size_t>(i)] = nan_scores ? std::nanf("") : static_cast<float>(sum / per / 255.0) + offset;
     }
-    if (heatmaps != nullptr) heatmaps->assign(static_cast<size_t>(n) * h * w, 0.5f);
+    if (heatmaps != nullptr) heatmaps->assign(static_cast<size_t>(n) * h * w - short_heatmaps, 0.5f);
     return RunCode::kOk;
   }
 };

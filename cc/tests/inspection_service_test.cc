@@ -211,6 +211,24 @@ TEST_F(InspectionServiceTest, NanScoresAreRejectIncomplete) {
   EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_INFERENCE_ERROR);
 }
 
+// A model whose heatmap output is shorter than the patches need is an inference error: the PNG encoder would
+// read past the buffer.
+TEST_F(InspectionServiceTest, ShortHeatmapOutputIsRejectIncompleteNotAnOutOfBoundsRead) {
+  loader_.model->short_heatmaps = 1;
+  pb::InspectRequest request = Product(0, 0);
+  request.set_heatmaps(pb::HEATMAP_MODE_ALL);
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(request, &reply).ok());
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+  EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_INFERENCE_ERROR);
+  EXPECT_NE(reply.incomplete_detail().find("heatmap values for"), std::string::npos) << reply.incomplete_detail();
+  EXPECT_EQ(reply.patches_size(), 0);
+  // the same model without heatmaps asked for answers normally
+  request.set_heatmaps(pb::HEATMAP_MODE_NONE);
+  ASSERT_TRUE(Inspect(request, &reply).ok());
+  EXPECT_NE(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+}
+
 TEST_F(InspectionServiceTest, FullQueueIsRejectIncompleteOverloaded) {
   loader_.model->sleep_ms = 500;
   // One running + two queued fill the pool (1 thread, max_queue 2); the fourth is refused. Each step waits

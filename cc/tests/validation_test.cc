@@ -115,6 +115,37 @@ TEST_F(ValidationTest, WrongSizeIsResizedUnderBilinearPolicy) {
   for (size_t i = 0; i < 64; ++i) EXPECT_EQ(batch_.pixels[i], 77);
 }
 
+// A thumbnail or a mis-cut frame is not stretched into a plausible patch and scored (it could be accepted):
+// the bilinear policy resizes within kMaxResizeFactor (2x) of the model's size on each side, inclusive.
+TEST_F(ValidationTest, BilinearPolicyRefusesSizesBeyondTwiceOrHalfTheModels) {
+  manifest_.resize = ResizePolicy::kBilinear;  // the model takes 8x8x1
+  const struct {
+    int w, h;
+    bool ok;
+  } cases[] = {{4, 4, true}, {16, 16, true}, {4, 16, true}, {9, 7, true}, {3, 8, false}, {8, 3, false},
+               {17, 8, false}, {8, 17, false}, {1, 1, false}, {64, 64, false}, {16, 1, false}};
+  for (const auto& k : cases) {
+    pb::InspectRequest r;
+    AddRawPatch(&r, "R0", k.w, k.h, 1, 9);
+    const Status s = Validate(r);
+    EXPECT_EQ(s.ok(), k.ok) << k.w << "x" << k.h << ": " << s.message();
+    if (!k.ok) {
+      EXPECT_TRUE(Contains(s, "image is " + std::to_string(k.w) + "x" + std::to_string(k.h) + "x1 but model"))
+          << s.message();
+      EXPECT_TRUE(Contains(s, "resizes widths 4-16 and heights 4-16 only (at most 2x either way)")) << s.message();
+    }
+  }
+  // a PNG is checked the same way after its header
+  pb::InspectRequest r;
+  pb::Patch* p = r.add_patches();
+  p->set_region("R0");
+  p->set_encoding(pb::IMAGE_ENCODING_PNG);
+  std::string png;
+  ASSERT_TRUE(EncodeGrayPng(std::vector<uint8_t>(3 * 3, 5).data(), 3, 3, &png).ok());
+  p->set_data(png);
+  EXPECT_TRUE(Contains(Validate(r), "image is 3x3x1 but model")) << Validate(r).message();
+}
+
 // Found by benchmarks/abuse_campaign.py: width x height x channels wrapped in signed 64-bit arithmetic, so
 // a 41 KB patch declaring 4294887032x2863365041x3 passed every check on an RGB bilinear model and the
 // resize read far outside the buffer (SIGSEGV). Huge declared sizes are refused by the pixel limit.

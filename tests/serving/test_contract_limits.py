@@ -209,3 +209,25 @@ def test_server_refuses_bad_ids_before_echoing_or_logging_them(bad_id, caplog):
         assert "heatmaps: unknown HeatmapMode value 3" in info.value.message
     finally:
         servicer.close()
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "ok"),
+    [(4, 4, True), (16, 16, True), (4, 16, True), (9, 7, True), (3, 8, False), (8, 3, False), (17, 8, False),
+     (8, 17, False), (1, 1, False), (64, 64, False), (16, 1, False)],
+)  # fmt: skip
+def test_bilinear_policy_refuses_sizes_beyond_twice_or_half_the_models(w: int, h: int, ok: bool):
+    """A thumbnail or a mis-cut frame is not stretched into a plausible patch and scored (it could be
+    accepted); mirrors cc/tests/validation_test.cc BilinearPolicyRefusesSizesBeyondTwiceOrHalfTheModels."""
+    manifest = Manifest(**{**MANIFEST.__dict__, "resize": "bilinear"})  # the model takes 8x8x1
+    request = pb.InspectRequest()
+    add_raw(request, w=w, h=h, value=9)
+    if ok:
+        batch = validate_and_decode(request, manifest, RequestLimits())
+        assert batch.images.shape[1:3] == (8, 8) and batch.resized == int((w, h) != (8, 8))
+        return
+    message = refusal(request, manifest)
+    assert message == (
+        f"patch 0 (region R0, frame 0, vial 0): image is {w}x{h}x1 but model vials takes 8x8x1; its resize "
+        'policy "bilinear" resizes widths 4-16 and heights 4-16 only (at most 2x either way)'
+    )

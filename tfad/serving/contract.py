@@ -297,6 +297,9 @@ class RequestLimits:
 # Longest product_id, run_id, station_id, model_name and patch region (bytes, printable ASCII only); longer
 # or non-printable values are refused without being echoed in the reply, the status or the log.
 MAX_ID_BYTES = 128
+# The "bilinear" resize policy resizes a patch whose width and height are each within this factor of the
+# model's (inclusive); cc/validation.h kMaxResizeFactor, where the reason is given.
+MAX_RESIZE_FACTOR = 2
 # Serialized bytes of one Patch beyond its data, at most (region, varints, enum, prefixes).
 PATCH_OVERHEAD_BYTES = 256
 # Serialized bytes of an InspectRequest beyond its patches, at most (four ids, heatmap mode, prefixes).
@@ -359,18 +362,29 @@ def _dims(w: int, h: int, c: int) -> str:
 
 
 def _check_shape(where: str, w: int, h: int, c: int, manifest: Manifest) -> None:
-    """Channels must match the model; size too unless the resize policy is bilinear."""
+    """Channels must match the model; size too unless the resize policy is bilinear, and then be within
+    MAX_RESIZE_FACTOR of the model's on each side."""
     H, W, C = manifest.height, manifest.width, manifest.channels
     if c != C:
         raise InvalidRequest(
             f"{where}: image has {_CHANNEL_WORDS.get(c, c)} channels; model {manifest.name} takes "
             f"{_CHANNEL_WORDS.get(C, C)}"
         )
-    if (h, w) != (H, W) and manifest.resize != "bilinear":
+    if (h, w) == (H, W):
+        return
+    if manifest.resize != "bilinear":
         raise InvalidRequest(
             f"{where}: image is {_dims(w, h, c)} but model {manifest.name} takes {_dims(W, H, C)} "
             "and its "
             'manifest\'s resize policy is "reject"'
+        )
+    factor = MAX_RESIZE_FACTOR
+    if not all(size * factor >= model and size <= model * factor for size, model in ((w, W), (h, H))):
+        widths, heights = (f"{-(-model // factor)}-{model * factor}" for model in (W, H))
+        raise InvalidRequest(
+            f"{where}: image is {_dims(w, h, c)} but model {manifest.name} takes {_dims(W, H, C)}; its "
+            f'resize policy "bilinear" resizes widths {widths} and heights {heights} only '
+            f"(at most {factor}x either way)"
         )
 
 

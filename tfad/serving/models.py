@@ -334,8 +334,14 @@ class ModelManager:
         self._thread: threading.Thread | None = None
 
     def poll_all(self) -> None:
+        """One poll of every model. The poller's last line of defence (as cc/model_manager.cc PollAll): an
+        unexpected exception is logged and the slot keeps its serving version; the next poll tries again,
+        instead of the polling thread ending and hot reload stopping silently."""
         for slot in self.slots:
-            slot.poll()
+            try:
+                slot.poll()
+            except Exception as err:  # noqa: BLE001 - anything, or the poller thread dies
+                log.error("event=model_poll_exception model=%s error=%r", slot.name, str(err))
 
     def start_polling(self, interval_s: float) -> None:
         if interval_s <= 0 or self._thread is not None:
