@@ -231,3 +231,17 @@ def test_bilinear_policy_refuses_sizes_beyond_twice_or_half_the_models(w: int, h
         f"patch 0 (region R0, frame 0, vial 0): image is {w}x{h}x1 but model vials takes 8x8x1; its resize "
         'policy "bilinear" resizes widths 4-16 and heights 4-16 only (at most 2x either way)'
     )
+
+
+def test_a_heatmap_the_png_encoder_fails_on_is_a_value_error(monkeypatch):
+    """The Python server omits a heatmap whose encoding raised ValueError (counted in heatmaps_omitted, the
+    verdict kept), as the C++ server does; OpenCV's own error must arrive as that, not end the product."""
+    import cv2
+
+    def broken(*args, **kwargs):
+        raise cv2.error("out of memory in the encoder")
+
+    assert contract.encode_heatmap_png(np.zeros((4, 4), np.float32)).startswith(b"\x89PNG")
+    monkeypatch.setattr(contract.cv2, "imencode", broken)
+    with pytest.raises(ValueError, match="PNG encode failed: .*out of memory in the encoder"):
+        contract.encode_heatmap_png(np.zeros((4, 4), np.float32))

@@ -276,7 +276,10 @@ def encode_heatmap_png(heatmap: np.ndarray) -> bytes:
     """8-bit gray PNG of a heatmap in [0, 1] (clamped; NaN -> 1), value = round(v * 255)."""
     h = np.nan_to_num(heatmap.astype(np.float32), nan=1.0)
     gray = (np.clip(h, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
-    ok, buf = cv2.imencode(".png", gray, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    try:
+        ok, buf = cv2.imencode(".png", gray, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    except cv2.error as err:  # as a ValueError: the server omits that heatmap, as the C++ server does
+        raise ValueError(f"PNG encode failed: {err}") from err
     if not ok:
         raise ValueError("PNG encode failed")
     return buf.tobytes()

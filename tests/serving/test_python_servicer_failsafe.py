@@ -1,0 +1,94 @@
+"""The Python server's fail-safe replies, with a model whose outputs a test controls (no TensorFlow): a NaN
+score, too few scores, a run that raises and a heatmap of the wrong size are each REJECT_INCOMPLETE /
+INFERENCE_ERROR with no patch results, never ACCEPT. Mirrors cc/tests/inspection_service_test.cc
+(NanScoresAreRejectIncomplete, InferenceExceptionTest,
+ShortHeatmapOutputIsRejectIncompleteNotAnOutOfBoundsRead)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from tfad.serving.contract import Manifest
+from tfad.serving.models import ModelManager, Servable
+from tfad.serving.protos import pb
+from tfad.serving.server import InspectionServicer, ServerConfig
+
+MANIFEST = Manifest(
+    name="vials",
+    version=1,
+    height=8,
+    width=8,
+    channels=1,
+    resize="reject",
+    region_thresholds={"R0": 0.5, "R1": 0.25},
+    default_threshold=None,
+)
+
+
+class _Context:
+    def time_remaining(self):
+        return None
+
+    def abort(self, code: grpc.StatusCode, message: str):
+        raise AssertionError(f"aborted with {code}: {message}")
+
+
+def _product(heatmaps: int = pb.HEATMAP_MODE_NONE) -> pb.InspectRequest:
+    request = pb.InspectRequest(product_id="P1", run_id="R", model_name="vials", heatmaps=heatmaps)
+    for vial, region in enumerate(("R0", "R1", "R0")):
+        request.patches.add(
+            region=region, vial=vial, encoding=pb.IMAGE_ENCODING_RAW_UINT8, width=8, height=8, channels=1,
+            data=bytes([10]) * 64,
+        )  # fmt: skip
+    return request
+
+
+def _inspect(tmp_path: Path, runner, request: pb.InspectRequest) -> pb.InspectReply:
+    (tmp_path / "vials").mkdir(exist_ok=True)
+    manager = ModelManager(tmp_path, names=["vials"])
+    manager.slots[0]._current = Servable("vials", 1, tmp_path / "vials" / "1", MANIFEST, runner)
+    servicer = InspectionServicer(manager, ServerConfig(log_requests=False))
+    try:
+        return servicer.Inspect(request, _Context())
+    finally:
+        servicer.close()
+
+
+def _outputs(scores, heatmap_shape=None):
+    def runner(images: np.ndarray) -> dict:
+        shape = heatmap_shape or images.shape[:3]
+        return {"score": np.asarray(scores, np.float32), "heatmap": np.full(shape, 0.5, np.float32)}
+
+    return runner
+
+
+def test_a_model_with_scores_under_the_thresholds_is_accepted(tmp_path):
+    reply = _inspect(tmp_path, _outputs([0.1, 0.1, 0.1]), _product(pb.HEATMAP_MODE_ALL))
+    assert reply.verdict == pb.VERDICT_ACCEPT and len(reply.patches) == 3
+    assert all(p.heatmap_png.startswith(b"\x89PNG") for p in reply.patches)
+
+
+def _raises(images):
+    raise RuntimeError("the graph failed")
+
+
+@pytest.mark.parametrize(
+    ("runner", "heatmaps", "detail"),
+    [
+        (_outputs([0.1, float("nan"), 0.1]), pb.HEATMAP_MODE_NONE, "score"),
+        (_outputs([0.1, 0.1, float("inf")]), pb.HEATMAP_MODE_NONE, "score"),
+        (_outputs([0.1, 0.1]), pb.HEATMAP_MODE_NONE, "output 'score' has shape [2], expected [3]"),
+        (_raises, pb.HEATMAP_MODE_NONE, "model run failed: the graph failed"),
+        (_outputs([0.1, 0.1, 0.1], (3, 8, 7)), pb.HEATMAP_MODE_ALL, "output 'heatmap' has shape [3, 8, 7]"),
+    ],
+    ids=["nan-score", "infinite-score", "too-few-scores", "run-raises", "heatmap-wrong-size"],
+)
+def test_a_model_that_misbehaves_is_reject_incomplete_never_accept(tmp_path, runner, heatmaps, detail):
+    reply = _inspect(tmp_path, runner, _product(heatmaps))
+    assert reply.verdict == pb.VERDICT_REJECT_INCOMPLETE
+    assert reply.incomplete_reason == pb.INCOMPLETE_REASON_INFERENCE_ERROR
+    assert detail in reply.incomplete_detail and len(reply.patches) == 0 and reply.product_score == 0.0
