@@ -100,6 +100,19 @@ void RunJob(const std::shared_ptr<InferenceJob>& job) {
   job->cv.notify_all();
 }
 
+// "patch 3 (region R0, frame 0, vial 2) is blank: every pixel is 0 (a camera or grab failure?); 4 patches in all"
+std::string BlankPatchDetail(const pb::InspectRequest& request, const DecodedBatch& batch) {
+  const int i = batch.blank.front();
+  const pb::Patch& p = request.patches(i);
+  const size_t patch_size = static_cast<size_t>(batch.height) * batch.width * batch.channels;
+  std::string detail = "patch " + std::to_string(i) + " (region " + p.region() + ", frame " + std::to_string(p.frame()) +
+                       ", vial " + std::to_string(p.vial()) + ") is blank: every pixel is " +
+                       std::to_string(batch.pixels[patch_size * static_cast<size_t>(i)]) +
+                       " (a camera or grab failure?)";
+  if (batch.blank.size() > 1) detail += "; " + std::to_string(batch.blank.size()) + " blank patches in all";
+  return detail;
+}
+
 const char* VerdictName(pb::Verdict v) {
   switch (v) {
     case pb::VERDICT_ACCEPT: return "ACCEPT";
@@ -252,6 +265,10 @@ grpc::Status InspectionServiceImpl::InspectUntil(Clock::time_point received, Clo
               {"error", valid.message()}});
     reply->Clear();
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, valid.message());
+  }
+  if (servable->manifest.reject_blank_patches && !job->batch.blank.empty()) {
+    return finish(pb::VERDICT_REJECT_INCOMPLETE, pb::INCOMPLETE_REASON_BLANK_PATCH,
+                  BlankPatchDetail(request, job->batch));
   }
   const std::string budget_detail = [&] {
     return "no verdict within the time available (" + FormatMs(MsBetween(received, deadline)) +

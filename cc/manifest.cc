@@ -131,6 +131,12 @@ Status ParseManifest(const std::string& json, Manifest* out) {
     } else {
       return Status::Error("manifest: preprocessing.resize is \"" + resize + "\", must be \"reject\" or \"bilinear\"");
     }
+    std::string blank = "inspect";
+    OptionalString(pre->struct_value(), "blank_patches", &blank);
+    if (blank != "reject" && blank != "inspect") {
+      return Status::Error("manifest: preprocessing.blank_patches is \"" + blank + "\", must be \"reject\" or \"inspect\"");
+    }
+    m.reject_blank_patches = blank == "reject";
   }
 
   if (const Value* sig = Field(root, "signature"); sig != nullptr) {

@@ -26,6 +26,9 @@ struct Manifest {
   int width = 0;
   int channels = 0;
   ResizePolicy resize = ResizePolicy::kReject;
+  // preprocessing.blank_patches "reject": a product with a patch whose pixels all have one value is
+  // REJECT_INCOMPLETE / BLANK_PATCH, not scored ("inspect", or absent in manifests older than the field: scored).
+  bool reject_blank_patches = false;
   std::string signature_name = "serving_default";
   std::string signature_input = "images";
   std::string score_output = "score";

@@ -129,6 +129,7 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
   batch->pixels.shrink_to_fit();
   batch->thresholds.assign(static_cast<size_t>(n), 0.0f);
   batch->resized = 0;
+  batch->blank.clear();
 
   auto where_of = [](int i, const pb::Patch& p) {
     return "patch " + std::to_string(i) + " (region " + (p.region().empty() ? "<empty>" : p.region()) + ", frame " +
@@ -238,6 +239,10 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
     } else {  // CheckShape allowed it: the bilinear policy
       ResizeBilinear(src, h, w, c, dst, H, W);
       ++batch->resized;
+    }
+    // a real image's first differing pixel comes within a few bytes; only a blank patch is read whole
+    if (std::all_of(dst + 1, dst + patch_size, [first = dst[0]](uint8_t v) { return v == first; })) {
+      batch->blank.push_back(i);
     }
   }
   return Status::Ok();

@@ -211,6 +211,42 @@ TEST_F(InspectionServiceTest, NanScoresAreRejectIncomplete) {
   EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_INFERENCE_ERROR);
 }
 
+// A blank patch (every pixel one value: a camera or grab failure) is not scored when the manifest says so (what
+// tfad export writes): a reconstruction model may reconstruct it perfectly and accept it.
+TEST_F(InspectionServiceTest, BlankPatchIsRejectIncompleteWhenTheManifestSaysSo) {
+  pb::InspectRequest uniform = Product(102, 51);  // every patch one value: scored under version 1's manifest
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(uniform, &reply).ok());
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_ACCEPT);
+  testing::MakeDir(root_ + "/vials/2");
+  testing::WriteFile(root_ + "/vials/2/tfad_manifest.json",
+                     testing::ManifestJson("vials", 2, 8, 8, 1, "reject",
+                                           R"({"policy": "max-accuracy", "regions": {"R0": 0.5, "R1": 0.25}})", "reject"));
+  manager_->PollAll();
+  const int runs_before = loader_.model->runs;
+  ASSERT_TRUE(Inspect(uniform, &reply).ok());
+  EXPECT_EQ(reply.model_version(), 2);
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+  EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_BLANK_PATCH);
+  EXPECT_EQ(reply.incomplete_detail(),
+            "patch 0 (region R0, frame 0, vial 0) is blank: every pixel is 102 (a camera or grab failure?); 2 blank "
+            "patches in all");
+  EXPECT_EQ(reply.patches_size(), 0);
+  EXPECT_EQ(loader_.model->runs, runs_before);  // not run
+  // one pixel of difference in each patch is an image: inspected as usual
+  pb::InspectRequest varied = uniform;
+  for (int i = 0; i < varied.patches_size(); ++i) (*varied.mutable_patches(i)->mutable_data())[5] = 0;
+  ASSERT_TRUE(Inspect(varied, &reply).ok());
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_ACCEPT);
+  EXPECT_EQ(reply.patches_size(), 2);
+  // one blank patch among images is enough, and the detail names it
+  (*varied.mutable_patches(1)->mutable_data())[5] = 51;
+  ASSERT_TRUE(Inspect(varied, &reply).ok());
+  EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_BLANK_PATCH);
+  EXPECT_EQ(reply.incomplete_detail(),
+            "patch 1 (region R1, frame 0, vial 0) is blank: every pixel is 51 (a camera or grab failure?)");
+}
+
 // A model whose heatmap output is shorter than the patches need is an inference error: the PNG encoder would
 // read past the buffer.
 TEST_F(InspectionServiceTest, ShortHeatmapOutputIsRejectIncompleteNotAnOutOfBoundsRead) {

@@ -19,10 +19,24 @@ TEST(ManifestTest, ParsesTheContractExample) {
   EXPECT_EQ(m.width, 128);
   EXPECT_EQ(m.channels, 1);
   EXPECT_EQ(m.resize, ResizePolicy::kBilinear);
+  EXPECT_FALSE(m.reject_blank_patches);  // absent: manifests older than the field score blank patches
   EXPECT_EQ(m.signature_input, "images");
   EXPECT_FLOAT_EQ(m.region_thresholds.at("R0"), 0.5f);
   EXPECT_FALSE(m.default_threshold.has_value());
   EXPECT_EQ(m.RegionList(), "R0, R1");
+}
+
+// preprocessing.blank_patches: "reject" or "inspect"; anything else is an error naming the field and the value.
+TEST(ManifestTest, BlankPatchesIsRejectOrInspect) {
+  const std::string thresholds = R"({"policy": "max-accuracy", "regions": {"R0": 0.5}})";
+  Manifest m;
+  ASSERT_TRUE(ParseManifest(ManifestJson("vials", 1, 8, 8, 1, "reject", thresholds, "reject"), &m).ok());
+  EXPECT_TRUE(m.reject_blank_patches);
+  ASSERT_TRUE(ParseManifest(ManifestJson("vials", 1, 8, 8, 1, "reject", thresholds, "inspect"), &m).ok());
+  EXPECT_FALSE(m.reject_blank_patches);
+  const Status s = ParseManifest(ManifestJson("vials", 1, 8, 8, 1, "reject", thresholds, "ignore"), &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "manifest: preprocessing.blank_patches is \"ignore\", must be \"reject\" or \"inspect\"");
 }
 
 // signature.score_only names the score-only signature; absent or null means none (an older export); any

@@ -31,11 +31,13 @@ inline void MakeDir(const std::string& path) { ::mkdir(path.c_str(), 0755); }
 inline std::string ManifestJson(const std::string& name = "vials", int version = 1, int h = 8, int w = 8, int c = 1,
                                 const std::string& resize = "reject",
                                 const std::string& thresholds_json =
-                                    R"({"policy": "max-accuracy", "regions": {"R0": 0.5, "R1": 0.25}, "default": null})") {
+                                    R"({"policy": "max-accuracy", "regions": {"R0": 0.5, "R1": 0.25}, "default": null})",
+                                const std::string& blank_patches = "") {  // "": the field absent
   return R"({"format": "tfad-manifest/1", "name": ")" + name + R"(", "version": )" + std::to_string(version) +
          R"(, "model_family": "fake", "input": {"height": )" + std::to_string(h) + R"(, "width": )" + std::to_string(w) +
          R"(, "channels": )" + std::to_string(c) + R"(, "dtype": "uint8", "layout": "NHWC"},
-          "preprocessing": {"scale": "1/255", "resize": ")" + resize + R"("},
+          "preprocessing": {"scale": "1/255", "resize": ")" + resize + R"(")" +
+         (blank_patches.empty() ? std::string() : R"(, "blank_patches": ")" + blank_patches + R"(")") + R"(},
           "signature": {"name": "serving_default", "input": "images", "outputs": ["score", "heatmap", "reconstruction"]},
           "score": {"name": "1-ssim", "higher_is_anomalous": true},
           "thresholds": )" + thresholds_json + "}";

@@ -115,6 +115,20 @@ TEST_F(ValidationTest, WrongSizeIsResizedUnderBilinearPolicy) {
   for (size_t i = 0; i < 64; ++i) EXPECT_EQ(batch_.pixels[i], 77);
 }
 
+// The batch lists the patches whose pixels, as the model gets them, all have one value (the service decides).
+TEST_F(ValidationTest, BlankPatchesAreListed) {
+  pb::InspectRequest r;
+  AddRawPatch(&r, "R0", 8, 8, 1, 0, 0);
+  AddRawPatch(&r, "R0", 8, 8, 1, 7, 1)->mutable_data()->back() = 8;  // one pixel differs: an image
+  AddRawPatch(&r, "R1", 8, 8, 1, 255, 2);
+  ASSERT_TRUE(Validate(r).ok());
+  EXPECT_EQ(batch_.blank, (std::vector<int>{0, 2}));
+  r.Clear();
+  AddRawPatch(&r, "R0", 8, 8, 1, 7)->mutable_data()->front() = 8;
+  ASSERT_TRUE(Validate(r).ok());
+  EXPECT_TRUE(batch_.blank.empty());
+}
+
 // A thumbnail or a mis-cut frame is not stretched into a plausible patch and scored (it could be accepted):
 // the bilinear policy resizes within kMaxResizeFactor (2x) of the model's size on each side, inclusive.
 TEST_F(ValidationTest, BilinearPolicyRefusesSizesBeyondTwiceOrHalfTheModels) {

@@ -245,3 +245,38 @@ def test_a_heatmap_the_png_encoder_fails_on_is_a_value_error(monkeypatch):
     monkeypatch.setattr(contract.cv2, "imencode", broken)
     with pytest.raises(ValueError, match="PNG encode failed: .*out of memory in the encoder"):
         contract.encode_heatmap_png(np.zeros((4, 4), np.float32))
+
+
+def test_blank_patches_are_listed_and_the_manifest_field_is_reject_or_inspect():
+    """validate_and_decode lists the patches whose pixels all have one value (cc/tests/validation_test.cc
+    BlankPatchesAreListed); the manifest's preprocessing.blank_patches decides what the server does with them
+    (cc/tests/manifest_test.cc BlankPatchesIsRejectOrInspect)."""
+    import json
+
+    from tfad.serving.contract import ManifestError, blank_patch_detail, parse_manifest
+
+    request = pb.InspectRequest()
+    add_raw(request, value=0, vial=0)
+    add_raw(request, value=7, vial=1).data = bytes([7] * 63 + [8])  # one pixel differs: an image
+    add_raw(request, region="R1", value=255, vial=2)
+    batch = validate_and_decode(request, MANIFEST, RequestLimits())
+    assert batch.blank == [0, 2]
+    assert blank_patch_detail(request, batch) == (
+        "patch 0 (region R0, frame 0, vial 0) is blank: every pixel is 0 (a camera or grab failure?); "
+        "2 blank patches in all"
+    )
+    manifest = {
+        "format": "tfad-manifest/1", "name": "vials", "version": 1,
+        "input": {"height": 8, "width": 8, "channels": 1},
+        "preprocessing": {"resize": "reject"},
+        "thresholds": {"regions": {"R0": 0.5}},
+    }  # fmt: skip
+    assert parse_manifest(json.dumps(manifest)).reject_blank_patches is False  # absent: older manifests
+    for value, expected in (("reject", True), ("inspect", False)):
+        manifest["preprocessing"]["blank_patches"] = value
+        assert parse_manifest(json.dumps(manifest)).reject_blank_patches is expected
+    manifest["preprocessing"]["blank_patches"] = "ignore"
+    with pytest.raises(
+        ManifestError, match='preprocessing.blank_patches is "ignore", must be "reject" or "inspect"'
+    ):
+        parse_manifest(json.dumps(manifest))

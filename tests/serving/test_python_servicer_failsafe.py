@@ -42,15 +42,17 @@ def _product(heatmaps: int = pb.HEATMAP_MODE_NONE) -> pb.InspectRequest:
     for vial, region in enumerate(("R0", "R1", "R0")):
         request.patches.add(
             region=region, vial=vial, encoding=pb.IMAGE_ENCODING_RAW_UINT8, width=8, height=8, channels=1,
-            data=bytes([10]) * 64,
+            data=bytes([10]) * 63 + bytes([11 + vial]),
         )  # fmt: skip
     return request
 
 
-def _inspect(tmp_path: Path, runner, request: pb.InspectRequest) -> pb.InspectReply:
+def _inspect(
+    tmp_path: Path, runner, request: pb.InspectRequest, manifest: Manifest = MANIFEST
+) -> pb.InspectReply:
     (tmp_path / "vials").mkdir(exist_ok=True)
     manager = ModelManager(tmp_path, names=["vials"])
-    manager.slots[0]._current = Servable("vials", 1, tmp_path / "vials" / "1", MANIFEST, runner)
+    manager.slots[0]._current = Servable("vials", 1, tmp_path / "vials" / "1", manifest, runner)
     servicer = InspectionServicer(manager, ServerConfig(log_requests=False))
     try:
         return servicer.Inspect(request, _Context())
@@ -92,3 +94,24 @@ def test_a_model_that_misbehaves_is_reject_incomplete_never_accept(tmp_path, run
     assert reply.verdict == pb.VERDICT_REJECT_INCOMPLETE
     assert reply.incomplete_reason == pb.INCOMPLETE_REASON_INFERENCE_ERROR
     assert detail in reply.incomplete_detail and len(reply.patches) == 0 and reply.product_score == 0.0
+
+
+def test_a_blank_patch_is_reject_incomplete_and_not_run_when_the_manifest_says_so(tmp_path):
+    runs = []
+
+    def runner(images):
+        runs.append(len(images))
+        return _outputs([0.1, 0.1, 0.1])(images)
+
+    request = _product()
+    request.patches[1].data = bytes([0]) * 64  # a black frame
+    assert _inspect(tmp_path, runner, request).verdict == pb.VERDICT_ACCEPT  # "inspect" (absent): scored
+    rejecting = Manifest(**{**MANIFEST.__dict__, "reject_blank_patches": True})
+    reply = _inspect(tmp_path, runner, request, rejecting)
+    assert reply.verdict == pb.VERDICT_REJECT_INCOMPLETE
+    assert reply.incomplete_reason == pb.INCOMPLETE_REASON_BLANK_PATCH
+    assert (
+        reply.incomplete_detail
+        == "patch 1 (region R1, frame 0, vial 1) is blank: every pixel is 0 (a camera or grab failure?)"
+    )
+    assert len(reply.patches) == 0 and runs == [3]  # not run

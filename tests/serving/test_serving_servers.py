@@ -122,6 +122,39 @@ def test_a_request_without_heatmaps_runs_the_score_only_signature(server_kind, t
     assert without.verdict == ("REJECT" if score_only == "marked" else full.verdict)
 
 
+def test_a_blank_patch_is_reject_incomplete_in_both_servers(server_kind, tmp_path):
+    """A patch whose pixels all have one value (a camera or grab failure) is not scored when the manifest's
+    preprocessing.blank_patches is "reject" (what tfad export writes): REJECT_INCOMPLETE / BLANK_PATCH, the
+    same detail from both servers; one differing pixel makes it an image again."""
+    from tests.fixtures.servable import export_servable
+    from tfad.serving.client import InspectionClient
+
+    root = tmp_path / "blank"
+    version = export_servable(root / MODEL / "1", name=MODEL)
+    manifest = json.loads((version / "tfad_manifest.json").read_text())
+    manifest["preprocessing"]["blank_patches"] = "reject"
+    (version / "tfad_manifest.json").write_text(json.dumps(manifest))
+    images = np.random.default_rng(5).integers(90, 130, (6, 256, 256, 1), dtype=np.uint8)
+    images[4] = 0  # a black frame
+    handle = start_server_of_kind(server_kind, root, tmp_path, cycle_budget_ms=60000)
+    try:
+        with InspectionClient(handle.target) as c:
+            c.wait_ready(60)
+            blank = c.inspect_request(product_request(images), timeout_s=30)
+            images[4, 100, 100, 0] = 1
+            inspected = c.inspect_request(product_request(images), timeout_s=30)
+    finally:
+        handle.stop()
+    regions, frames, vials = product_layout(len(images))
+    assert (blank.verdict, blank.incomplete_reason) == ("REJECT_INCOMPLETE", "BLANK_PATCH")
+    assert blank.incomplete_detail == (
+        f"patch 4 (region {regions[4]}, frame {frames[4]}, vial {vials[4]}) is blank: every pixel is 0 "
+        "(a camera or grab failure?)"
+    )
+    assert not blank.patches
+    assert inspected.verdict in ("ACCEPT", "REJECT") and len(inspected.patches) == 6
+
+
 def _malformed_cases(images: np.ndarray):
     """(name, request, expected message fragment) for every kind of invalid request."""
     cases = []

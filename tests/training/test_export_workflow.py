@@ -53,7 +53,11 @@ def test_manifest_is_complete_and_servable(calibrated, tiny_run) -> None:
     run_info = json.loads((run_dir / "run.json").read_text())
     assert manifest["training_data_fingerprint"] == run_info["training_data"]["fingerprint"]
     assert manifest["tfad_version"]
+    # a bounded resize, and a blank patch (a camera or grab failure) never scored: docs/serving.md
+    assert manifest["preprocessing"]["resize"] == "bilinear"
+    assert manifest["preprocessing"]["blank_patches"] == "reject"
     parsed = load_manifest(version_dir)  # the servers' own parser accepts it
+    assert parsed.reject_blank_patches
     # the servers compare in float32, as the model computes scores
     assert parsed.region_thresholds == pytest.approx(manifest["thresholds"]["regions"], rel=1e-6)
 

@@ -170,6 +170,9 @@ def build_manifest(
         "preprocessing": {
             "scale": "1/255",
             "resize": "bilinear",
+            # a patch whose pixels all have one value is a camera or grab failure, not a product: the servers
+            # answer REJECT_INCOMPLETE / BLANK_PATCH (a reconstruction model may reconstruct it perfectly)
+            "blank_patches": "reject",
             "color": "gray" if channels == 1 else "rgb",
         },
         "signature": {

@@ -48,6 +48,9 @@ class Manifest:
     score_only_signature: str = ""
     score_name: str = ""
     runtime: str = SAVEDMODEL_RUNTIME  # or a family's own (blob analysis: Python server only)
+    # preprocessing.blank_patches "reject": a product with a patch whose pixels all have one value is
+    # REJECT_INCOMPLETE / BLANK_PATCH, not scored ("inspect", or absent in older manifests: scored)
+    reject_blank_patches: bool = False
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     def threshold_for(self, region: str) -> float | None:
@@ -104,7 +107,7 @@ def parse_manifest(text: str) -> Manifest:
         raise ManifestError(f'manifest: input.dtype is "{inp.get("dtype")}", must be "uint8"')
     if inp.get("layout", "NHWC") != "NHWC":
         raise ManifestError(f'manifest: input.layout is "{inp.get("layout")}", must be "NHWC"')
-    resize = "reject"
+    resize, blank = "reject", "inspect"
     pre = root.get("preprocessing")
     if pre is not None:
         if not isinstance(pre, dict):
@@ -113,6 +116,11 @@ def parse_manifest(text: str) -> Manifest:
         if resize not in ("reject", "bilinear"):
             raise ManifestError(
                 f'manifest: preprocessing.resize is "{resize}", must be "reject" or "bilinear"'
+            )
+        blank = pre.get("blank_patches") or "inspect"
+        if blank not in ("reject", "inspect"):
+            raise ManifestError(
+                f'manifest: preprocessing.blank_patches is "{blank}", must be "reject" or "inspect"'
             )
     runtime = root.get("runtime", SAVEDMODEL_RUNTIME)
     if runtime not in RUNTIMES:
@@ -158,6 +166,7 @@ def parse_manifest(text: str) -> Manifest:
         width=w,
         channels=c,
         resize=resize,
+        reject_blank_patches=blank == "reject",
         region_thresholds=regions,
         default_threshold=default_threshold,
         signature_name=sig.get("name", "serving_default"),
@@ -358,6 +367,9 @@ class DecodedBatch:
     images: np.ndarray
     thresholds: np.ndarray
     resized: int = 0
+    blank: list[int] = field(
+        default_factory=list
+    )  # patches whose pixels (as the model gets them) are one value
 
 
 def _dims(w: int, h: int, c: int) -> str:
@@ -500,7 +512,24 @@ def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> D
         else:  # _check_shape allowed it: the bilinear policy
             images[i] = resize_bilinear(image, H, W)
             resized += 1
-    return DecodedBatch(images=images, thresholds=thresholds, resized=resized)
+    # one value everywhere: the patch's maximum equals its minimum (cc/validation.cc, the same rule)
+    flat = images.reshape(n, -1)
+    blank = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1)).tolist()
+    return DecodedBatch(images=images, thresholds=thresholds, resized=resized, blank=blank)
+
+
+def blank_patch_detail(request, batch: DecodedBatch) -> str:
+    """The REJECT_INCOMPLETE / BLANK_PATCH detail: the first blank patch, its value and how many there are
+    (cc/inspection_service.cc BlankPatchDetail, the same text)."""
+    i = batch.blank[0]
+    p = request.patches[i]
+    detail = (
+        f"patch {i} (region {p.region}, frame {p.frame}, vial {p.vial}) is blank: every pixel is "
+        f"{int(batch.images[i].flat[0])} (a camera or grab failure?)"
+    )
+    if len(batch.blank) > 1:
+        detail += f"; {len(batch.blank)} blank patches in all"
+    return detail
 
 
 # --- verdicts ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from tfad import __version__
 from tfad.serving.contract import (
     InvalidRequest,
     RequestLimits,
+    blank_patch_detail,
     decide_product,
     default_max_message_bytes,
     encode_heatmap_png,
@@ -252,6 +253,12 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
         decoded = time.monotonic()
         t["decode"] = (decoded - received) * 1000.0
+        if servable.manifest.reject_blank_patches and batch.blank:
+            return finish(
+                pb.VERDICT_REJECT_INCOMPLETE,
+                pb.INCOMPLETE_REASON_BLANK_PATCH,
+                blank_patch_detail(request, batch),
+            )
         budget_detail = (
             f"no verdict within the time available ({(deadline - received) * 1000.0:.3f} ms: "
             "the earlier of the "
