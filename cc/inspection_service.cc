@@ -100,14 +100,20 @@ void RunJob(const std::shared_ptr<InferenceJob>& job) {
   job->cv.notify_all();
 }
 
-// "patch 3 (region R0, frame 0, vial 2) is blank: every pixel is 0 (a camera or grab failure?); 4 patches in all"
+// "patch 3 (region R0, frame 0, vial 2) is blank: every pixel is 0 (a camera or grab failure?); 4 blank patches
+// in all"; an RGB pixel is written (r, g, b)
 std::string BlankPatchDetail(const pb::InspectRequest& request, const DecodedBatch& batch) {
   const int i = batch.blank.front();
   const pb::Patch& p = request.patches(i);
   const size_t patch_size = static_cast<size_t>(batch.height) * batch.width * batch.channels;
+  const uint8_t* pixel = batch.pixels.data() + patch_size * static_cast<size_t>(i);
+  std::string value = std::to_string(pixel[0]);
+  if (batch.channels > 1) {
+    for (int k = 1; k < batch.channels; ++k) value += ", " + std::to_string(pixel[k]);
+    value = "(" + value + ")";
+  }
   std::string detail = "patch " + std::to_string(i) + " (region " + p.region() + ", frame " + std::to_string(p.frame()) +
-                       ", vial " + std::to_string(p.vial()) + ") is blank: every pixel is " +
-                       std::to_string(batch.pixels[patch_size * static_cast<size_t>(i)]) +
+                       ", vial " + std::to_string(p.vial()) + ") is blank: every pixel is " + value +
                        " (a camera or grab failure?)";
   if (batch.blank.size() > 1) detail += "; " + std::to_string(batch.blank.size()) + " blank patches in all";
   return detail;

@@ -240,10 +240,11 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
       ResizeBilinear(src, h, w, c, dst, H, W);
       ++batch->resized;
     }
-    // a real image's first differing pixel comes within a few bytes; only a blank patch is read whole
-    if (std::all_of(dst + 1, dst + patch_size, [first = dst[0]](uint8_t v) { return v == first; })) {
-      batch->blank.push_back(i);
-    }
+    // every pixel equal to the first (all C channels); a real image differs within a few bytes, so only a
+    // blank patch is read whole
+    bool blank = true;
+    for (size_t k = static_cast<size_t>(C); blank && k < patch_size; ++k) blank = dst[k] == dst[k % C];
+    if (blank) batch->blank.push_back(i);
   }
   return Status::Ok();
 }

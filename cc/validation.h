@@ -58,7 +58,7 @@ struct DecodedBatch {
   std::vector<uint8_t> pixels;
   std::vector<float> thresholds;
   int resized = 0;  // patches that were resized (bilinear policy)
-  std::vector<int> blank;  // indices of the patches whose pixels (as the model gets them) all have one value
+  std::vector<int> blank;  // indices of the patches whose pixels (as the model gets them, every channel) are all equal
 };
 
 // Validates `request` (ValidateRequestFields first) against `limits` and the serving model's `manifest`,

@@ -127,6 +127,17 @@ TEST_F(ValidationTest, BlankPatchesAreListed) {
   AddRawPatch(&r, "R0", 8, 8, 1, 7)->mutable_data()->front() = 8;
   ASSERT_TRUE(Validate(r).ok());
   EXPECT_TRUE(batch_.blank.empty());
+  // RGB: blank when every pixel has the first pixel's three values, even when they differ from each other
+  ASSERT_TRUE(ParseManifest(testing::ManifestJson("vials", 1, 8, 8, 3), &manifest_).ok());
+  r.Clear();
+  std::string red;
+  for (int k = 0; k < 64; ++k) red += std::string("\xff\x00\x00", 3);
+  AddRawPatch(&r, "R0", 8, 8, 3, 0, 0)->set_data(red);
+  std::string almost = red;
+  almost[100] = '\x01';  // pixel 33's green value
+  AddRawPatch(&r, "R0", 8, 8, 3, 0, 1)->set_data(almost);
+  ASSERT_TRUE(Validate(r).ok());
+  EXPECT_EQ(batch_.blank, (std::vector<int>{0}));
 }
 
 // A thumbnail or a mis-cut frame is not stretched into a plausible patch and scored (it could be accepted):

@@ -265,6 +265,18 @@ def test_blank_patches_are_listed_and_the_manifest_field_is_reject_or_inspect():
         "patch 0 (region R0, frame 0, vial 0) is blank: every pixel is 0 (a camera or grab failure?); "
         "2 blank patches in all"
     )
+    # RGB: blank when every pixel has the first pixel's three values, even when they differ from each other
+    rgb = Manifest(**{**MANIFEST.__dict__, "channels": 3})
+    request = pb.InspectRequest()
+    red = bytes([255, 0, 0]) * 64
+    add_raw(request, c=3, vial=0).data = red
+    add_raw(request, c=3, vial=1).data = red[:100] + bytes([1]) + red[101:]  # pixel 33's green value
+    batch = validate_and_decode(request, rgb, RequestLimits())
+    assert batch.blank == [0]
+    assert blank_patch_detail(request, batch) == (
+        "patch 0 (region R0, frame 0, vial 0) is blank: every pixel is (255, 0, 0) "
+        "(a camera or grab failure?)"
+    )
     manifest = {
         "format": "tfad-manifest/1", "name": "vials", "version": 1,
         "input": {"height": 8, "width": 8, "channels": 1},

@@ -122,7 +122,8 @@ def test_a_request_without_heatmaps_runs_the_score_only_signature(server_kind, t
     assert without.verdict == ("REJECT" if score_only == "marked" else full.verdict)
 
 
-def test_a_blank_patch_is_reject_incomplete_in_both_servers(server_kind, tmp_path):
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_blank_patch_is_reject_incomplete_in_both_servers(server_kind, tmp_path, channels):
     """A patch whose pixels all have one value (a camera or grab failure) is not scored when the manifest's
     preprocessing.blank_patches is "reject" (what tfad export writes): REJECT_INCOMPLETE / BLANK_PATCH, the
     same detail from both servers; one differing pixel makes it an image again."""
@@ -130,12 +131,12 @@ def test_a_blank_patch_is_reject_incomplete_in_both_servers(server_kind, tmp_pat
     from tfad.serving.client import InspectionClient
 
     root = tmp_path / "blank"
-    version = export_servable(root / MODEL / "1", name=MODEL)
+    version = export_servable(root / MODEL / "1", name=MODEL, channels=channels)
     manifest = json.loads((version / "tfad_manifest.json").read_text())
     manifest["preprocessing"]["blank_patches"] = "reject"
     (version / "tfad_manifest.json").write_text(json.dumps(manifest))
-    images = np.random.default_rng(5).integers(90, 130, (6, 256, 256, 1), dtype=np.uint8)
-    images[4] = 0  # a black frame
+    images = np.random.default_rng(5).integers(90, 130, (6, 256, 256, channels), dtype=np.uint8)
+    images[4] = [200, 10, 10][:channels]  # a uniform frame (a red one in colour)
     handle = start_server_of_kind(server_kind, root, tmp_path, cycle_budget_ms=60000)
     try:
         with InspectionClient(handle.target) as c:
@@ -147,8 +148,9 @@ def test_a_blank_patch_is_reject_incomplete_in_both_servers(server_kind, tmp_pat
         handle.stop()
     regions, frames, vials = product_layout(len(images))
     assert (blank.verdict, blank.incomplete_reason) == ("REJECT_INCOMPLETE", "BLANK_PATCH")
+    value = "200" if channels == 1 else "(200, 10, 10)"
     assert blank.incomplete_detail == (
-        f"patch 4 (region {regions[4]}, frame {frames[4]}, vial {vials[4]}) is blank: every pixel is 0 "
+        f"patch 4 (region {regions[4]}, frame {frames[4]}, vial {vials[4]}) is blank: every pixel is {value} "
         "(a camera or grab failure?)"
     )
     assert not blank.patches

@@ -367,9 +367,8 @@ class DecodedBatch:
     images: np.ndarray
     thresholds: np.ndarray
     resized: int = 0
-    blank: list[int] = field(
-        default_factory=list
-    )  # patches whose pixels (as the model gets them) are one value
+    # the patches whose pixels (as the model gets them, every channel) are all equal
+    blank: list[int] = field(default_factory=list)
 
 
 def _dims(w: int, h: int, c: int) -> str:
@@ -512,9 +511,9 @@ def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> D
         else:  # _check_shape allowed it: the bilinear policy
             images[i] = resize_bilinear(image, H, W)
             resized += 1
-    # one value everywhere: the patch's maximum equals its minimum (cc/validation.cc, the same rule)
-    flat = images.reshape(n, -1)
-    blank = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1)).tolist()
+    # every pixel equal to the first, all C channels (cc/validation.cc, the same rule)
+    pixels = images.reshape(n, -1, C)
+    blank = np.flatnonzero((pixels == pixels[:, :1]).all(axis=(1, 2))).tolist()
     return DecodedBatch(images=images, thresholds=thresholds, resized=resized, blank=blank)
 
 
@@ -523,9 +522,11 @@ def blank_patch_detail(request, batch: DecodedBatch) -> str:
     (cc/inspection_service.cc BlankPatchDetail, the same text)."""
     i = batch.blank[0]
     p = request.patches[i]
+    first = [int(v) for v in batch.images[i, 0, 0]]
+    value = str(first[0]) if len(first) == 1 else "(" + ", ".join(map(str, first)) + ")"
     detail = (
-        f"patch {i} (region {p.region}, frame {p.frame}, vial {p.vial}) is blank: every pixel is "
-        f"{int(batch.images[i].flat[0])} (a camera or grab failure?)"
+        f"patch {i} (region {p.region}, frame {p.frame}, vial {p.vial}) is blank: every pixel is {value} "
+        "(a camera or grab failure?)"
     )
     if len(batch.blank) > 1:
         detail += f"; {len(batch.blank)} blank patches in all"
