@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -18,6 +19,33 @@ MODEL = "fixture"
 REGIONS = ("R0", "R1", "R2", "R3")
 # Fixture scores: smooth patches ~0.031, spotted patches ~0.036 (tests/fixtures/servable.py).
 THRESHOLD = 0.0335
+
+
+def contract_manifest(**changes):
+    """The serving contract's small test model, as cc/tests/test_util.h ManifestJson writes it: "vials" v1,
+    8x8x1, resize "reject", thresholds R0 0.5 and R1 0.25, no default; ``changes`` replace fields."""
+    from tfad.serving.contract import Manifest
+
+    base = Manifest(
+        name="vials", version=1, height=8, width=8, channels=1, resize="reject",
+        region_thresholds={"R0": 0.5, "R1": 0.25}, default_threshold=None,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def add_raw(request, region: str = "R0", w: int = 8, h: int = 8, c: int = 1, vial: int = 0, value: int = 100):
+    """A raw uint8 patch of one gray ``value`` added to the InspectRequest ``request`` (the added Patch)."""
+    from tfad.serving.protos import pb
+
+    return request.patches.add(
+        region=region,
+        vial=vial,
+        encoding=pb.IMAGE_ENCODING_RAW_UINT8,
+        width=w,
+        height=h,
+        channels=c,
+        data=bytes([value]) * (w * h * c),
+    )
 
 
 def product_layout(n: int = 60) -> tuple[list[str], list[int], list[int]]:

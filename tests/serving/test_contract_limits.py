@@ -11,34 +11,14 @@ import logging
 import grpc
 import numpy as np
 import pytest
+from serving_testutils import add_raw, contract_manifest
 
 from tfad.serving import contract
 from tfad.serving.contract import InvalidRequest, Manifest, RequestLimits, validate_and_decode
 from tfad.serving.protos import pb
 
-MANIFEST = Manifest(
-    name="vials",
-    version=1,
-    height=8,
-    width=8,
-    channels=1,
-    resize="reject",
-    region_thresholds={"R0": 0.5, "R1": 0.25},
-    default_threshold=None,
-)
+MANIFEST = contract_manifest()
 ID_FIELDS = ("product_id", "run_id", "station_id", "model_name")
-
-
-def add_raw(request, region: str = "R0", w: int = 8, h: int = 8, c: int = 1, vial: int = 0, value: int = 100):
-    return request.patches.add(
-        region=region,
-        vial=vial,
-        encoding=pb.IMAGE_ENCODING_RAW_UINT8,
-        width=w,
-        height=h,
-        channels=c,
-        data=bytes([value]) * (w * h * c),
-    )
 
 
 def refusal(request, manifest: Manifest = MANIFEST) -> str:
@@ -60,7 +40,7 @@ def test_ids_are_at_most_128_printable_bytes_and_never_echoed(field_name):
 
 
 def test_overlong_region_is_refused_without_echo():
-    manifest = Manifest(**{**MANIFEST.__dict__, "default_threshold": 0.5})  # any region is known
+    manifest = contract_manifest(default_threshold=0.5)  # any region is known
     request = pb.InspectRequest()
     add_raw(request, region="r" * 128)
     validate_and_decode(request, manifest, RequestLimits())
@@ -219,7 +199,7 @@ def test_server_refuses_bad_ids_before_echoing_or_logging_them(bad_id, caplog):
 def test_bilinear_policy_refuses_sizes_beyond_twice_or_half_the_models(w: int, h: int, ok: bool):
     """A thumbnail or a mis-cut frame is not stretched into a plausible patch and scored (it could be
     accepted); mirrors cc/tests/validation_test.cc BilinearPolicyRefusesSizesBeyondTwiceOrHalfTheModels."""
-    manifest = Manifest(**{**MANIFEST.__dict__, "resize": "bilinear"})  # the model takes 8x8x1
+    manifest = contract_manifest(resize="bilinear")  # the model takes 8x8x1
     request = pb.InspectRequest()
     add_raw(request, w=w, h=h, value=9)
     if ok:
@@ -266,7 +246,7 @@ def test_blank_patches_are_listed_and_the_manifest_field_is_reject_or_inspect():
         "2 blank patches in all"
     )
     # RGB: blank when every pixel has the first pixel's three values, even when they differ from each other
-    rgb = Manifest(**{**MANIFEST.__dict__, "channels": 3})
+    rgb = contract_manifest(channels=3)
     request = pb.InspectRequest()
     red = bytes([255, 0, 0]) * 64
     add_raw(request, c=3, vial=0).data = red

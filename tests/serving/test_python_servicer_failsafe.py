@@ -11,22 +11,14 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from serving_testutils import add_raw, contract_manifest
 
 from tfad.serving.contract import Manifest
 from tfad.serving.models import ModelManager, Servable
 from tfad.serving.protos import pb
 from tfad.serving.server import InspectionServicer, ServerConfig
 
-MANIFEST = Manifest(
-    name="vials",
-    version=1,
-    height=8,
-    width=8,
-    channels=1,
-    resize="reject",
-    region_thresholds={"R0": 0.5, "R1": 0.25},
-    default_threshold=None,
-)
+MANIFEST = contract_manifest()
 
 
 class _Context:
@@ -40,10 +32,7 @@ class _Context:
 def _product(heatmaps: int = pb.HEATMAP_MODE_NONE) -> pb.InspectRequest:
     request = pb.InspectRequest(product_id="P1", run_id="R", model_name="vials", heatmaps=heatmaps)
     for vial, region in enumerate(("R0", "R1", "R0")):
-        request.patches.add(
-            region=region, vial=vial, encoding=pb.IMAGE_ENCODING_RAW_UINT8, width=8, height=8, channels=1,
-            data=bytes([10]) * 63 + bytes([11 + vial]),
-        )  # fmt: skip
+        add_raw(request, region, vial=vial).data = bytes([10]) * 63 + bytes([11 + vial])
     return request
 
 
@@ -106,7 +95,7 @@ def test_a_blank_patch_is_reject_incomplete_and_not_run_when_the_manifest_says_s
     request = _product()
     request.patches[1].data = bytes([0]) * 64  # a black frame
     assert _inspect(tmp_path, runner, request).verdict == pb.VERDICT_ACCEPT  # "inspect" (absent): scored
-    rejecting = Manifest(**{**MANIFEST.__dict__, "reject_blank_patches": True})
+    rejecting = contract_manifest(reject_blank_patches=True)
     reply = _inspect(tmp_path, runner, request, rejecting)
     assert reply.verdict == pb.VERDICT_REJECT_INCOMPLETE
     assert reply.incomplete_reason == pb.INCOMPLETE_REASON_BLANK_PATCH

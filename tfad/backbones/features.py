@@ -72,11 +72,11 @@ def convolve_feature_grid(
     (1 / s^2 of the grid's cells for a tap s times coarser than the grid), to the k^2 x C per-tap channels,
     and each tap's shift is taken into the resampling matrices: one product along the columns with the k
     column-shifted matrices side by side, one along the rows with the k row-shifted ones, which also sums
-    the taps. Neither the D-channel grid nor the k^2 x C-channel one is ever
-    written: for SuperSimpleNet `line-fast`'s supervised graph, 8.69 GFLOP per product instead of 11.17 and
-    0.82x the served inference time (2.6 GHz Intel Xeon, AVX2 code; docs/performance.md). With k = 1 it is the
-    grid times a ``[D, C]`` kernel: a few large matrix products with the C channels as the wide side (no
-    transposes; SuperSimpleNet's folded segmentation head). A family's linear layers after the features (an
+    the taps. Neither the D-channel grid nor the k^2 x C-channel one is ever written: for SuperSimpleNet
+    `line-fast`'s supervised graph, 8.69 GFLOP per product instead of 11.17 and 0.82x the served inference
+    time (2.6 GHz Intel Xeon, AVX2 code; docs/performance.md). With k = 1 it is the grid times a ``[D, C]``
+    kernel: a few large matrix products with the C channels as the wide side (no transposes; SuperSimpleNet's
+    folded segmentation head). A family's linear layers after the features (an
     adaptor, a 1x1 convolution, an inference-mode batch normalisation) fold into ``kernel`` and
     ``tap_bias``. Equal to the direct computation within float rounding (tested).
     """

@@ -511,9 +511,11 @@ def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> D
         else:  # _check_shape allowed it: the bilinear policy
             images[i] = resize_bilinear(image, H, W)
             resized += 1
-    # every pixel equal to the first, all C channels (cc/validation.cc, the same rule)
+    # every pixel equal to the first, all C channels (cc/validation.cc, the same rule); only the patches whose
+    # first row is uniform are compared whole, so a product of real images costs one row per patch
     pixels = images.reshape(n, -1, C)
-    blank = np.flatnonzero((pixels == pixels[:, :1]).all(axis=(1, 2))).tolist()
+    first_row_uniform = np.flatnonzero((pixels[:, :W] == pixels[:, :1]).all(axis=(1, 2)))
+    blank = [int(i) for i in first_row_uniform if (pixels[i] == pixels[i, :1]).all()]
     return DecodedBatch(images=images, thresholds=thresholds, resized=resized, blank=blank)
 
 
