@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -116,6 +117,43 @@ std::string BlankPatchDetail(const pb::InspectRequest& request, const DecodedBat
                        ", vial " + std::to_string(p.vial()) + ") is blank: every pixel is " + value +
                        " (a camera or grab failure?)";
   if (batch.blank.size() > 1) detail += "; " + std::to_string(batch.blank.size()) + " blank patches in all";
+  return detail;
+}
+
+// The first condition of the acquisition check that a patch fails, as the detail words it; "" when it passes.
+std::string AcquisitionFailure(double mean, double stddev, const AcquisitionLimits& limits) {
+  char text[96];  // the numbers are within 0-255
+  if (mean < limits.mean_min) {
+    std::snprintf(text, sizeof text, "mean gray %.1f is below %.1f", mean, limits.mean_min);
+  } else if (mean > limits.mean_max) {
+    std::snprintf(text, sizeof text, "mean gray %.1f is above %.1f", mean, limits.mean_max);
+  } else if (stddev < limits.std_min) {
+    std::snprintf(text, sizeof text, "pixel standard deviation %.2f is below %.2f", stddev, limits.std_min);
+  } else {
+    return "";
+  }
+  return text;
+}
+
+// "patch 3 (region R1, frame 0, vial 1) fails the acquisition check: mean gray 4.2 is below 80.3 (a lamp, exposure,
+// focus or grab failure?); 2 patches fail it in all" for the first failing patch; "" when every patch passes
+std::string AcquisitionCheckDetail(const pb::InspectRequest& request, const AcquisitionCheck& check,
+                                   const DecodedBatch& batch) {
+  std::string detail;
+  int failing = 0;
+  for (int i = 0; i < batch.n; ++i) {
+    const pb::Patch& p = request.patches(i);
+    const size_t at = static_cast<size_t>(i);
+    const std::string failure =
+        AcquisitionFailure(batch.pixel_mean[at], batch.pixel_std[at], check.LimitsFor(p.region()));
+    if (failure.empty()) continue;
+    if (++failing == 1) {
+      detail = "patch " + std::to_string(i) + " (region " + p.region() + ", frame " + std::to_string(p.frame()) +
+               ", vial " + std::to_string(p.vial()) + ") fails the acquisition check: " + failure +
+               " (a lamp, exposure, focus or grab failure?)";
+    }
+  }
+  if (failing > 1) detail += "; " + std::to_string(failing) + " patches fail it in all";
   return detail;
 }
 
@@ -275,6 +313,14 @@ grpc::Status InspectionServiceImpl::InspectUntil(Clock::time_point received, Clo
   if (servable->manifest.reject_blank_patches && !job->batch.blank.empty()) {
     return finish(pb::VERDICT_REJECT_INCOMPLETE, pb::INCOMPLETE_REASON_BLANK_PATCH,
                   BlankPatchDetail(request, job->batch));
+  }
+  // After the blank rule (a blank product still answers BLANK_PATCH), before the model: a dark, saturated or
+  // flat frame some models accept is not inspected.
+  if (const auto& check = servable->manifest.acquisition_check) {
+    const std::string detail = AcquisitionCheckDetail(request, *check, job->batch);
+    if (!detail.empty()) {
+      return finish(pb::VERDICT_REJECT_INCOMPLETE, pb::INCOMPLETE_REASON_ACQUISITION_CHECK, detail);
+    }
   }
   const std::string budget_detail = [&] {
     return "no verdict within the time available (" + FormatMs(MsBetween(received, deadline)) +

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -60,7 +61,63 @@ Status ParseThresholdValue(const Value& v, const std::string& path, float* out) 
   return Status::Ok();
 }
 
+// One limits object of acquisition_check; `path` is "acquisition_check.regions.R0" or "acquisition_check.default".
+Status ParseAcquisitionLimits(const Value& v, const std::string& path, AcquisitionLimits* out) {
+  if (v.kind_case() != Value::kStructValue) {
+    return Status::Error("manifest: " + path + " must be an object with mean_min, mean_max and std_min");
+  }
+  AcquisitionLimits limits;
+  for (const auto& [key, value] : {std::pair<const char*, double*>{"mean_min", &limits.mean_min},
+                                   {"mean_max", &limits.mean_max},
+                                   {"std_min", &limits.std_min}}) {
+    const Value* number = Field(v.struct_value(), key);
+    if (number == nullptr || number->kind_case() != Value::kNumberValue || !std::isfinite(number->number_value())) {
+      return Status::Error("manifest: " + path + "." + key + " must be a finite number");
+    }
+    *value = number->number_value();
+  }
+  if (!(0 <= limits.mean_min && limits.mean_min <= limits.mean_max && limits.mean_max <= 255 && limits.std_min >= 0)) {
+    return Status::Error("manifest: " + path + " must have 0 <= mean_min <= mean_max <= 255 and std_min >= 0");
+  }
+  *out = limits;
+  return Status::Ok();
+}
+
+// acquisition_check: {"regions": {region: limits} (optional), "default": limits}; "rule" and other keys ignored.
+// The checks run in the order of tfad/scoring/acquisition.py, so both servers name the same first error.
+Status ParseAcquisitionCheck(const Value& v, AcquisitionCheck* out) {
+  if (v.kind_case() != Value::kStructValue) return Status::Error("manifest: \"acquisition_check\" must be an object");
+  const Value* regions = Field(v.struct_value(), "regions");
+  if (regions != nullptr && regions->kind_case() != Value::kStructValue) {
+    return Status::Error("manifest: \"acquisition_check.regions\" must be an object {region: limits}");
+  }
+  const Value* def = Field(v.struct_value(), "default");
+  if (def == nullptr) {
+    return Status::Error("manifest: acquisition_check.default is missing (the limits of regions not listed)");
+  }
+  AcquisitionCheck check;
+  Status s;
+  if (regions != nullptr) {
+    // in name order (a Struct keeps none): with several bad regions, the error names the same one on every load
+    std::map<std::string, const Value*> sorted;
+    for (const auto& kv : regions->struct_value().fields()) sorted.emplace(kv.first, &kv.second);
+    for (const auto& [region, limits] : sorted) {
+      if (!(s = ParseAcquisitionLimits(*limits, "acquisition_check.regions." + region, &check.regions[region])).ok()) {
+        return s;
+      }
+    }
+  }
+  if (!(s = ParseAcquisitionLimits(*def, "acquisition_check.default", &check.default_limits)).ok()) return s;
+  *out = std::move(check);
+  return Status::Ok();
+}
+
 }  // namespace
+
+const AcquisitionLimits& AcquisitionCheck::LimitsFor(const std::string& region) const {
+  const auto it = regions.find(region);
+  return it != regions.end() ? it->second : default_limits;
+}
 
 const char* ResizePolicyName(ResizePolicy policy) {
   return policy == ResizePolicy::kBilinear ? "bilinear" : "reject";
@@ -197,6 +254,12 @@ Status ParseManifest(const std::string& json, Manifest* out) {
   }
   if (m.region_thresholds.empty() && !m.default_threshold) {
     return Status::Error("manifest: thresholds has no region thresholds and no default: nothing to decide with");
+  }
+  // acquisition_check: absent or null in manifests older than the block (no check)
+  if (const Value* acq = Field(root, "acquisition_check"); acq != nullptr) {
+    AcquisitionCheck check;
+    if (!(s = ParseAcquisitionCheck(*acq, &check)).ok()) return s;
+    m.acquisition_check = std::move(check);
   }
   *out = std::move(m);
   return Status::Ok();

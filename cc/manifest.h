@@ -16,6 +16,23 @@ enum class ResizePolicy { kReject, kBilinear };
 
 const char* ResizePolicyName(ResizePolicy policy);
 
+// The range of a region's good calibration images (tfad calibrate, widened): a patch whose mean gray (0-255) is
+// outside [mean_min, mean_max] or whose pixel standard deviation is below std_min was not acquired as they were.
+struct AcquisitionLimits {
+  double mean_min = 0;
+  double mean_max = 255;
+  double std_min = 0;
+};
+
+// acquisition_check: the limits of each listed region and of every other region (default).
+struct AcquisitionCheck {
+  std::map<std::string, AcquisitionLimits> regions;
+  AcquisitionLimits default_limits;
+
+  // The limits for `region`: its own, else the default.
+  const AcquisitionLimits& LimitsFor(const std::string& region) const;
+};
+
 struct Manifest {
   std::string format;  // "tfad-manifest/1"
   std::string name;
@@ -29,6 +46,10 @@ struct Manifest {
   // preprocessing.blank_patches "reject": a product with a patch whose pixels all have one value is
   // REJECT_INCOMPLETE / BLANK_PATCH, not scored ("inspect", or absent in manifests older than the field: scored).
   bool reject_blank_patches = false;
+  // acquisition_check: a product with a patch outside its region's limits is REJECT_INCOMPLETE /
+  // ACQUISITION_CHECK, not scored (a dark, saturated or flat frame that is not uniform enough to be blank).
+  // nullopt when the block is absent or null (older manifests): no check.
+  std::optional<AcquisitionCheck> acquisition_check;
   std::string signature_name = "serving_default";
   std::string signature_input = "images";
   std::string score_output = "score";

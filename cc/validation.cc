@@ -1,6 +1,7 @@
 #include "cc/validation.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <utility>
 #include <set>
@@ -83,6 +84,36 @@ struct PatchPlan {
 
 }  // namespace
 
+void PixelMeanStd(const uint8_t* values, size_t count, double* mean, double* stddev) {
+  // uint32 partial sums: a block of 65536 values (squares <= 65025) cannot overflow them. The fixed 64-value
+  // chunks vectorise at -O2 (a loop of unknown trip count does not): half the time of the plain loop.
+  constexpr size_t kBlock = 65536, kChunk = 64;
+  uint64_t sum = 0, sumsq = 0;
+  size_t k = 0;
+  while (k < count) {
+    const size_t end = std::min(count, k + kBlock);
+    uint32_t block_sum = 0, block_sumsq = 0;
+    for (; k + kChunk <= end; k += kChunk) {
+      for (size_t j = 0; j < kChunk; ++j) {
+        const uint32_t v = values[k + j];
+        block_sum += v;
+        block_sumsq += v * v;
+      }
+    }
+    for (; k < end; ++k) {
+      const uint32_t v = values[k];
+      block_sum += v;
+      block_sumsq += v * v;
+    }
+    sum += block_sum;
+    sumsq += block_sumsq;
+  }
+  const double n = static_cast<double>(count);
+  *mean = static_cast<double>(sum) / n;
+  const double var = static_cast<double>(sumsq) / n - *mean * *mean;
+  *stddev = std::sqrt(std::max(var, 0.0));
+}
+
 int64_t LargestLegalRequestBytes(const RequestLimits& limits) {
   return static_cast<int64_t>(limits.max_patches) * (limits.max_patch_bytes + kPatchOverheadBytes) +
          kRequestOverheadBytes;
@@ -130,6 +161,9 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
   batch->thresholds.assign(static_cast<size_t>(n), 0.0f);
   batch->resized = 0;
   batch->blank.clear();
+  const bool stats = manifest.acquisition_check.has_value();  // read every pixel only for a check that needs it
+  batch->pixel_mean.assign(stats ? static_cast<size_t>(n) : 0, 0.0);
+  batch->pixel_std.assign(stats ? static_cast<size_t>(n) : 0, 0.0);
 
   auto where_of = [](int i, const pb::Patch& p) {
     return "patch " + std::to_string(i) + " (region " + (p.region().empty() ? "<empty>" : p.region()) + ", frame " +
@@ -245,6 +279,10 @@ Status ValidateAndDecode(const pb::InspectRequest& request, const Manifest& mani
     bool blank = true;
     for (size_t k = static_cast<size_t>(C); blank && k < patch_size; ++k) blank = dst[k] == dst[k % C];
     if (blank) batch->blank.push_back(i);
+    if (stats) {
+      const size_t at = static_cast<size_t>(i);
+      PixelMeanStd(dst, patch_size, &batch->pixel_mean[at], &batch->pixel_std[at]);
+    }
   }
   return Status::Ok();
 }

@@ -59,7 +59,14 @@ struct DecodedBatch {
   std::vector<float> thresholds;
   int resized = 0;  // patches that were resized (bilinear policy)
   std::vector<int> blank;  // indices of the patches whose pixels (as the model gets them, every channel) are all equal
+  // Mean gray and pixel standard deviation of each patch as the model gets it (all channels pooled), for the
+  // manifest's acquisition_check (the service decides); empty when the manifest has no check.
+  std::vector<double> pixel_mean, pixel_std;
 };
+
+// Mean and standard deviation of `count` uint8 values, as the acquisition check defines them (the Python server
+// computes the same doubles): exact integer sums, mean = sum / N, var = sumsq / N - mean^2, std = sqrt(max(var, 0)).
+void PixelMeanStd(const uint8_t* values, size_t count, double* mean, double* stddev);
 
 // Validates `request` (ValidateRequestFields first) against `limits` and the serving model's `manifest`,
 // decoding PNGs and resizing when the manifest allows it. Every check that does not need decoded pixels

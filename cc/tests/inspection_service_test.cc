@@ -247,6 +247,157 @@ TEST_F(InspectionServiceTest, BlankPatchIsRejectIncompleteWhenTheManifestSaysSo)
             "patch 1 (region R1, frame 0, vial 0) is blank: every pixel is 51 (a camera or grab failure?)");
 }
 
+// A patch of 8x8 values alternating value - amplitude and value + amplitude: mean `value`, std `amplitude`.
+pb::Patch* AddNoisyPatch(pb::InspectRequest* r, const std::string& region, int value, int amplitude,
+                         uint32_t vial = 0) {
+  pb::Patch* p = AddRawPatch(r, region, 8, 8, 1, 0, vial);
+  std::string& data = *p->mutable_data();
+  for (int k = 0; k < 64; ++k) data[k] = static_cast<char>(k % 2 ? value + amplitude : value - amplitude);
+  return p;
+}
+
+class AcquisitionCheckTest : public InspectionServiceTest {
+ protected:
+  // Serves `version` of "vials" with the thresholds of version 1 and this acquisition_check block.
+  void Serve(int version, const std::string& check = testing::kAcquisitionCheckJson, const std::string& blank = "") {
+    const std::string dir = root_ + "/vials/" + std::to_string(version);
+    testing::MakeDir(dir);
+    const std::string thresholds = R"({"policy": "max-accuracy", "regions": {"R0": 0.5, "R1": 0.25}})";
+    testing::WriteFile(dir + "/tfad_manifest.json",
+                       testing::WithAcquisitionCheck(
+                           testing::ManifestJson("vials", version, 8, 8, 1, "reject", thresholds, blank), check));
+    manager_->PollAll();
+    ASSERT_EQ(manager_->Find("vials")->Current()->version, version);
+  }
+  // Inspects `r` expecting REJECT_INCOMPLETE / ACQUISITION_CHECK without running the model; returns the detail.
+  std::string Failed(const pb::InspectRequest& r) {
+    pb::InspectReply reply;
+    const int runs = loader_.model->runs;
+    const grpc::Status s = Inspect(r, &reply);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+    EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_ACQUISITION_CHECK) << reply.incomplete_detail();
+    EXPECT_EQ(reply.patches_size(), 0);
+    EXPECT_EQ(loader_.model->runs, runs);  // not run
+    return reply.incomplete_detail();
+  }
+  static pb::InspectRequest Product(int r0_mean, int r0_std, int r1_mean, int r1_std) {
+    pb::InspectRequest r;
+    r.set_product_id("P1");
+    AddNoisyPatch(&r, "R0", r0_mean, r0_std, 0);
+    AddNoisyPatch(&r, "R1", r1_mean, r1_std, 1);
+    return r;
+  }
+};
+
+// A lamp failure (a dark noisy frame) is not scored when the manifest has the check; a manifest without it (older
+// exports) scores the same product as before. R0's limits: mean 80.3-230.7, std >= 13.
+TEST_F(AcquisitionCheckTest, DarkPatchIsRejectIncompleteNotScored) {
+  const pb::InspectRequest dark = Product(4, 2, 51, 10);
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(dark, &reply).ok());  // version 1: no acquisition_check
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_ACCEPT);
+  Serve(2);
+  EXPECT_EQ(Failed(dark),
+            "patch 0 (region R0, frame 0, vial 0) fails the acquisition check: mean gray 4.0 is below 80.3 (a lamp, "
+            "exposure, focus or grab failure?)");
+}
+
+// A saturated sensor (near-white noise); %.1f rounds as Python's :.1f (250.25 -> 250.2).
+TEST_F(AcquisitionCheckTest, BrightPatchIsAbove) {
+  Serve(2);
+  pb::InspectRequest bright = Product(150, 20, 51, 10);
+  std::string& data = *bright.mutable_patches(1)->mutable_data();
+  for (int k = 0; k < 64; ++k) data[k] = static_cast<char>(k < 16 ? 248 : 251);  // mean 250.25, std 1.30
+  EXPECT_EQ(Failed(bright),
+            "patch 1 (region R1, frame 0, vial 1) fails the acquisition check: mean gray 250.2 is above 238.3 (a lamp, "
+            "exposure, focus or grab failure?)");
+}
+
+// A covered or defocused lens (a flat gray frame, not uniform enough to be blank).
+TEST_F(AcquisitionCheckTest, FlatPatchHasTooLittleContrast) {
+  Serve(2);
+  EXPECT_EQ(Failed(Product(128, 2, 51, 10)),
+            "patch 0 (region R0, frame 0, vial 0) fails the acquisition check: pixel standard deviation 2.00 is below "
+            "13.00 (a lamp, exposure, focus or grab failure?)");
+}
+
+// R1 is not listed: the default's limits apply (std >= 4.77, mean >= 24.5), not R0's.
+TEST_F(AcquisitionCheckTest, UnlistedRegionUsesTheDefault) {
+  Serve(2);
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(Product(102, 20, 51, 6), &reply).ok());  // std 6 would fail R0's 13
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_ACCEPT);
+  EXPECT_EQ(Failed(Product(102, 20, 51, 4)),
+            "patch 1 (region R1, frame 0, vial 1) fails the acquisition check: pixel standard deviation 4.00 is below "
+            "4.77 (a lamp, exposure, focus or grab failure?)");
+  EXPECT_EQ(Failed(Product(102, 20, 20, 10)),
+            "patch 1 (region R1, frame 0, vial 1) fails the acquisition check: mean gray 20.0 is below 24.5 (a lamp, "
+            "exposure, focus or grab failure?)");
+}
+
+// A product within the limits is scored and decided by the thresholds as before.
+TEST_F(AcquisitionCheckTest, PassingProductIsScoredAsBefore) {
+  Serve(2);
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(Product(102, 20, 51, 10), &reply).ok());  // scores 0.4 <= 0.5, 0.2 <= 0.25
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_ACCEPT);
+  EXPECT_EQ(reply.model_version(), 2);
+  ASSERT_EQ(reply.patches_size(), 2);
+  EXPECT_NEAR(reply.product_score(), 0.4f, 1e-6);
+  pb::InspectReply rejected;
+  ASSERT_TRUE(Inspect(Product(102, 20, 77, 10), &rejected).ok());  // 77/255 = 0.302 > 0.25
+  EXPECT_EQ(rejected.verdict(), pb::VERDICT_REJECT);
+  ASSERT_EQ(rejected.patches_size(), 2);
+  EXPECT_EQ(rejected.patches(1).decision(), pb::PATCH_DECISION_REJECT);
+}
+
+// The limits are inclusive: a patch fails only when mean < mean_min, mean > mean_max or std < std_min.
+TEST_F(AcquisitionCheckTest, LimitsAreInclusive) {
+  Serve(2, R"({"default": {"mean_min": 60, "mean_max": 200, "std_min": 10}})");
+  pb::InspectReply accepted, rejected;
+  ASSERT_TRUE(Inspect(Product(60, 10, 60, 10), &accepted).ok());  // R0 and R1: the default; mean 60 scores 0.235
+  EXPECT_EQ(accepted.verdict(), pb::VERDICT_ACCEPT) << accepted.incomplete_detail();
+  ASSERT_TRUE(Inspect(Product(60, 10, 200, 10), &rejected).ok());
+  EXPECT_EQ(rejected.verdict(), pb::VERDICT_REJECT) << rejected.incomplete_detail();  // scored: 200/255 > 0.25
+  EXPECT_NE(Failed(Product(59, 10, 60, 10)).find("mean gray 59.0 is below 60.0"), std::string::npos);
+  EXPECT_NE(Failed(Product(60, 10, 201, 10)).find("mean gray 201.0 is above 200.0"), std::string::npos);
+  EXPECT_NE(Failed(Product(60, 9, 60, 10)).find("pixel standard deviation 9.00 is below 10.00"), std::string::npos);
+}
+
+// The detail names the lowest failing patch, its first failing condition (mean before std), and the count.
+TEST_F(AcquisitionCheckTest, DetailNamesTheFirstFailingPatchAndCountsThem) {
+  Serve(2);
+  pb::InspectRequest r;
+  r.set_product_id("P1");
+  AddNoisyPatch(&r, "R0", 120, 20, 0);  // passes
+  AddNoisyPatch(&r, "R0", 240, 2, 1);   // above 230.7 and flat: the mean is named
+  AddNoisyPatch(&r, "R1", 128, 2, 2);   // flat
+  AddNoisyPatch(&r, "R1", 100, 10, 3);  // passes
+  AddNoisyPatch(&r, "R0", 3, 1, 4);     // dark
+  EXPECT_EQ(Failed(r),
+            "patch 1 (region R0, frame 0, vial 1) fails the acquisition check: mean gray 240.0 is above 230.7 (a lamp, "
+            "exposure, focus or grab failure?); 3 patches fail it in all");
+}
+
+// Both rules on: a blank product still answers BLANK_PATCH (checked first); with blank patches inspected, the
+// check rejects a blank patch for its contrast.
+TEST_F(AcquisitionCheckTest, BlankPatchRuleComesFirst) {
+  Serve(2, testing::kAcquisitionCheckJson, "reject");
+  pb::InspectRequest r = Product(102, 20, 51, 10);
+  r.mutable_patches(1)->set_data(std::string(64, static_cast<char>(51)));
+  pb::InspectReply reply;
+  ASSERT_TRUE(Inspect(r, &reply).ok());
+  EXPECT_EQ(reply.verdict(), pb::VERDICT_REJECT_INCOMPLETE);
+  EXPECT_EQ(reply.incomplete_reason(), pb::INCOMPLETE_REASON_BLANK_PATCH);
+  EXPECT_EQ(reply.incomplete_detail(),
+            "patch 1 (region R1, frame 0, vial 1) is blank: every pixel is 51 (a camera or grab failure?)");
+  Serve(3, testing::kAcquisitionCheckJson, "inspect");
+  EXPECT_EQ(Failed(r),
+            "patch 1 (region R1, frame 0, vial 1) fails the acquisition check: pixel standard deviation 0.00 is below "
+            "4.77 (a lamp, exposure, focus or grab failure?)");
+}
+
 // A model whose heatmap output is shorter than the patches need is an inference error: the PNG encoder would
 // read past the buffer.
 TEST_F(InspectionServiceTest, ShortHeatmapOutputIsRejectIncompleteNotAnOutOfBoundsRead) {

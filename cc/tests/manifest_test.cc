@@ -39,6 +39,95 @@ TEST(ManifestTest, BlankPatchesIsRejectOrInspect) {
   EXPECT_EQ(s.message(), "manifest: preprocessing.blank_patches is \"ignore\", must be \"reject\" or \"inspect\"");
 }
 
+// acquisition_check absent or null (manifests older than the block): no check.
+TEST(ManifestTest, AcquisitionCheckAbsentOrNullMeansNoCheck) {
+  Manifest m;
+  ASSERT_TRUE(ParseManifest(ManifestJson(), &m).ok());
+  EXPECT_FALSE(m.acquisition_check.has_value());
+  const Status s = ParseManifest(testing::WithAcquisitionCheck(ManifestJson(), "null"), &m);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_FALSE(m.acquisition_check.has_value());
+}
+
+// Each listed region has its limits, every other region the default's; "rule" is free text.
+TEST(ManifestTest, AcquisitionCheckParsesRegionAndDefaultLimits) {
+  Manifest m;
+  Status s = ParseManifest(testing::WithAcquisitionCheck(ManifestJson()), &m);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_TRUE(m.acquisition_check.has_value());
+  const AcquisitionCheck& check = *m.acquisition_check;
+  ASSERT_EQ(check.regions.size(), 1u);
+  EXPECT_DOUBLE_EQ(check.LimitsFor("R0").mean_min, 80.3);
+  EXPECT_DOUBLE_EQ(check.LimitsFor("R0").mean_max, 230.7);
+  EXPECT_DOUBLE_EQ(check.LimitsFor("R0").std_min, 13.0);
+  EXPECT_DOUBLE_EQ(check.LimitsFor("R1").mean_min, 24.5);
+  EXPECT_DOUBLE_EQ(check.LimitsFor("R1").mean_max, 238.3);
+  EXPECT_DOUBLE_EQ(check.LimitsFor("R1").std_min, 4.77);
+  // regions absent or null: the default for every region; the bounds themselves are legal limits
+  for (const std::string regions : {"", R"("regions": null, )"}) {
+    const std::string block = "{" + regions + R"("default": {"mean_min": 0, "mean_max": 255, "std_min": 0}})";
+    s = ParseManifest(testing::WithAcquisitionCheck(ManifestJson(), block), &m);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE(m.acquisition_check.has_value());
+    EXPECT_TRUE(m.acquisition_check->regions.empty());
+    EXPECT_DOUBLE_EQ(m.acquisition_check->LimitsFor("R0").mean_max, 255.0);
+  }
+  s = ParseManifest(testing::WithAcquisitionCheck(
+                        ManifestJson(), R"({"default": {"mean_min": 100, "mean_max": 100, "std_min": 200}})"),
+                    &m);
+  EXPECT_TRUE(s.ok()) << s.message();  // mean_min == mean_max is legal
+}
+
+// A malformed acquisition_check is a load error naming the field path (never a silently absent check).
+TEST(ManifestTest, AcquisitionCheckErrorsNameTheField) {
+  const std::string good = R"({"mean_min": 80.3, "mean_max": 230.7, "std_min": 13.0})";
+  const auto with_region = [&](const std::string& r0) {
+    return R"({"regions": {"R0": )" + r0 + R"(}, "default": )" + good + "}";
+  };
+  const auto with_default = [&](const std::string& def) {
+    return R"({"regions": {"R0": )" + good + R"(}, "default": )" + def + "}";
+  };
+  const struct {
+    std::string block, error;
+  } cases[] = {
+      {"7", R"(manifest: "acquisition_check" must be an object)"},
+      {"[]", R"(manifest: "acquisition_check" must be an object)"},
+      {R"({"regions": {"R0": )" + good + "}}",
+       "manifest: acquisition_check.default is missing (the limits of regions not listed)"},
+      {with_default("null"), "manifest: acquisition_check.default is missing (the limits of regions not listed)"},
+      {R"({"regions": {"R0": 13}})",  // the missing default is named first, as by the Python server
+       "manifest: acquisition_check.default is missing (the limits of regions not listed)"},
+      {with_default("4.77"),
+       "manifest: acquisition_check.default must be an object with mean_min, mean_max and std_min"},
+      {R"({"regions": [], "default": )" + good + "}",
+       R"(manifest: "acquisition_check.regions" must be an object {region: limits})"},
+      {with_region("13"),
+       "manifest: acquisition_check.regions.R0 must be an object with mean_min, mean_max and std_min"},
+      {with_region(R"({"mean_min": "80", "mean_max": 230.7, "std_min": 13.0})"),
+       "manifest: acquisition_check.regions.R0.mean_min must be a finite number"},
+      {with_region(R"({"mean_min": 80, "mean_max": true, "std_min": 13.0})"),
+       "manifest: acquisition_check.regions.R0.mean_max must be a finite number"},
+      {with_default(R"({"mean_min": 80, "mean_max": 230.7})"),
+       "manifest: acquisition_check.default.std_min must be a finite number"},
+      {with_default(R"({"mean_min": null, "mean_max": 230.7, "std_min": 1})"),
+       "manifest: acquisition_check.default.mean_min must be a finite number"},
+      {with_region(R"({"mean_min": 200, "mean_max": 100, "std_min": 13.0})"),
+       "manifest: acquisition_check.regions.R0 must have 0 <= mean_min <= mean_max <= 255 and std_min >= 0"},
+      {with_region(R"({"mean_min": -0.5, "mean_max": 100, "std_min": 13.0})"),
+       "manifest: acquisition_check.regions.R0 must have 0 <= mean_min <= mean_max <= 255 and std_min >= 0"},
+      {with_region(R"({"mean_min": 10, "mean_max": 255.5, "std_min": 13.0})"),
+       "manifest: acquisition_check.regions.R0 must have 0 <= mean_min <= mean_max <= 255 and std_min >= 0"},
+      {with_default(R"({"mean_min": 10, "mean_max": 200, "std_min": -1})"),
+       "manifest: acquisition_check.default must have 0 <= mean_min <= mean_max <= 255 and std_min >= 0"},
+  };
+  for (const auto& c : cases) {
+    Manifest m;
+    const Status s = ParseManifest(testing::WithAcquisitionCheck(ManifestJson(), c.block), &m);
+    ASSERT_FALSE(s.ok()) << c.block;
+    EXPECT_EQ(s.message(), c.error) << c.block;
+  }
+}
+
 // signature.score_only names the score-only signature; absent or null means none (an older export); any
 // other type is an error naming the field, not a silent fall-back.
 TEST(ManifestTest, ScoreOnlySignatureIsOptionalAndMustBeAName) {

@@ -43,6 +43,16 @@ inline std::string ManifestJson(const std::string& name = "vials", int version =
           "thresholds": )" + thresholds_json + "}";
 }
 
+// An acquisition_check block: R0's own limits, the default for every other region (R1).
+constexpr char kAcquisitionCheckJson[] = R"({"rule": "ignored by the servers",
+    "regions": {"R0": {"mean_min": 80.3, "mean_max": 230.7, "std_min": 13.0}},
+    "default": {"mean_min": 24.5, "mean_max": 238.3, "std_min": 4.77}})";
+
+// `manifest_json` with a top-level "acquisition_check": `block` (any JSON value).
+inline std::string WithAcquisitionCheck(std::string manifest_json, const std::string& block = kAcquisitionCheckJson) {
+  return manifest_json.insert(1, "\"acquisition_check\": " + block + ", ");
+}
+
 inline tfad::inspection::v1::Patch* AddRawPatch(tfad::inspection::v1::InspectRequest* request, const std::string& region,
                                                  int w, int h, int c, uint8_t value = 100, uint32_t vial = 0,
                                                  uint32_t frame = 0) {

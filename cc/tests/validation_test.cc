@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -138,6 +140,79 @@ TEST_F(ValidationTest, BlankPatchesAreListed) {
   AddRawPatch(&r, "R0", 8, 8, 3, 0, 1)->set_data(almost);
   ASSERT_TRUE(Validate(r).ok());
   EXPECT_EQ(batch_.blank, (std::vector<int>{0}));
+}
+
+// The acquisition check's statistics: every pixel, all channels pooled, mean and population std from exact sums.
+TEST(PixelMeanStdTest, IsTheMeanAndPopulationStdOfTheValues) {
+  std::vector<uint8_t> half(64, 0);
+  std::fill(half.begin() + 32, half.end(), 255);
+  double mean = 0, stddev = 0;
+  PixelMeanStd(half.data(), half.size(), &mean, &stddev);
+  EXPECT_DOUBLE_EQ(mean, 127.5);
+  EXPECT_DOUBLE_EQ(stddev, 127.5);
+  const uint8_t odd[] = {0, 255, 255};  // fewer values than one vectorised chunk
+  PixelMeanStd(odd, 3, &mean, &stddev);
+  EXPECT_EQ(mean, 170.0);
+  EXPECT_EQ(stddev, std::sqrt(14450.0));  // 65025 * 2 / 3 - 170^2
+  const std::vector<uint8_t> flat(64, 9);
+  PixelMeanStd(flat.data(), flat.size(), &mean, &stddev);
+  EXPECT_EQ(mean, 9.0);
+  EXPECT_EQ(stddev, 0.0);  // var exactly 0, never a rounding residue
+  // 1000 ramps 0..255 (256000 values): sums cross the uint32 blocks and sumsq exceeds 2^32; var = (256^2 - 1) / 12
+  std::vector<uint8_t> ramps(256000);
+  for (size_t k = 0; k < ramps.size(); ++k) ramps[k] = static_cast<uint8_t>(k % 256);
+  PixelMeanStd(ramps.data(), ramps.size(), &mean, &stddev);
+  EXPECT_EQ(mean, 127.5);
+  EXPECT_EQ(stddev, std::sqrt(5461.25));
+  const std::vector<uint8_t> white(300000, 255);  // squares of 255 in full blocks: no overflow
+  PixelMeanStd(white.data(), white.size(), &mean, &stddev);
+  EXPECT_EQ(mean, 255.0);
+  EXPECT_EQ(stddev, 0.0);
+}
+
+// With an acquisition_check in the manifest, the batch has each patch's mean and std as the model gets it;
+// without one they are not computed.
+TEST_F(ValidationTest, PatchStatsOnlyForAManifestWithAnAcquisitionCheck) {
+  pb::InspectRequest r;
+  AddRawPatch(&r, "R0", 8, 8, 1, 0, 0)->mutable_data()->replace(32, 32, 32, '\xff');  // half 0, half 255
+  AddRawPatch(&r, "R1", 8, 8, 1, 40, 1);
+  ASSERT_TRUE(Validate(r).ok());
+  EXPECT_TRUE(batch_.pixel_mean.empty());
+  EXPECT_TRUE(batch_.pixel_std.empty());
+  ASSERT_TRUE(ParseManifest(testing::WithAcquisitionCheck(testing::ManifestJson("vials", 1, 8, 8, 1)), &manifest_)
+                  .ok());
+  ASSERT_TRUE(Validate(r).ok());
+  EXPECT_EQ(batch_.pixel_mean, (std::vector<double>{127.5, 40.0}));
+  EXPECT_EQ(batch_.pixel_std, (std::vector<double>{127.5, 0.0}));
+  // RGB: the three channels pooled (every pixel (0, 255, 0): mean 85, var 65025 / 3 - 85^2 = 14450)
+  ASSERT_TRUE(ParseManifest(testing::WithAcquisitionCheck(testing::ManifestJson("vials", 1, 8, 8, 3)), &manifest_)
+                  .ok());
+  r.Clear();
+  std::string green;
+  for (int k = 0; k < 64; ++k) green += std::string("\x00\xff\x00", 3);
+  AddRawPatch(&r, "R0", 8, 8, 3)->set_data(green);
+  ASSERT_TRUE(Validate(r).ok());
+  EXPECT_EQ(batch_.pixel_mean, (std::vector<double>{85.0}));
+  EXPECT_EQ(batch_.pixel_std, (std::vector<double>{std::sqrt(14450.0)}));
+}
+
+// The statistics are of the patch the model gets: after the bilinear resize, not of the image sent.
+TEST_F(ValidationTest, PatchStatsAreOfTheResizedPatch) {
+  ASSERT_TRUE(ParseManifest(testing::WithAcquisitionCheck(testing::ManifestJson("vials", 1, 8, 8, 1, "bilinear")),
+                            &manifest_)
+                  .ok());
+  pb::InspectRequest r;
+  std::string stripes;  // 16x8, columns alternately 0 and 255: mean 127.5, std 127.5 as sent
+  for (int k = 0; k < 16 * 8; ++k) stripes += static_cast<char>(k % 2 ? 255 : 0);
+  AddRawPatch(&r, "R0", 16, 8, 1)->set_data(stripes);
+  ASSERT_TRUE(Validate(r).ok());
+  ASSERT_EQ(batch_.resized, 1);
+  double mean = 0, stddev = 0;
+  PixelMeanStd(batch_.pixels.data(), 64, &mean, &stddev);
+  EXPECT_EQ(batch_.pixel_mean, (std::vector<double>{mean}));
+  EXPECT_EQ(batch_.pixel_std, (std::vector<double>{stddev}));
+  EXPECT_LT(batch_.pixel_std[0], 1.0);  // halving blends each pair of columns into one gray
+  EXPECT_NEAR(batch_.pixel_mean[0], 127.5, 0.5);
 }
 
 // A thumbnail or a mis-cut frame is not stretched into a plausible patch and scored (it could be accepted):

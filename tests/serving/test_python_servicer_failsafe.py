@@ -104,3 +104,31 @@ def test_a_blank_patch_is_reject_incomplete_and_not_run_when_the_manifest_says_s
         == "patch 1 (region R1, frame 0, vial 1) is blank: every pixel is 0 (a camera or grab failure?)"
     )
     assert len(reply.patches) == 0 and runs == [3]  # not run
+
+
+def test_a_failed_acquisition_is_reject_incomplete_and_not_run(tmp_path):
+    """A patch outside the manifest's acquisition_check (here too dark for R1's limits) is REJECT_INCOMPLETE /
+    ACQUISITION_CHECK and the model is not run; without the block the same product is scored and accepted."""
+    from tfad.scoring.acquisition import AcquisitionCheck, AcquisitionLimits
+
+    runs = []
+
+    def runner(images):
+        runs.append(len(images))
+        return _outputs([0.1, 0.1, 0.1])(images)
+
+    request = _product()  # patches of grey 10-13: std about 0.1-0.4
+    check = AcquisitionCheck(
+        regions={"R1": AcquisitionLimits(11.0, 200.0, 0.0)}, default=AcquisitionLimits(5.0, 250.0, 0.0)
+    )
+    assert _inspect(tmp_path, runner, request).verdict == pb.VERDICT_ACCEPT and runs == [3]
+    reply = _inspect(tmp_path, runner, request, contract_manifest(acquisition_check=check))
+    assert (reply.verdict, reply.incomplete_reason) == (
+        pb.VERDICT_REJECT_INCOMPLETE,
+        pb.INCOMPLETE_REASON_ACQUISITION_CHECK,
+    )
+    assert reply.incomplete_detail == (
+        "patch 1 (region R1, frame 0, vial 1) fails the acquisition check: mean gray 10.0 is below 11.0 "
+        "(a lamp, exposure, focus or grab failure?)"
+    )
+    assert len(reply.patches) == 0 and runs == [3]  # not run the second time

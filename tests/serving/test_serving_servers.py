@@ -157,6 +157,70 @@ def test_a_blank_patch_is_reject_incomplete_in_both_servers(server_kind, tmp_pat
     assert inspected.verdict in ("ACCEPT", "REJECT") and len(inspected.patches) == 6
 
 
+def test_a_failed_acquisition_is_reject_incomplete_in_both_servers(server_kind, tmp_path):
+    """A dark noisy patch (a lamp failure), a bright one and a flat grey one are not exact blanks; with the
+    manifest's acquisition_check they are REJECT_INCOMPLETE / ACQUISITION_CHECK without the model, with the
+    same detail from both servers, from the statistics offline scoring computes; a product inside the limits
+    is scored."""
+    from tests.fixtures.servable import export_servable
+    from tfad.data.decode import pixel_statistics
+    from tfad.scoring.acquisition import AcquisitionCheck, AcquisitionLimits
+    from tfad.serving.client import InspectionClient
+
+    root = tmp_path / "acquisition"
+    version = export_servable(root / MODEL / "1", name=MODEL)
+    manifest = json.loads((version / "tfad_manifest.json").read_text())
+    check = AcquisitionCheck(
+        regions={"R1": AcquisitionLimits(60.0, 200.0, 8.0)}, default=AcquisitionLimits(40.0, 230.0, 5.0)
+    )
+    manifest["acquisition_check"] = check.to_manifest()
+    (version / "tfad_manifest.json").write_text(json.dumps(manifest))
+    rng = np.random.default_rng(6)
+    images = rng.integers(90, 130, (8, 256, 256, 1), dtype=np.uint8)
+    dark = rng.normal(4.0, 1.5, (256, 256, 1)).clip(0, 255).astype(np.uint8)
+    cases = {
+        "dark": dark,  # patch 4
+        "bright": rng.normal(250.0, 2.0, (256, 256, 1)).clip(0, 255).astype(np.uint8),
+        "flat": rng.normal(128.0, 2.0, (256, 256, 1)).clip(0, 255).astype(np.uint8),
+        "dim in R1": rng.integers(40, 80, (256, 256, 1), dtype=np.uint8),  # mean ~59.5: only R1's limit fails
+    }
+    handle = start_server_of_kind(server_kind, root, tmp_path, cycle_budget_ms=60000)
+    replies = {}
+    try:
+        with InspectionClient(handle.target) as c:
+            c.wait_ready(60)
+            replies["inside"] = c.inspect_request(product_request(images), timeout_s=30)
+            for name, patch in cases.items():
+                product = images.copy()
+                product[5 if name == "dim in R1" else 4] = patch
+                if name == "dark":
+                    product[6] = patch  # two failing patches: the detail counts them
+                replies[name] = c.inspect_request(product_request(product), timeout_s=30)
+    finally:
+        handle.stop()
+    regions, frames, vials = product_layout(len(images))
+    assert replies["inside"].verdict in ("ACCEPT", "REJECT") and len(replies["inside"].patches) == 8
+    expected = {}
+    for name, patch in cases.items():
+        i = 5 if name == "dim in R1" else 4
+        mean, std = (float(v[0]) for v in pixel_statistics(patch[None]))
+        failure = check.limits_for(regions[i]).failure(mean, std)
+        expected[name] = (
+            f"patch {i} (region {regions[i]}, frame {frames[i]}, vial {vials[i]}) fails the acquisition "
+            f"check: {failure} (a lamp, exposure, focus or grab failure?)"
+            + ("; 2 patches fail it in all" if name == "dark" else "")
+        )
+    assert regions[5] == "R1" and regions[4] != "R1"
+    for name, reply in replies.items():
+        if name == "inside":
+            continue
+        assert (reply.verdict, reply.incomplete_reason) == ("REJECT_INCOMPLETE", "ACQUISITION_CHECK"), name
+        assert reply.incomplete_detail == expected[name] and not reply.patches
+    assert "mean gray" in expected["dark"] and "is below 40.0" in expected["dark"]
+    assert "is above 230.0" in expected["bright"] and "pixel standard deviation" in expected["flat"]
+    assert "is below 60.0" in expected["dim in R1"]
+
+
 def _malformed_cases(images: np.ndarray):
     """(name, request, expected message fragment) for every kind of invalid request."""
     cases = []

@@ -38,6 +38,18 @@ def test_calibration_is_stored_with_the_run(calibrated, tiny_vials) -> None:
     assert saved["calibration"]["fingerprint"].startswith("sha256:")
     assert (run_dir / "calibration" / "scores.csv").is_file()
     assert (run_dir / "calibration" / "score_histograms.png").is_file()
+    # the acquisition check's limits, from the good calibration images by the stated rule
+    check = saved["acquisition_check"]
+    assert set(check["regions"]) == {"R0", "R1", "R2", "R3"} and check["default"]
+    table = list(csv.DictReader(open(run_dir / "calibration" / "scores.csv")))
+    good = [r for r in table if r["label"] == "0"]
+    for region, limits in check["regions"].items():
+        means = [float(r["pixel_mean"]) for r in good if r["region"] == region]
+        stds = [float(r["pixel_std"]) for r in good if r["region"] == region]
+        assert limits["mean_min"] == pytest.approx(min(means) / 2, abs=0.01)
+        assert limits["mean_max"] == pytest.approx(max(means) + (255 - max(means)) / 2, abs=0.01)
+        assert limits["std_min"] == pytest.approx(min(stds) / 2, abs=0.01)
+        assert limits["mean_min"] <= min(means) and limits["std_min"] <= min(stds)  # rounded outward
 
 
 def test_manifest_is_complete_and_servable(calibrated, tiny_run) -> None:
@@ -58,6 +70,12 @@ def test_manifest_is_complete_and_servable(calibrated, tiny_run) -> None:
     assert manifest["preprocessing"]["blank_patches"] == "reject"
     parsed = load_manifest(version_dir)  # the servers' own parser accepts it
     assert parsed.reject_blank_patches
+    # the acquisition check goes with the thresholds (docs/serving.md, fail-safe rule 8)
+    assert (
+        manifest["acquisition_check"]
+        == json.loads((run_dir / "thresholds.json").read_text())["acquisition_check"]
+    )
+    assert set(parsed.acquisition_check.regions) == {"R0", "R1", "R2", "R3"}
     # the servers compare in float32, as the model computes scores
     assert parsed.region_thresholds == pytest.approx(manifest["thresholds"]["regions"], rel=1e-6)
 
@@ -246,6 +264,45 @@ def test_eval_of_the_exported_model_writes_the_report(calibrated, tiny_vials, tm
     assert "positive class: defective" in capsys.readouterr().out
 
 
+def test_eval_rejects_what_the_line_would_not_inspect(calibrated, tiny_vials, tmp_path, capsys) -> None:
+    """A copy of the test split with one good image replaced by a dark noisy frame (a lamp failure) and one
+    by a black one: tfad eval counts both as rejected whatever their scores, as the servers answer them
+    REJECT_INCOMPLETE (ACQUISITION_CHECK, BLANK_PATCH)."""
+    import cv2
+
+    _, version_dir = calibrated
+    data = tmp_path / "vials"
+    shutil.copytree(tiny_vials, data)
+    first, second = sorted((data / "test").glob("r00/P*/*.png"))[:2]
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(first), np.clip(rng.normal(4.0, 1.5, (32, 32)), 0, 255).astype(np.uint8))
+    cv2.imwrite(str(second), np.zeros((32, 32), np.uint8))
+    out = tmp_path / "eval"
+    assert main(["eval", str(version_dir), "--data", str(data), "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    reasons = {row["path"]: row["reason"] for row in report["incomplete"]["examples"]}
+    assert reasons[str(first)].startswith("fails the acquisition check: mean gray")
+    assert reasons[str(second)].startswith("blank")
+    table = list(csv.DictReader(open(out / "scores.csv")))
+    rows = {r["path"]: r for r in table}
+    assert rows[str(second)]["blank"] == "1" and float(rows[str(second)]["pixel_std"]) == 0.0
+    labels = {r["path"]: r["label"] for r in table}
+    assert report["incomplete"]["good"] == sum(labels[p] == "0" for p in (str(first), str(second)))
+    # the decisions: score above the region's threshold, or not inspected
+    thresholds = report["thresholds"]["regions"]
+    rejected = [
+        float(r["score"]) > thresholds[r["region"]] or r["path"] in (str(first), str(second)) for r in table
+    ]
+    patch = report["at_thresholds"]["patch"]
+    assert patch["false_reject"] == sum(
+        rej for rej, r in zip(rejected, table, strict=True) if r["label"] == "0"
+    )
+    assert patch["true_reject"] == sum(
+        rej for rej, r in zip(rejected, table, strict=True) if r["label"] == "1"
+    )
+    assert "not scored on the line" in capsys.readouterr().out
+
+
 def test_predict_writes_scores_overlays_and_rejects_unreadable(calibrated, tiny_vials, tmp_path) -> None:
     run_dir, _ = calibrated
     folder = tmp_path / "images"
@@ -263,6 +320,33 @@ def test_predict_writes_scores_overlays_and_rejects_unreadable(calibrated, tiny_
     for r in good:
         assert (float(r["score"]) > float(r["threshold"])) == (r["decision"] == "REJECT")
     assert len(list((out / "overlays").glob("*.png"))) == len(good)
+
+
+def test_predict_rejects_what_the_line_would_not_inspect(calibrated, tiny_vials, tmp_path) -> None:
+    """tfad predict gives a dark noisy frame, a saturated one and a black one REJECT with the servers' reason,
+    on the run and on its export alike."""
+    import cv2
+
+    run_dir, version_dir = calibrated
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(1)
+    folder.mkdir()
+    cv2.imwrite(str(folder / "f1_v0_R0.png"), rng.normal(4, 1.5, (32, 32)).clip(0, 255).astype(np.uint8))
+    cv2.imwrite(str(folder / "f1_v1_R0.png"), rng.normal(252, 2, (32, 32)).clip(0, 255).astype(np.uint8))
+    cv2.imwrite(str(folder / "f2_v0_R0.png"), np.zeros((32, 32), np.uint8))
+    shutil.copy(next((tiny_vials / "test").glob("r00/*/f0_v1_R0.png")), folder / "f0_v1_R0.png")
+    for model in (run_dir, version_dir):
+        out = tmp_path / f"pred_{model.name}"
+        assert main(["predict", str(model), str(folder), "--out", str(out), "--no-progress"]) == 0
+        rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(open(out / "scores.csv"))}
+        assert rows["f1_v0_R0.png"]["decision"] == "REJECT"
+        assert "fails the acquisition check: mean gray" in rows["f1_v0_R0.png"]["reason"]
+        assert "is below" in rows["f1_v0_R0.png"]["reason"]
+        assert "is above" in rows["f1_v1_R0.png"]["reason"] and rows["f1_v1_R0.png"]["decision"] == "REJECT"
+        assert rows["f2_v0_R0.png"]["reason"].startswith("not inspected on the line: blank")
+        real = rows["f0_v1_R0.png"]  # a real patch passes the check and is decided by its score
+        assert real["reason"] == ""
+        assert (float(real["score"]) > float(real["threshold"])) == (real["decision"] == "REJECT")
 
 
 def test_cli_errors_are_clear(tmp_path, capsys) -> None:

@@ -59,11 +59,14 @@ def _default_rule(text: str):
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
     import math
     import shutil
     from datetime import UTC, datetime
     from pathlib import Path
+
+    import numpy as np
 
     from tfad.cli import CLIError
     from tfad.data.errors import DataError
@@ -71,6 +74,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from tfad.data.records import fingerprint
     from tfad.evaluation.scorer import load_scorer, save_table, score_records
     from tfad.rundir import THRESHOLDS_FILE
+    from tfad.scoring.acquisition import fit_acquisition_check
     from tfad.scoring.thresholds import calibrate_table
     from tfad.training.runs import is_run_dir
 
@@ -115,8 +119,27 @@ def _calibrate(args: argparse.Namespace) -> int:
     table, corrupt = score_records(
         scorer, labelled, scratch, args.batch_size, run_config.data.on_corrupt, progress=not args.no_progress
     )
+    # the limits come from the good images as scored; thresholds from the patches the line will score (a
+    # blank good image would otherwise lift a threshold with a score the line never compares)
+    acquisition_check = None
+    if ((table.labels == 0) & ~table.blanks).any():
+        # a blank good image (a failed grab in the kit) says nothing of the product's range
+        learn_from = np.where(table.blanks, -1, table.labels)
+        acquisition_check = fit_acquisition_check(
+            table.regions, learn_from, table.pixel_means, table.pixel_stds
+        )
+    gate = dataclasses.replace(scorer.gate, acquisition_check=acquisition_check)
+    not_scored = gate.failed(table.regions, table.blanks, table.pixel_means, table.pixel_stds)
+    if not_scored.any():
+        print(
+            f"warning: {int(not_scored.sum())} calibration image(s) are blank or outside the acquisition "
+            "check's limits; the line does not score them, so they do not set thresholds: "
+            + ", ".join(str(p) for p in table.paths[not_scored][:5])
+        )
     try:
-        thresholds = calibrate_table(table, policy, budget, _default_rule(args.default), n_sigma_k)
+        thresholds = calibrate_table(
+            table.subset(~not_scored), policy, budget, _default_rule(args.default), n_sigma_k
+        )
     except ValueError as err:
         raise CLIError(f"calibration failed: {err}") from err
     calibration = {
@@ -136,7 +159,15 @@ def _calibrate(args: argparse.Namespace) -> int:
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     (run_dir / THRESHOLDS_FILE).write_text(
-        json.dumps({"thresholds": thresholds.to_manifest(), "calibration": calibration}, indent=2) + "\n"
+        json.dumps(
+            {
+                "thresholds": thresholds.to_manifest(),
+                "acquisition_check": None if acquisition_check is None else acquisition_check.to_manifest(),
+                "calibration": calibration,
+            },
+            indent=2,
+        )
+        + "\n"
     )
     try:
         from tfad.evaluation.plots import plot_region_thresholds, plot_score_histograms
@@ -168,6 +199,18 @@ def _calibrate(args: argparse.Namespace) -> int:
             f"default threshold (regions not calibrated): {thresholds.default:.5f} "
             f"({thresholds.default_rule})"
         )
+    if acquisition_check is None:
+        print("no acquisition check: the split has no good images to learn its limits from")
+    else:
+        print("acquisition check (a patch outside is not scored on the line: REJECT_INCOMPLETE):")
+        for region, limits in [
+            *sorted(acquisition_check.regions.items()),
+            ("default", acquisition_check.default),
+        ]:
+            print(
+                f"  {region:<10} mean grey {limits.mean_min:.1f}-{limits.mean_max:.1f}, "
+                f"pixel std >= {limits.std_min:.2f}"
+            )
     print(f"wrote {run_dir / THRESHOLDS_FILE} and {out_dir}/")
     return 0
 

@@ -90,7 +90,9 @@ def _eval(args: argparse.Namespace) -> int:
         scorer, records, scratch, args.batch_size, args.on_corrupt, progress=not args.no_progress
     )
     try:
-        report = write_report(table, scorer.thresholds, str(out), k=k, n=n, plots=not args.no_plots)
+        report = write_report(
+            table, scorer.thresholds, str(out), k=k, n=n, plots=not args.no_plots, gate=scorer.gate
+        )
     except ValueError as err:
         raise CLIError(f"evaluation failed: {err}") from err
     report["model"] = {

@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Score image files or folders (recursively) with a run directory or an exported model. "
         "Writes OUT/scores.csv (path, region, score, threshold, decision) and OUT/overlays/*.png (input | "
         "heatmap overlay, with score and decision). Line-layout file names (f<frame>_v<vial>_<region>.png) "
-        "give the region; other images use --region. An unreadable image is listed as REJECT (unreadable).",
+        "give the region; other images use --region. An unreadable image is listed as REJECT (unreadable), "
+        "and so is an image the line would not inspect (blank, or outside the acquisition check's limits).",
     )
     parser.add_argument("model", metavar="MODEL", help="run directory, or savedmodels/<name>[/<version>]")
     parser.add_argument("inputs", metavar="INPUT", nargs="+", help="image files or folders")
@@ -49,6 +50,7 @@ def _predict(args: argparse.Namespace) -> int:
         table, corrupt = None, {r.path: str(err) for r in records}
     rows = []
     counts = {"ACCEPT": 0, "REJECT": 0, "SCORED": 0}
+    gate_reasons = [] if table is None else scorer.gate_reasons(table)
     for i in range(0 if table is None else len(table)):
         region, score = str(table.regions[i]), float(table.scores[i])
         threshold = None
@@ -65,6 +67,8 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             decision = "REJECT" if score > threshold else "ACCEPT"
             reason = ""
+        if gate_reasons[i] is not None:  # what the servers answer REJECT_INCOMPLETE without scoring
+            decision, reason = "REJECT", f"not inspected on the line: {gate_reasons[i]}"
         counts[decision] += 1
         rows.append(
             {

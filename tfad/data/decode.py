@@ -167,3 +167,42 @@ def load_images(
     if errors:
         raise errors[min(errors)]
     return out
+
+
+# squares of the 256 grey levels (at most 65025, so uint16): cv2.LUT makes the sum of squares one pass in C
+_SQUARES = (np.arange(256, dtype=np.uint32) ** 2).astype(np.uint16)
+
+
+def pixel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's mean grey level and pixel standard deviation, every channel pooled: ``uint8 [N, H, W, C]``
+    -> ``(mean [N], std [N])`` float64.
+
+    Computed from exact integer sums as the C++ server does (cc/validation.cc): ``mean = sum / n``,
+    ``std = sqrt(max(sum_sq / n - mean^2, 0))``, so both servers and offline scoring get the same numbers,
+    and ``std == 0`` exactly when every value of the image is equal. (OpenCV sums integers exactly here; a
+    60-patch grey product costs about 2 ms.)
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"expected uint8 images [N, H, W, C], got {images.dtype} {list(images.shape)}")
+    n, height = images.shape[:2]
+    rows = images.reshape(n, height, -1)  # 2-D per image, channels pooled
+    count = rows[0].size if n else 1
+    sums = np.array([cv2.sumElems(rows[i])[0] for i in range(n)], np.float64)
+    sums_sq = np.array([cv2.sumElems(cv2.LUT(rows[i], _SQUARES))[0] for i in range(n)], np.float64)
+    mean = sums / count
+    std = np.sqrt(np.maximum(sums_sq / count - mean * mean, 0.0))
+    return mean, std
+
+
+def blank_images(images: np.ndarray) -> np.ndarray:
+    """Per image of ``uint8 [N, H, W, C]``: True when every pixel equals the first, all channels (a black
+    frame, a zero-filled buffer after a failed grab, a saturated sensor; cc/validation.cc, the same rule).
+    Only the images whose first row is uniform are compared whole, so real images cost one row each."""
+    images = np.asarray(images)
+    n, _, width, channels = images.shape
+    pixels = images.reshape(n, -1, channels)
+    blank = np.zeros(n, dtype=bool)
+    for i in np.flatnonzero((pixels[:, :width] == pixels[:, :1]).all(axis=(1, 2))):
+        blank[i] = bool((pixels[i] == pixels[i, :1]).all())
+    return blank

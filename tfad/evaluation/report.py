@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tfad.scoring.acquisition import PatchGate
 from tfad.scoring.metrics import (
     DEFAULT_PIXEL_THRESHOLDS,
     PixelMetricAccumulator,
@@ -188,8 +189,13 @@ def evaluate(
     n: int = 10,
     fpr_limit: float = 0.3,
     pixel_thresholds: int | None = DEFAULT_PIXEL_THRESHOLDS,
+    gate: PatchGate | None = None,
 ) -> dict:
     """The report dict (see docs/evaluation.md for every field).
+
+    ``gate`` (the scorer's :class:`PatchGate`) applies the servers' blank-patch and acquisition rules to
+    the decisions at the thresholds: a patch that fails it is rejected (REJECT_INCOMPLETE on the line)
+    whatever its score. The threshold-free metrics use the scores alone.
 
     Samples with unknown label (-1) are left out of all metrics and counted. Raises ``ValueError`` when
     a region of the table has no threshold and the table has no default, or when nothing is labelled.
@@ -207,7 +213,13 @@ def evaluate(
             "calibrate on data covering these regions or set a default"
         )
     thr = thresholds.thresholds_for(data.regions)
-    rejected = data.scores > thr
+    gate_reasons = (
+        [None] * len(data)
+        if gate is None
+        else gate.reasons(data.regions, data.blanks, data.pixel_means, data.pixel_stds)
+    )
+    incomplete = np.asarray([r is not None for r in gate_reasons], dtype=bool)
+    rejected = (data.scores > thr) | incomplete
     margins = data.scores - thr
 
     report: dict = {
@@ -233,6 +245,15 @@ def evaluate(
         },
         "thresholds": thresholds.to_dict(),
         "regions_using_default_threshold": missing,
+        # the patches the servers would answer REJECT_INCOMPLETE without scoring (blank, acquisition check)
+        "incomplete": {
+            "good": int((incomplete & (labels == 0)).sum()),
+            "defective": int((incomplete & (labels == 1)).sum()),
+            "examples": [
+                {"path": str(data.paths[i]), "label": int(labels[i]), "reason": gate_reasons[i]}
+                for i in np.flatnonzero(incomplete)[:20]
+            ],
+        },
     }
 
     # ---- threshold-free metrics
@@ -258,7 +279,9 @@ def evaluate(
     # without product ids every image is its own product (MVTec layout): product level = image level
     product_ids = data.product_ids if has_products else data.paths
     keys = list(zip(data.run_ids.tolist(), product_ids.tolist(), strict=True))
-    verdicts = product_verdicts(data.scores, data.regions, keys, thresholds, labels=labels)
+    verdicts = product_verdicts(
+        data.scores, data.regions, keys, thresholds, labels=labels, incomplete=incomplete
+    )
     product = _confusion_dict(verdicts.label, verdicts.rejected)
     product["aggregation"] = "reject if any patch is rejected; product score = max patch score (Eq. 10.3)"
     product["score_auroc"], product["score_auroc_undefined_reason"] = _metric(
@@ -354,6 +377,12 @@ def format_summary(report: dict) -> str:
         lines.append(
             f"  regions using the default threshold: {', '.join(report['regions_using_default_threshold'])}"
         )
+    incomplete = report.get("incomplete") or {}
+    if incomplete.get("good") or incomplete.get("defective"):
+        lines.append(
+            f"  not scored on the line (blank or failing the acquisition check; rejected): "
+            f"{incomplete['good']} good, {incomplete['defective']} defective"
+        )
     dec = report["at_thresholds"]
     lines.append(_decision_line("patches", dec["patch"]))
     for region, conf in dec["patch"]["per_region"].items():
@@ -399,13 +428,14 @@ def write_report(
     fpr_limit: float = 0.3,
     pixel_thresholds: int | None = DEFAULT_PIXEL_THRESHOLDS,
     plots: bool = True,
+    gate: PatchGate | None = None,
 ) -> dict:
     """Evaluate and write ``out_dir/report.json``, ``out_dir/summary.txt`` and ``out_dir/plots/*.png``.
 
     Returns the report dict (with ``"files"``: the written paths relative to ``out_dir``).
     """
     report = evaluate(
-        score_table, thresholds, k=k, n=n, fpr_limit=fpr_limit, pixel_thresholds=pixel_thresholds
+        score_table, thresholds, k=k, n=n, fpr_limit=fpr_limit, pixel_thresholds=pixel_thresholds, gate=gate
     )
     os.makedirs(out_dir, exist_ok=True)
     files = ["report.json", "summary.txt"]

@@ -27,6 +27,7 @@ from tfad.rundir import (
     SCORE_PATHS_RTOL,
     THRESHOLDS_FILE,
 )
+from tfad.scoring.acquisition import AcquisitionCheck, PatchGate
 from tfad.scoring.table import ScoreTable, open_heatmap_store
 from tfad.scoring.thresholds import ThresholdTable
 from tfad.training.runs import TrainedRun, is_run_dir, load_run
@@ -64,6 +65,9 @@ class Scorer:
     run_n: int = 10
     info: dict[str, Any] = field(default_factory=dict)  # run.json or manifest
     function: Callable[[Any], dict] | None = field(default=None, repr=False)
+    # what the servers check before scoring (blank patches, the acquisition check), applied by tfad predict
+    # and tfad eval to reproduce served verdicts
+    gate: PatchGate = field(default_factory=PatchGate)
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Score a batch; ``images`` must already be ``[N, image_size, image_size, channels]`` uint8."""
@@ -84,6 +88,11 @@ class Scorer:
         wanted), or None when the model has none (a run, an older export, a family's own format)."""
         scores_only = getattr(self.function, "scores_only", None)
         return None if scores_only is None else np.asarray(scores_only(images), np.float64)
+
+    def gate_reasons(self, table: ScoreTable) -> list[str | None]:
+        """Per row of a table this scorer wrote: why the servers would not score that patch (blank, or
+        outside the acquisition check), or None."""
+        return self.gate.reasons(table.regions, table.blanks, table.pixel_means, table.pixel_stds)
 
     def describe(self) -> str:
         """One line naming what scores (for logs and reports)."""
@@ -106,10 +115,14 @@ def scorer_from_run(run: TrainedRun) -> Scorer:
         function = tf.function(
             function, input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8)]
         )
-    thresholds = None
+    thresholds = acquisition_check = None
     if (path / THRESHOLDS_FILE).is_file():
         block = json.loads((path / THRESHOLDS_FILE).read_text())
         thresholds = ThresholdTable.from_manifest(block["thresholds"])
+        try:
+            acquisition_check = AcquisitionCheck.from_manifest(block.get("acquisition_check"))
+        except ValueError as err:
+            raise ValueError(f"{path / THRESHOLDS_FILE}: {err}") from None
     return Scorer(
         run.name,
         "run",
@@ -121,6 +134,8 @@ def scorer_from_run(run: TrainedRun) -> Scorer:
         run.config.calibration.run_n,
         {**run.info, "checkpoint": run.checkpoint},
         function,
+        # as the run's export will be served: tfad export writes blank_patches "reject" and the check
+        PatchGate(reject_blank_patches=True, acquisition_check=acquisition_check),
     )
 
 
@@ -159,6 +174,11 @@ def _export_scorer(path: Path) -> Scorer:
 
     block = manifest.get("thresholds")
     thresholds = ThresholdTable.from_manifest(block) if block is not None else None
+    try:
+        acquisition_check = AcquisitionCheck.from_manifest(manifest.get("acquisition_check"))
+    except ValueError as err:
+        raise ModelNotFoundError(2, f"manifest: {err}", str(path / MANIFEST_FILE)) from err
+    preprocessing = manifest.get("preprocessing") or {}
     acceptance = manifest.get("run_acceptance") or {}
     scorer = Scorer(
         manifest.get("name", path.parent.name),
@@ -171,6 +191,7 @@ def _export_scorer(path: Path) -> Scorer:
         int(acceptance.get("n", 10)),
         manifest,
         function,
+        PatchGate(preprocessing.get("blank_patches") == "reject", acquisition_check),
     )
     scorer._saved_model = loaded  # keep the loaded object (and its variables) alive
     return scorer
@@ -238,6 +259,7 @@ def score_records(
     """
     from tqdm import tqdm
 
+    from tfad.data.decode import blank_images, pixel_statistics
     from tfad.data.pipeline import make_dataset
 
     records = list(records)
@@ -253,6 +275,8 @@ def score_records(
         heatmaps = np.zeros((n, size, size), np.float32)
         masks = np.zeros((n, size, size), np.uint8)
     scores = np.full(n, np.nan)
+    blanks = np.zeros(n, dtype=bool)
+    pixel_means, pixel_stds = np.full(n, np.nan), np.full(n, np.nan)
     has_mask = np.asarray([r.mask_path is not None or r.label == LABEL_GOOD for r in records])
     dataset = make_dataset(
         records,
@@ -274,6 +298,8 @@ def score_records(
             images, batch_masks = apply_shift(images, batch_masks, index, shift, shift_seed)
         result = scorer(images)
         scores[index] = result["score"]
+        blanks[index] = blank_images(images)
+        pixel_means[index], pixel_stds[index] = pixel_statistics(images)
         heatmaps[index] = result["heatmap"]
         masks[index] = batch_masks
         bar.update(len(index))
@@ -289,7 +315,13 @@ def score_records(
         heatmaps.flush()
         masks.flush()
     table = ScoreTable.from_records(
-        records, np.where(kept, scores, 0.0), heatmaps=heatmaps, masks=_MaskStore(masks, has_mask)
+        records,
+        np.where(kept, scores, 0.0),
+        heatmaps=heatmaps,
+        masks=_MaskStore(masks, has_mask),
+        blanks=blanks,
+        pixel_means=pixel_means,
+        pixel_stds=pixel_stds,
     )
     if corrupt:
         log.warning(

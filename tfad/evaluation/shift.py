@@ -68,13 +68,13 @@ def evaluate_shifts(
     try:
         if baseline is None:
             table, _ = score_records(scorer, records, scratch / "none", batch_size, on_corrupt, progress)
-            baseline = evaluate(table, thresholds, k=k, n=n)
+            baseline = evaluate(table, thresholds, k=k, n=n, gate=scorer.gate)
         rows = [condition_row(baseline, None)]
         for shift in shifts:
             table, _ = score_records(
                 scorer, records, scratch / shift.name, batch_size, on_corrupt, progress, shift, seed
             )
-            row = condition_row(evaluate(table, thresholds, k=k, n=n), shift)
+            row = condition_row(evaluate(table, thresholds, k=k, n=n, gate=scorer.gate), shift)
             for metric in METRICS:
                 before, after = rows[0][metric], row[metric]
                 row[f"{metric}_drop"] = None if before is None or after is None else before - after

@@ -152,9 +152,14 @@ def _write_savedmodel(run: TrainedRun, target: Path) -> None:
 
 
 def build_manifest(
-    run: TrainedRun, version: int, thresholds: dict | None, calibration: dict | None
+    run: TrainedRun,
+    version: int,
+    thresholds: dict | None,
+    calibration: dict | None,
+    acquisition_check: dict | None = None,
 ) -> dict[str, Any]:
-    """The manifest of ``run`` as version ``version``."""
+    """The manifest of ``run`` as version ``version``; ``acquisition_check`` is the block ``tfad calibrate``
+    wrote beside the thresholds (:mod:`tfad.scoring.acquisition`; None: the servers do not check)."""
     config = run.config
     size, channels = config.data.image_size, config.data.channels
     model_family = family(config.model.family)
@@ -187,6 +192,9 @@ def build_manifest(
         "score": model_family.score_description(config),
         **model_family.manifest_extras(config),
         "thresholds": thresholds,
+        # limits of a patch's mean grey and contrast: outside them the servers answer REJECT_INCOMPLETE /
+        # ACQUISITION_CHECK (a lamp, exposure, focus or grab failure) without running the model
+        "acquisition_check": acquisition_check,
         "calibration": calibration,
         "run_acceptance": {"k": config.calibration.run_k, "n": config.calibration.run_n},
         "training_data_fingerprint": run.info.get("training_data", {}).get("fingerprint"),
@@ -223,10 +231,11 @@ def export_run(
     """
     run = load_run(run_dir)
     thresholds_path = run.run_dir / THRESHOLDS_FILE
-    thresholds = calibration = None
+    thresholds = calibration = acquisition_check = None
     if thresholds_path.is_file():
         saved = json.loads(thresholds_path.read_text())
         thresholds, calibration = saved["thresholds"], saved.get("calibration")
+        acquisition_check = saved.get("acquisition_check")  # absent in runs calibrated before it
     elif not allow_uncalibrated:
         raise ExportError(
             f"{run.run_dir} is not calibrated (no {THRESHOLDS_FILE}): run `tfad calibrate` first, "
@@ -250,7 +259,7 @@ def export_run(
             _write_savedmodel(run, tmp)
         else:  # the family's own format (blob analysis: its parameters and reference image)
             model_family.save_exported(run.inference_model, tmp)
-        manifest = build_manifest(run, version, thresholds, calibration)
+        manifest = build_manifest(run, version, thresholds, calibration, acquisition_check)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         if check:  # verified where no server looks; published (atomic rename) only when it passes
             result = check_export(run, tmp)

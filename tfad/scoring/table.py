@@ -45,6 +45,8 @@ _COLUMNS = (
     "mask_path",
     "score",
 )
+# written since the acquisition check; tables written before it lack them (read as NaN: not known)
+_PIXEL_COLUMNS = ("blank", "pixel_mean", "pixel_std")
 
 
 class ArraySource(Protocol):
@@ -129,6 +131,10 @@ def open_heatmap_store(path: str, n: int, height: int, width: int) -> np.memmap:
     )
 
 
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
 def _str_column(values: Iterable[Any], n: int, name: str) -> np.ndarray:
     arr = np.asarray(["" if v is None else str(v) for v in values], dtype=object)
     if arr.shape != (n,):
@@ -156,6 +162,12 @@ class ScoreTable:
     frames: np.ndarray | None = None
     vials: np.ndarray | None = None
     mask_paths: np.ndarray | None = None
+    # each image as scored: blank (every pixel one value; tfad.data.decode.blank_images), its mean grey
+    # level and pixel standard deviation (pixel_statistics; NaN = not known), for the blank-patch and
+    # acquisition rules
+    blanks: np.ndarray | None = None
+    pixel_means: np.ndarray | None = None
+    pixel_stds: np.ndarray | None = None
     heatmaps: ArraySource | None = field(default=None, repr=False)
     masks: ArraySource | None = field(default=None, repr=False)
 
@@ -199,6 +211,15 @@ class ScoreTable:
             )
             if self.mask_paths.shape != (n,):
                 raise ValueError(f"mask_paths has {self.mask_paths.shape[0]} entries, expected {n}")
+        self.blanks = np.zeros(n, dtype=bool) if self.blanks is None else np.asarray(self.blanks, dtype=bool)
+        if self.blanks.shape != (n,):
+            raise ValueError(f"blanks has shape {self.blanks.shape}, expected ({n},)")
+        for name in ("pixel_means", "pixel_stds"):
+            value = getattr(self, name)
+            arr = np.full(n, np.nan) if value is None else np.asarray(value, dtype=np.float64)
+            if arr.shape != (n,):
+                raise ValueError(f"{name} has shape {arr.shape}, expected ({n},)")
+            setattr(self, name, arr)
         for name in ("heatmaps", "masks"):
             source = getattr(self, name)
             if isinstance(source, np.ndarray):
@@ -216,6 +237,9 @@ class ScoreTable:
         scores: Iterable[float],
         heatmaps: ArraySource | np.ndarray | None = None,
         masks: ArraySource | np.ndarray | None = None,
+        blanks: Iterable[bool] | None = None,
+        pixel_means: Iterable[float] | None = None,
+        pixel_stds: Iterable[float] | None = None,
     ) -> ScoreTable:
         """Build from ``ImageRecord``-like objects (duck-typed: path, label, defect_type, mask_path,
         region, product_id, run_id, frame, vial) and one score per record."""
@@ -231,6 +255,9 @@ class ScoreTable:
             frames=[getattr(r, "frame", 0) for r in records],
             vials=[getattr(r, "vial", 0) for r in records],
             mask_paths=[getattr(r, "mask_path", None) for r in records],
+            blanks=None if blanks is None else list(blanks),
+            pixel_means=None if pixel_means is None else list(pixel_means),
+            pixel_stds=None if pixel_stds is None else list(pixel_stds),
             heatmaps=heatmaps,
             masks=masks,
         )
@@ -285,6 +312,9 @@ class ScoreTable:
             frames=self.frames[idx],
             vials=self.vials[idx],
             mask_paths=self.mask_paths[idx],
+            blanks=self.blanks[idx],
+            pixel_means=self.pixel_means[idx],
+            pixel_stds=self.pixel_stds[idx],
             heatmaps=None if self.heatmaps is None else _IndexedSource(self.heatmaps, idx),
             masks=None if self.masks is None else _IndexedSource(self.masks, idx),
         )
@@ -302,6 +332,9 @@ class ScoreTable:
             "vial": int(self.vials[index]),
             "mask_path": self.mask_paths[index],
             "score": float(self.scores[index]),
+            "blank": bool(self.blanks[index]),
+            "pixel_mean": _finite_or_none(self.pixel_means[index]),
+            "pixel_std": _finite_or_none(self.pixel_stds[index]),
         }
 
     # ---- persistence
@@ -312,12 +345,15 @@ class ScoreTable:
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, TABLE_FILE), "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(_COLUMNS)
+            writer.writerow(_COLUMNS + _PIXEL_COLUMNS)
             for i in range(len(self)):
                 row = self.row(i)
                 row["mask_path"] = row["mask_path"] or ""
                 row["score"] = repr(row["score"])
-                writer.writerow([row[c] for c in _COLUMNS])
+                row["blank"] = int(row["blank"])
+                for column in ("pixel_mean", "pixel_std"):
+                    row[column] = "" if row[column] is None else repr(row[column])
+                writer.writerow([row[c] for c in _COLUMNS + _PIXEL_COLUMNS])
         for name, filename, dtype in (("heatmaps", HEATMAP_FILE, np.float32), ("masks", MASK_FILE, np.uint8)):
             source = getattr(self, name)
             if source is None or len(self) == 0:
@@ -368,6 +404,9 @@ class ScoreTable:
             frames=[int(r["frame"]) for r in rows],
             vials=[int(r["vial"]) for r in rows],
             mask_paths=[r["mask_path"] or None for r in rows],
+            blanks=[r.get("blank") == "1" for r in rows],
+            pixel_means=[float(r.get("pixel_mean") or "nan") for r in rows],
+            pixel_stds=[float(r.get("pixel_std") or "nan") for r in rows],
             heatmaps=sources["heatmaps"],
             masks=sources["masks"],
         )

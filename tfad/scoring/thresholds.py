@@ -404,8 +404,14 @@ def calibrate_table(
 # decisions
 
 
-def patch_decisions(scores: Iterable[float], regions: Iterable[str], table: ThresholdTable) -> np.ndarray:
-    """Boolean reject decision per patch: ``score > threshold of its region`` (``default`` if unlisted).
+def patch_decisions(
+    scores: Iterable[float],
+    regions: Iterable[str],
+    table: ThresholdTable,
+    incomplete: np.ndarray | None = None,
+) -> np.ndarray:
+    """Boolean reject decision per patch: ``score > threshold of its region`` (``default`` if unlisted), or
+    ``incomplete`` (the patches the servers would not score: :class:`tfad.scoring.acquisition.PatchGate`).
 
     Raises ``KeyError`` for a region with no threshold and no default, ``ValueError`` for NaN scores.
     """
@@ -417,7 +423,13 @@ def patch_decisions(scores: Iterable[float], regions: Iterable[str], table: Thre
         )
     if not np.isfinite(scores_arr).all():
         raise ValueError("scores contain NaN/inf; cannot decide")
-    return scores_arr > table.thresholds_for(regions_list)
+    rejected = scores_arr > table.thresholds_for(regions_list)
+    if incomplete is not None:
+        incomplete = np.asarray(incomplete, dtype=bool)
+        if incomplete.shape != rejected.shape:
+            raise ValueError(f"incomplete has shape {incomplete.shape}, scores {rejected.shape}")
+        rejected |= incomplete
+    return rejected
 
 
 @dataclass(frozen=True)
@@ -425,8 +437,9 @@ class ProductVerdicts:
     """One entry per product key, in order of first appearance.
 
     ``score`` is the max patch score (Eq. 10.3); ``rejected`` is True when any patch exceeds its region's
-    threshold. ``margin`` = max over patches of (score - region threshold): > 0 exactly when rejected, and
-    comparable across regions unlike ``score``. ``label`` (when labels were given) is 1 if any patch is
+    threshold or is incomplete (not scored by the servers). ``margin`` = max over patches of (score - region
+    threshold): > 0 exactly when a score is above its threshold, and comparable across regions unlike
+    ``score``. ``label`` (when labels were given) is 1 if any patch is
     defective. ``patch_index[i]`` is the product index of input patch ``i``.
     """
 
@@ -454,15 +467,17 @@ def product_verdicts(
     product_keys: Sequence[Hashable],
     table: ThresholdTable,
     labels: Iterable[int] | None = None,
+    incomplete: np.ndarray | None = None,
 ) -> ProductVerdicts:
     """Aggregate patch decisions to products: reject if any patch is rejected; score = max (Eq. 10.3).
 
     ``product_keys`` identifies one acquisition of one product, e.g. ``(run_id, product_id)``; the same
-    physical product in another run must get a different key.
+    physical product in another run must get a different key. ``incomplete`` marks the patches the servers
+    would not score (:func:`patch_decisions`): their product is rejected.
     """
     scores_arr = np.asarray(scores, dtype=np.float64)
     keys_list = list(product_keys)
-    rejected_patch = patch_decisions(scores_arr, regions, table)
+    rejected_patch = patch_decisions(scores_arr, regions, table, incomplete)
     if len(keys_list) != scores_arr.shape[0]:
         raise ValueError(f"product_keys has {len(keys_list)} entries for {scores_arr.shape[0]} scores")
     thresholds = table.thresholds_for(list(regions) if not isinstance(regions, np.ndarray) else regions)

@@ -14,8 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tfad.data.decode import blank_images, pixel_statistics
 from tfad.families import runtimes
 from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME
+from tfad.scoring.acquisition import AcquisitionCheck
 from tfad.serving.protos import pb
 
 
@@ -51,6 +53,9 @@ class Manifest:
     # preprocessing.blank_patches "reject": a product with a patch whose pixels all have one value is
     # REJECT_INCOMPLETE / BLANK_PATCH, not scored ("inspect", or absent in older manifests: scored)
     reject_blank_patches: bool = False
+    # acquisition_check: per-region limits of a patch's mean grey and contrast; a patch outside them is
+    # REJECT_INCOMPLETE / ACQUISITION_CHECK, not scored (None, as in older manifests: no check)
+    acquisition_check: AcquisitionCheck | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     def threshold_for(self, region: str) -> float | None:
@@ -159,6 +164,10 @@ def parse_manifest(text: str) -> Manifest:
         raise ManifestError(
             "manifest: thresholds has no region thresholds and no default: nothing to decide with"
         )
+    try:
+        acquisition_check = AcquisitionCheck.from_manifest(root.get("acquisition_check"))
+    except ValueError as err:
+        raise ManifestError(f"manifest: {err}") from None
     return Manifest(
         name=name,
         version=version,
@@ -167,6 +176,7 @@ def parse_manifest(text: str) -> Manifest:
         channels=c,
         resize=resize,
         reject_blank_patches=blank == "reject",
+        acquisition_check=acquisition_check,
         region_thresholds=regions,
         default_threshold=default_threshold,
         signature_name=sig.get("name", "serving_default"),
@@ -369,6 +379,10 @@ class DecodedBatch:
     resized: int = 0
     # the patches whose pixels (as the model gets them, every channel) are all equal
     blank: list[int] = field(default_factory=list)
+    # each patch's mean grey and pixel standard deviation (every channel), when the manifest has an
+    # acquisition check (None otherwise: not computed)
+    pixel_mean: np.ndarray | None = None
+    pixel_std: np.ndarray | None = None
 
 
 def _dims(w: int, h: int, c: int) -> str:
@@ -511,12 +525,18 @@ def validate_and_decode(request, manifest: Manifest, limits: RequestLimits) -> D
         else:  # _check_shape allowed it: the bilinear policy
             images[i] = resize_bilinear(image, H, W)
             resized += 1
-    # every pixel equal to the first, all C channels (cc/validation.cc, the same rule); only the patches whose
-    # first row is uniform are compared whole, so a product of real images costs one row per patch
-    pixels = images.reshape(n, -1, C)
-    first_row_uniform = np.flatnonzero((pixels[:, :W] == pixels[:, :1]).all(axis=(1, 2)))
-    blank = [int(i) for i in first_row_uniform if (pixels[i] == pixels[i, :1]).all()]
-    return DecodedBatch(images=images, thresholds=thresholds, resized=resized, blank=blank)
+    blank = [int(i) for i in np.flatnonzero(blank_images(images))]
+    pixel_mean = pixel_std = None
+    if manifest.acquisition_check is not None:
+        pixel_mean, pixel_std = pixel_statistics(images)
+    return DecodedBatch(
+        images=images,
+        thresholds=thresholds,
+        resized=resized,
+        blank=blank,
+        pixel_mean=pixel_mean,
+        pixel_std=pixel_std,
+    )
 
 
 def blank_patch_detail(request, batch: DecodedBatch) -> str:
@@ -532,6 +552,29 @@ def blank_patch_detail(request, batch: DecodedBatch) -> str:
     )
     if len(batch.blank) > 1:
         detail += f"; {len(batch.blank)} blank patches in all"
+    return detail
+
+
+def acquisition_check_detail(request, manifest: Manifest, batch: DecodedBatch) -> str | None:
+    """The REJECT_INCOMPLETE / ACQUISITION_CHECK detail when a patch fails the manifest's acquisition check
+    (the first one, and how many do), or None when every patch passes or there is no check
+    (cc/inspection_service.cc AcquisitionCheckDetail, the same text)."""
+    check = manifest.acquisition_check
+    if check is None or batch.pixel_mean is None or batch.pixel_std is None:
+        return None
+    regions = [p.region for p in request.patches]
+    failures = check.failures(regions, batch.pixel_mean, batch.pixel_std)
+    failing = [i for i, failure in enumerate(failures) if failure is not None]
+    if not failing:
+        return None
+    i = failing[0]
+    p = request.patches[i]
+    detail = (
+        f"patch {i} (region {p.region}, frame {p.frame}, vial {p.vial}) fails the acquisition check: "
+        f"{failures[i]} (a lamp, exposure, focus or grab failure?)"
+    )
+    if len(failing) > 1:
+        detail += f"; {len(failing)} patches fail it in all"
     return detail
 
 

@@ -20,6 +20,7 @@ from tfad import __version__
 from tfad.serving.contract import (
     InvalidRequest,
     RequestLimits,
+    acquisition_check_detail,
     blank_patch_detail,
     decide_product,
     default_max_message_bytes,
@@ -258,6 +259,11 @@ class InspectionServicer(pb_grpc.InspectionServiceServicer):
                 pb.VERDICT_REJECT_INCOMPLETE,
                 pb.INCOMPLETE_REASON_BLANK_PATCH,
                 blank_patch_detail(request, batch),
+            )
+        acquisition_failure = acquisition_check_detail(request, servable.manifest, batch)
+        if acquisition_failure is not None:
+            return finish(
+                pb.VERDICT_REJECT_INCOMPLETE, pb.INCOMPLETE_REASON_ACQUISITION_CHECK, acquisition_failure
             )
         budget_detail = (
             f"no verdict within the time available ({(deadline - received) * 1000.0:.3f} ms: "
