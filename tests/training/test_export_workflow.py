@@ -453,3 +453,46 @@ def test_eval_shift_reports_each_condition_and_its_drop(calibrated, tiny_vials, 
     assert shift["seed"] == 0 and "sigma" in shift["full_strength"]["noise"]
     assert (out / "shift" / "shift.csv").read_text().startswith("kind,strength,image_auroc")
     assert (out / "shift" / "plots" / "shift_auroc.png").stat().st_size > 10_000
+
+
+def test_calibration_leaves_out_what_the_line_would_not_score(tiny_run, tiny_vials, tmp_path, capsys) -> None:
+    """A good calibration image that is a black frame (a failed grab in the kit) sets neither the acquisition
+    limits nor a threshold: the line never compares its score. --no-acquisition-check writes no check."""
+    from pathlib import Path
+
+    import cv2
+
+    from tfad.data.layouts import read_dataset
+    from tfad.scoring.table import ScoreTable
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[1].run_dir, run_dir)
+    data = tmp_path / "vials"
+    shutil.copytree(tiny_vials, data)
+    args = [
+        "calibrate",
+        str(run_dir),
+        "--data",
+        str(data),
+        "--no-progress",
+        "--policy",
+        "n-sigma",
+        "--k",
+        "2",
+    ]
+    black = next(Path(r.path) for r in read_dataset(str(data), "calib") if r.label == 0)
+    cv2.imwrite(str(black), np.zeros(cv2.imread(str(black), cv2.IMREAD_UNCHANGED).shape, np.uint8))
+    assert main(args) == 0
+    assert "1 calibration image(s) are blank or outside" in capsys.readouterr().out
+    saved = json.loads((run_dir / "thresholds.json").read_text())
+    table = ScoreTable.load(str(run_dir / "calibration"))
+    is_black = np.array([p == str(black) for p in table.paths])
+    assert is_black.sum() == 1 and table.blanks[is_black].all() and table.blanks.sum() == 1
+    region = str(table.regions[is_black][0])
+    others = table.scores[(table.regions == region) & (table.labels == 0) & ~is_black]
+    assert saved["thresholds"]["regions"][region] == pytest.approx(others.mean() + 2 * others.std(ddof=1))
+    limits = saved["acquisition_check"]["regions"][region]
+    assert limits["std_min"] > 0 and limits["mean_min"] > 0  # the black frame did not widen them
+    assert main([*args, "--no-acquisition-check"]) == 0
+    assert json.loads((run_dir / "thresholds.json").read_text())["acquisition_check"] is None
+    assert "no acquisition check: --no-acquisition-check" in capsys.readouterr().out

@@ -40,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"threshold of regions absent from the set: {' | '.join(DEFAULT_RULES)} | a number "
         "| none (default: pooled)",
     )
+    parser.add_argument(
+        "--no-acquisition-check",
+        action="store_true",
+        help="do not fit the acquisition check (the servers then score a dark, saturated or flat frame like "
+        "any other; docs/serving.md, fail-safe rule 8): for lines whose lighting varies beyond its limits",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_calibrate)
@@ -122,7 +128,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     # the limits come from the good images as scored; thresholds from the patches the line will score (a
     # blank good image would otherwise lift a threshold with a score the line never compares)
     acquisition_check = None
-    if ((table.labels == 0) & ~table.blanks).any():
+    if not args.no_acquisition_check and ((table.labels == 0) & ~table.blanks).any():
         # a blank good image (a failed grab in the kit) says nothing of the product's range
         learn_from = np.where(table.blanks, -1, table.labels)
         acquisition_check = fit_acquisition_check(
@@ -200,7 +206,14 @@ def _calibrate(args: argparse.Namespace) -> int:
             f"({thresholds.default_rule})"
         )
     if acquisition_check is None:
-        print("no acquisition check: the split has no good images to learn its limits from")
+        print(
+            "no acquisition check: "
+            + (
+                "--no-acquisition-check"
+                if args.no_acquisition_check
+                else "the split has no good image to learn from"
+            )
+        )
     else:
         print("acquisition check (a patch outside is not scored on the line: REJECT_INCOMPLETE):")
         for region, limits in [
