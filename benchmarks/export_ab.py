@@ -7,14 +7,16 @@
 A change to how a family builds its serving function (a folded layer, another order of products) must give the
 same outputs and should be faster. For each ``--pair BEFORE AFTER`` (two version directories, e.g. the same
 trained run exported at two commits), one C++ server serves both, under the names ``<name>-before`` and
-``<name>-after``. Sequential products alternate between them in the order A B B A, so the PC's drift hits
-both alike. Reported: each side's server-reported inference and total p50, the median and range of the
-per-pair ratios after / before, and how far apart the two replies are (per-patch scores, verdicts, and the
-heatmap PNGs' gray levels when ``--heatmaps all``). Exit status 1 when a pair's verdicts differ, its scores
-differ by more than ``--score-tolerance`` (a NaN score differs from everything), or, with ``--heatmaps all``,
-its heatmaps differ by more than ``--heatmap-tolerance`` gray levels or one side sent none: a faster graph
-that answers differently is not the same model. Both sides get the same request (the BEFORE export's
-regions); the JSON report is rewritten after each pair, so a later pair's failure keeps the earlier ones.
+``<name>-after``. Sequential products alternate between them in the order A B B A, so the PC's drift hits both
+alike. Reported: each side's server-reported inference and total p50, the median and range of the per-pair
+ratios after / before, the server's time outside inference (total - inference: decoding, the acquisition
+check, heatmap PNGs) with the median paired difference, and how far apart the two replies are (per-patch
+scores, verdicts, and the heatmap PNGs' gray levels when ``--heatmaps all``). Exit status 1 when a pair's
+verdicts differ, its scores differ by more than ``--score-tolerance`` (a NaN score differs from everything),
+or, with ``--heatmaps all``, its heatmaps differ by more than ``--heatmap-tolerance`` gray levels or one side
+sent none: a faster graph that answers differently is not the same model. Both sides get the same request (the
+BEFORE export's regions and acquisition check: put the export with the check first); the JSON report is
+rewritten after each pair, so a later pair's failure keeps the earlier ones.
 """
 
 from __future__ import annotations
@@ -178,6 +180,11 @@ def measure(pair: list[Path], args: argparse.Namespace, work: Path) -> dict:
     first, timings = serve_and_time(root, requests, order, args, root.with_suffix(".log"))
     after, before = timings["after"]["inference"], timings["before"]["inference"]
     ratios = [a / b for a, b in zip(after, before, strict=True)]
+    # the server's own work (decode, checks, PNGs, reply) = total - inference, per product and paired
+    outside = {
+        s: [tot - inf for tot, inf in zip(t["total"], t["inference"], strict=True)]
+        for s, t in timings.items()
+    }
     return {
         "pair": [str(d) for d in pair],
         "label": manifests["after"]["name"],
@@ -186,6 +193,10 @@ def measure(pair: list[Path], args: argparse.Namespace, work: Path) -> dict:
         "server_total_p50_ms": {s: round(statistics.median(t["total"]), 2) for s, t in timings.items()},
         "paired_inference_ratio_after_over_before": round(statistics.median(ratios), 4),
         "paired_ratio_range": [round(min(ratios), 4), round(max(ratios), 4)],
+        "outside_inference_p50_ms": {s: round(statistics.median(v), 2) for s, v in outside.items()},
+        "paired_outside_inference_difference_ms": round(
+            statistics.median(a - b for a, b in zip(outside["after"], outside["before"], strict=True)), 2
+        ),
         "differences": differences(first["before"], first["after"]),
         "timings": timings,
     }
@@ -211,17 +222,19 @@ def markdown(results: list[dict]) -> str:
     """The table of every pair."""
     lines = [
         "| model (heatmaps) | inference p50 ms: before / after | paired ratio after / before (range) "
-        "| server total p50 ms: before / after | max \\|d score\\| | patch verdicts differing "
-        "| max heatmap gray levels apart |",
-        "|---|---|---|---|---|---|---|",
+        "| server total p50 ms: before / after | outside inference p50 ms: before / after (paired after - "
+        "before) | max \\|d score\\| | patch verdicts differing | max heatmap gray levels apart |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         inf, tot, d = r["inference_p50_ms"], r["server_total_p50_ms"], r["differences"]
+        out = r["outside_inference_p50_ms"]
         low, high = r["paired_ratio_range"]
         lines.append(
             f"| {r['label']} ({r['heatmaps']}) | {inf['before']:.1f} / {inf['after']:.1f} | "
             f"{r['paired_inference_ratio_after_over_before']:.3f} ({low:.2f}-{high:.2f}) | "
-            f"{tot['before']:.1f} / {tot['after']:.1f} | {d['max_abs_score']:.2e} | "
+            f"{tot['before']:.1f} / {tot['after']:.1f} | {out['before']:.2f} / {out['after']:.2f} "
+            f"({r['paired_outside_inference_difference_ms']:+.2f}) | {d['max_abs_score']:.2e} | "
             f"{d['patch_verdicts_differing']} | {d.get('max_abs_heatmap_gray', '-')} |"
         )
     return "\n".join(lines)

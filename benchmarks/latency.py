@@ -116,15 +116,40 @@ def percentiles(values: list[float]) -> dict:
     }
 
 
+def _noise_range(check: dict, region: str) -> tuple[int, int]:
+    """``[low, high)`` of uniform grey noise that passes ``region``'s limits of the manifest's acquisition
+    check with room: mean 110 moved inside the mean limits, standard deviation 1.5 x ``std_min`` (at least the
+    17.3 of the noise 80-140 used without a check). SystemExit when no such noise fits in 0-255."""
+    limits = (check.get("regions") or {}).get(region) or check["default"]
+    half = max(
+        30.0, 1.5 * limits["std_min"] * 3**0.5
+    )  # uniform on [m - half, m + half): std = half / sqrt(3)
+    mean = min(max(110.0, limits["mean_min"] + 1.0), limits["mean_max"] - 1.0)
+    low, high = round(mean - half), round(mean + half)
+    if low < 0 or high > 256:
+        raise SystemExit(
+            f"latency: no seeded noise passes the acquisition check of region {region} ({limits}); "
+            "benchmark a copy of the export without its acquisition_check block"
+        )
+    return low, high
+
+
 def product_request(manifest: dict, n: int, seed: int, heatmaps: str = "none"):
     """``n`` seeded noise patches for the model of ``manifest`` and their Inspect request, asking for
-    ``heatmaps`` ("none", "rejected" or "all"): ``(images, request)``."""
+    ``heatmaps`` ("none", "rejected" or "all"): ``(images, request)``. The noise is grey 80-140 for a model
+    without an acquisition check (the figures before 2026-12-08), else wide enough to pass it
+    (:func:`_noise_range`)."""
     from tfad.serving.client import build_request
 
     h, w, c = (manifest["input"][k] for k in ("height", "width", "channels"))
     rng = np.random.default_rng(seed)
-    images = rng.integers(80, 140, (n, h, w, c), dtype=np.uint8)
     regions = sorted((manifest.get("thresholds") or {}).get("regions") or {}) or ["all"]
+    images = rng.integers(80, 140, (n, h, w, c), dtype=np.uint8)
+    check = manifest.get("acquisition_check")
+    if check:  # noise with the contrast a product has, so the servers run the model (fail-safe rule 8)
+        for i in range(n):
+            low, high = _noise_range(check, regions[i % len(regions)])
+            images[i] = rng.integers(low, high, (h, w, c), dtype=np.uint8)
     return images, build_request(
         images,
         [regions[i % len(regions)] for i in range(n)],

@@ -132,3 +132,18 @@ def test_a_failed_acquisition_is_reject_incomplete_and_not_run(tmp_path):
         "(a lamp, exposure, focus or grab failure?)"
     )
     assert len(reply.patches) == 0 and runs == [3]  # not run the second time
+
+
+def test_a_region_the_manifest_does_not_list_is_decided_by_the_default_threshold(tmp_path):
+    """With thresholds.default set, a patch of an unlisted region (R7) is compared with the default: 0.45 is
+    accepted under a default of 0.5 and rejected under 0.4, whatever R0's and R1's thresholds are."""
+    request = _product()
+    request.patches[2].region = "R7"
+    for default, verdict, decision in ((0.5, pb.VERDICT_ACCEPT, False), (0.4, pb.VERDICT_REJECT, True)):
+        manifest = contract_manifest(default_threshold=default)
+        reply = _inspect(tmp_path, _outputs([0.1, 0.1, 0.45]), request, manifest)
+        assert reply.verdict == verdict
+        patch = reply.patches[2]
+        expected = pb.PATCH_DECISION_REJECT if decision else pb.PATCH_DECISION_ACCEPT
+        assert patch.region == "R7" and patch.threshold == pytest.approx(default)
+        assert patch.decision == expected
