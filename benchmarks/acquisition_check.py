@@ -63,7 +63,7 @@ def _stopped(gate, regions, images: np.ndarray) -> np.ndarray:
 
 def measure(data: str, fit_split: str, eval_split: str, image_size: int, channels: int, seed: int) -> dict:
     """The figures of the table: per condition, how many good and defective images the check stops."""
-    from tfad.data.decode import load_images, pixel_statistics
+    from tfad.data.decode import blank_images, load_images, pixel_statistics
     from tfad.data.layouts import read_dataset
     from tfad.data.shift import KINDS, Shift, apply_shift
     from tfad.scoring.acquisition import PatchGate, fit_acquisition_check
@@ -81,7 +81,9 @@ def measure(data: str, fit_split: str, eval_split: str, image_size: int, channel
     eval_images = load_images(eval_records, (image_size, image_size), channels)
     load_s = time.perf_counter() - started
     means, stds = pixel_statistics(fit_images)
-    check = fit_acquisition_check([r.region for r in fit_records], [0] * len(fit_records), means, stds)
+    check = fit_acquisition_check(
+        [r.region for r in fit_records], [0] * len(fit_records), means, stds, blank_images(fit_images)
+    )
     gate = PatchGate(reject_blank_patches=True, acquisition_check=check)
     regions = [r.region for r in eval_records]
     labels = np.asarray([r.label for r in eval_records])

@@ -139,6 +139,10 @@ std::string AcquisitionFailure(double mean, double stddev, const AcquisitionLimi
 // focus or grab failure?); 2 patches fail it in all" for the first failing patch; "" when every patch passes
 std::string AcquisitionCheckDetail(const pb::InspectRequest& request, const AcquisitionCheck& check,
                                    const DecodedBatch& batch) {
+  if (batch.pixel_mean.size() != static_cast<size_t>(batch.n) || batch.pixel_std.size() != static_cast<size_t>(batch.n)) {
+    // never pass a check that could not run (ValidateAndDecode computes the statistics for a manifest with one)
+    return "the acquisition check has no pixel statistics for this batch";
+  }
   std::string detail;
   int failing = 0;
   for (int i = 0; i < batch.n; ++i) {

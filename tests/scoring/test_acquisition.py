@@ -174,3 +174,38 @@ def test_the_score_table_keeps_the_statistics_and_reads_older_tables(tmp_path):
     csv_path.write_text("\n".join(",".join(line.split(",")[:-3]) for line in lines) + "\n")
     old = ScoreTable.load(str(tmp_path / "t"))
     assert not old.blanks.any() and np.isnan(old.pixel_means).all() and np.isnan(old.pixel_stds).all()
+
+
+def test_a_bad_good_image_in_the_kit_is_named_and_a_blank_one_left_out():
+    """A nearly black good calibration image (a failed acquisition in the kit) would widen its region's limits
+    until they stop nothing: weak_limits names the region; a blank one is left out of the fit altogether."""
+    from tfad.scoring.acquisition import weak_limits
+
+    regions, labels = ["R0", "R0", "R1", "R1"], [0, 0, 0, 0]
+    means, stds = [120.0, 2.0, 130.0, 140.0], [20.0, 1.5, 25.0, 30.0]
+    check = fit_acquisition_check(regions, labels, means, stds)
+    assert weak_limits(check) == [
+        "R0: mean_min 1.0 (a dark frame passes), std_min 0.75 (a flat frame passes)",
+        "default: mean_min 1.0 (a dark frame passes), std_min 0.75 (a flat frame passes)",
+    ]
+    blank = fit_acquisition_check(
+        regions, labels, [120.0, 0.0, 130.0, 140.0], [20.0, 0.0, 25.0, 30.0], blanks=[0, 1, 0, 0]
+    )
+    assert blank.regions["R0"] == AcquisitionLimits(60.0, 187.5, 10.0) and weak_limits(blank) == []
+    with pytest.raises(ValueError, match="not blank"):
+        fit_acquisition_check(["R0"], [0], [0.0], [0.0], blanks=[True])
+
+
+def test_manifest_errors_name_the_first_bad_region_by_name_and_huge_numbers_are_not_finite():
+    good = {"mean_min": 1, "mean_max": 2, "std_min": 0}
+    bad = {"mean_min": 1, "mean_max": 2}
+    # the C++ parser reads a protobuf Struct, which keeps no order: both name the first bad region by name
+    with pytest.raises(ValueError, match=r"acquisition_check\.regions\.R1\.std_min"):
+        AcquisitionCheck.from_manifest({"regions": {"R9": bad, "R1": bad}, "default": good})
+    with pytest.raises(ValueError, match=r"acquisition_check\.default\.mean_max must be a finite number"):
+        AcquisitionCheck.from_manifest({"default": {"mean_min": 1, "mean_max": 10**400, "std_min": 0}})
+
+
+def test_statistics_of_no_image_are_empty():
+    empty = np.zeros((0, 8, 8, 1), np.uint8)
+    assert pixel_statistics(empty)[0].shape == (0,) and blank_images(empty).shape == (0,)

@@ -147,3 +147,16 @@ def test_a_region_the_manifest_does_not_list_is_decided_by_the_default_threshold
         expected = pb.PATCH_DECISION_REJECT if decision else pb.PATCH_DECISION_ACCEPT
         assert patch.region == "R7" and patch.threshold == pytest.approx(default)
         assert patch.decision == expected
+
+
+def test_an_acquisition_check_without_statistics_never_passes():
+    """A batch decoded without pixel statistics under a manifest with a check (a code path gone wrong) raises,
+    which the servicer answers REJECT_INCOMPLETE, rather than letting every patch pass."""
+    from tfad.scoring.acquisition import AcquisitionCheck, AcquisitionLimits
+    from tfad.serving.contract import DecodedBatch, acquisition_check_detail
+
+    check = AcquisitionCheck(regions={}, default=AcquisitionLimits(5.0, 250.0, 0.0))
+    batch = DecodedBatch(images=np.zeros((3, 8, 8, 1), np.uint8), thresholds=np.zeros(3))
+    with pytest.raises(RuntimeError, match="no pixel statistics"):
+        acquisition_check_detail(_product(), contract_manifest(acquisition_check=check), batch)
+    assert acquisition_check_detail(_product(), contract_manifest(), batch) is None  # no check: nothing to do

@@ -245,6 +245,20 @@ def test_uncalibrated_run_is_refused(tiny_run, tmp_path) -> None:
         load_manifest(target)
 
 
+def test_a_hand_edited_acquisition_check_is_refused_at_export(calibrated, tmp_path) -> None:
+    """A malformed acquisition_check in thresholds.json stops the export with the field named, rather than
+    publishing a version both servers would refuse to load; nothing is published."""
+    run_dir, _ = calibrated
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    saved = json.loads((copy / "thresholds.json").read_text())
+    saved["acquisition_check"]["default"]["std_min"] = -1
+    (copy / "thresholds.json").write_text(json.dumps(saved))
+    with pytest.raises(ExportError, match=r"acquisition_check\.default must have 0 <= mean_min"):
+        export_run(copy, tmp_path / "models")
+    assert not any((tmp_path / "models").rglob("tfad_manifest.json"))
+
+
 def test_eval_of_the_exported_model_writes_the_report(calibrated, tiny_vials, tmp_path, capsys) -> None:
     _, version_dir = calibrated
     out = tmp_path / "eval"

@@ -72,15 +72,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    import numpy as np
-
     from tfad.cli import CLIError
     from tfad.data.errors import DataError
     from tfad.data.layouts import read_dataset
     from tfad.data.records import fingerprint
     from tfad.evaluation.scorer import load_scorer, save_table, score_records
     from tfad.rundir import THRESHOLDS_FILE
-    from tfad.scoring.acquisition import fit_acquisition_check
+    from tfad.scoring.acquisition import fit_acquisition_check, weak_limits
     from tfad.scoring.thresholds import calibrate_table
     from tfad.training.runs import is_run_dir
 
@@ -129,11 +127,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     # blank good image would otherwise lift a threshold with a score the line never compares)
     acquisition_check = None
     if not args.no_acquisition_check and ((table.labels == 0) & ~table.blanks).any():
-        # a blank good image (a failed grab in the kit) says nothing of the product's range
-        learn_from = np.where(table.blanks, -1, table.labels)
         acquisition_check = fit_acquisition_check(
-            table.regions, learn_from, table.pixel_means, table.pixel_stds
+            table.regions, table.labels, table.pixel_means, table.pixel_stds, table.blanks
         )
+        for line in weak_limits(acquisition_check):
+            print(
+                f"warning: the acquisition check's limits of {line}: a good calibration image of that region "
+                "is nearly black, saturated or flat (a failed acquisition in the kit?); find it by the "
+                f"pixel_mean and pixel_std columns of {out_dir / 'scores.csv'}, remove it and calibrate again"
+            )
     gate = dataclasses.replace(scorer.gate, acquisition_check=acquisition_check)
     not_scored = gate.failed(table.regions, table.blanks, table.pixel_means, table.pixel_stds)
     if not_scored.any():
@@ -211,7 +213,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             + (
                 "--no-acquisition-check"
                 if args.no_acquisition_check
-                else "the split has no good image to learn from"
+                else "the split has no good image to learn from (none, or every one blank)"
             )
         )
     else:

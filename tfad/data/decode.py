@@ -186,8 +186,10 @@ def pixel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"expected uint8 images [N, H, W, C], got {images.dtype} {list(images.shape)}")
     n, height = images.shape[:2]
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
     rows = images.reshape(n, height, -1)  # 2-D per image, channels pooled
-    count = rows[0].size if n else 1
+    count = rows[0].size
     sums = np.array([cv2.sumElems(rows[i])[0] for i in range(n)], np.float64)
     sums_sq = np.array([cv2.sumElems(cv2.LUT(rows[i], _SQUARES))[0] for i in range(n)], np.float64)
     mean = sums / count
@@ -201,6 +203,8 @@ def blank_images(images: np.ndarray) -> np.ndarray:
     Only the images whose first row is uniform are compared whole, so real images cost one row each."""
     images = np.asarray(images)
     n, _, width, channels = images.shape
+    if n == 0:
+        return np.zeros(0, dtype=bool)
     pixels = images.reshape(n, -1, channels)
     blank = np.zeros(n, dtype=bool)
     for i in np.flatnonzero((pixels[:, :width] == pixels[:, :1]).all(axis=(1, 2))):

@@ -37,6 +37,7 @@ from tfad.rundir import (
     SCORE_PATHS_RTOL,
     THRESHOLDS_FILE,
 )
+from tfad.scoring.acquisition import AcquisitionCheck
 from tfad.training.runs import TrainedRun, load_run
 
 # Export check: the reloaded artefact against the run on random patches. Stated tolerance: the SavedModel
@@ -235,7 +236,11 @@ def export_run(
     if thresholds_path.is_file():
         saved = json.loads(thresholds_path.read_text())
         thresholds, calibration = saved["thresholds"], saved.get("calibration")
-        acquisition_check = saved.get("acquisition_check")  # absent in runs calibrated before it
+        try:  # absent in older runs; parsed so that a hand-edited block fails here, not on the line
+            limits = AcquisitionCheck.from_manifest(saved.get("acquisition_check"))
+        except ValueError as err:
+            raise ExportError(f"{thresholds_path}: {err}") from None
+        acquisition_check = None if limits is None else limits.to_manifest()
     elif not allow_uncalibrated:
         raise ExportError(
             f"{run.run_dir} is not calibrated (no {THRESHOLDS_FILE}): run `tfad calibrate` first, "

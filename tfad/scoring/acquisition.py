@@ -23,15 +23,19 @@ import numpy as np
 
 __all__ = [
     "ACQUISITION_RULE",
+    "LIKELY_CAUSE",
     "AcquisitionCheck",
     "AcquisitionLimits",
     "PatchGate",
     "fit_acquisition_check",
+    "weak_limits",
 ]
 
 # How far the limits reach beyond the good images: halfway from their darkest mean to black and from their
 # brightest to white, and half their lowest contrast. On magnetic_tile (good means 49-222, std >= 9.5) that
 # leaves a dark frame (mean < 25), a saturated one (mean > 238) or a flat one (std < 4.8) outside.
+# what the servers' detail and tfad predict's reason add after the failed condition
+LIKELY_CAUSE = "(a lamp, exposure, focus or grab failure?)"
 ACQUISITION_RULE = (
     "a patch fails when its mean grey level is below half the darkest good calibration image's mean of its "
     "region, or above halfway from the brightest one's to 255, or when its pixel standard deviation is below "
@@ -49,14 +53,10 @@ class AcquisitionLimits:
     std_min: float
 
     def __post_init__(self) -> None:
-        values = (self.mean_min, self.mean_max, self.std_min)
-        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-            raise ValueError(f"acquisition limits must be finite numbers, got {values}")
-        if not (0.0 <= self.mean_min <= self.mean_max <= 255.0 and self.std_min >= 0.0):
-            raise ValueError(
-                "acquisition limits must have 0 <= mean_min <= mean_max <= 255 and std_min >= 0, "
-                f"got {values}"
-            )
+        _check_limits(
+            {"mean_min": self.mean_min, "mean_max": self.mean_max, "std_min": self.std_min},
+            "acquisition limits",
+        )
 
     def failure(self, mean: float, std: float) -> str | None:
         """The first condition the patch fails, as the servers word it, or None when it passes."""
@@ -69,6 +69,7 @@ class AcquisitionLimits:
         return None
 
     def to_dict(self) -> dict:
+        """The limits object of the manifest block."""
         return {"mean_min": self.mean_min, "mean_max": self.mean_max, "std_min": self.std_min}
 
     @classmethod
@@ -76,15 +77,24 @@ class AcquisitionLimits:
         """Parse one limits object; ``ValueError`` naming ``where`` (e.g. ``acquisition_check.default``)."""
         if not isinstance(block, dict):
             raise ValueError(f"{where} must be an object with mean_min, mean_max and std_min")
-        values = []
-        for key in ("mean_min", "mean_max", "std_min"):
-            value = block.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{where}.{key} must be a finite number")
-            values.append(float(value))
-        if not (0.0 <= values[0] <= values[1] <= 255.0 and values[2] >= 0.0):
-            raise ValueError(f"{where} must have 0 <= mean_min <= mean_max <= 255 and std_min >= 0")
+        values = _check_limits({key: block.get(key) for key in ("mean_min", "mean_max", "std_min")}, where)
         return cls(*values)
+
+
+def _check_limits(values: dict[str, object], where: str) -> list[float]:
+    """The three limits as floats, or ``ValueError`` naming ``where`` and the field (cc/manifest.cc's)."""
+    out = []
+    for key, value in values.items():
+        try:  # a JSON integer too large for a float overflows here: not a finite number either
+            finite = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise ValueError(f"{where}.{key} must be a finite number")
+        out.append(float(value))
+    if not (0.0 <= out[0] <= out[1] <= 255.0 and out[2] >= 0.0):
+        raise ValueError(f"{where} must have 0 <= mean_min <= mean_max <= 255 and std_min >= 0")
+    return out
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,7 @@ class AcquisitionCheck:
     default: AcquisitionLimits
 
     def limits_for(self, region: str) -> AcquisitionLimits:
+        """The region's limits, or the default for a region not listed."""
         return self.regions.get(region, self.default)
 
     def failures(
@@ -128,9 +139,10 @@ class AcquisitionCheck:
         if block.get("default") is None:
             raise ValueError("acquisition_check.default is missing (the limits of regions not listed)")
         return cls(
+            # in name order, as cc/manifest.cc (a protobuf Struct keeps none): both name the same bad region
             regions={
                 str(region): AcquisitionLimits.from_dict(limits, f"acquisition_check.regions.{region}")
-                for region, limits in regions_raw.items()
+                for region, limits in sorted(regions_raw.items())
             },
             default=AcquisitionLimits.from_dict(block["default"], "acquisition_check.default"),
         )
@@ -147,20 +159,26 @@ def _widened(means: np.ndarray, stds: np.ndarray) -> AcquisitionLimits:
 
 
 def fit_acquisition_check(
-    regions: Sequence[str], labels: Iterable[int], means: Iterable[float], stds: Iterable[float]
+    regions: Sequence[str],
+    labels: Iterable[int],
+    means: Iterable[float],
+    stds: Iterable[float],
+    blanks: Iterable[bool] | None = None,
 ) -> AcquisitionCheck:
-    """Limits from the good images (label 0) of a calibration kit (:data:`ACQUISITION_RULE`).
+    """Limits from the good images (label 0) of a calibration kit (:data:`ACQUISITION_RULE`); a blank good
+    image (``blanks``: a failed grab in the kit) says nothing of the product's range and is left out.
 
     A region without good images gets no limits of its own (it uses the default, from all good images).
-    Raises ``ValueError`` when there is no good image, or a statistic is not finite.
+    Raises ``ValueError`` when there is no good image left, or a statistic is not finite.
     """
     regions_arr = np.asarray([str(r) for r in regions], dtype=object)
     labels_arr, means_arr, stds_arr = (np.asarray(list(x)) for x in (labels, means, stds))
-    if not (len(regions_arr) == len(labels_arr) == len(means_arr) == len(stds_arr)):
-        raise ValueError("regions, labels, means and stds must have one entry per image")
-    good = labels_arr == 0
+    blanks_arr = np.zeros(len(regions_arr), bool) if blanks is None else np.asarray(list(blanks), bool)
+    if not (len(regions_arr) == len(labels_arr) == len(means_arr) == len(stds_arr) == len(blanks_arr)):
+        raise ValueError("regions, labels, means, stds and blanks must have one entry per image")
+    good = (labels_arr == 0) & ~blanks_arr
     if not good.any():
-        raise ValueError("the acquisition check needs good images (label 0) to learn from")
+        raise ValueError("the acquisition check needs good images (label 0, not blank) to learn from")
     means_arr, stds_arr = means_arr.astype(np.float64), stds_arr.astype(np.float64)
     if not (np.isfinite(means_arr[good]).all() and np.isfinite(stds_arr[good]).all()):
         raise ValueError("the good images' pixel statistics must be finite (was every image read?)")
@@ -171,6 +189,29 @@ def fit_acquisition_check(
         for region in sorted(set(regions_arr[good].tolist()))
     }
     return AcquisitionCheck(regions=per_region, default=_widened(means_arr[good], stds_arr[good]))
+
+
+# Limits this wide stop almost nothing: a nearly black (mean < 5), saturated (> 250) or flat (std < 1) good
+# calibration image set them, and one such image in the kit would switch the check off unnoticed.
+WEAK_MEAN_MIN, WEAK_MEAN_MAX, WEAK_STD_MIN = 5.0, 250.0, 1.0
+
+
+def weak_limits(check: AcquisitionCheck) -> list[str]:
+    """One line per region (and ``default``) whose limits would let a dark, saturated or flat frame pass."""
+    out = []
+    for region, limits in [*sorted(check.regions.items()), ("default", check.default)]:
+        weak = [
+            f"mean_min {limits.mean_min:.1f} (a dark frame passes)"
+            if limits.mean_min < WEAK_MEAN_MIN
+            else "",
+            f"mean_max {limits.mean_max:.1f} (a saturated frame passes)"
+            if limits.mean_max > WEAK_MEAN_MAX
+            else "",
+            f"std_min {limits.std_min:.2f} (a flat frame passes)" if limits.std_min < WEAK_STD_MIN else "",
+        ]
+        if any(weak):
+            out.append(f"{region}: " + ", ".join(w for w in weak if w))
+    return out
 
 
 @dataclass(frozen=True)
@@ -204,9 +245,7 @@ class PatchGate:
             elif self.acquisition_check is not None:
                 failure = self.acquisition_check.limits_for(str(region)).failure(mean, std)
                 if failure is not None:
-                    reason = (
-                        f"fails the acquisition check: {failure} (a lamp, exposure, focus or grab failure?)"
-                    )
+                    reason = f"fails the acquisition check: {failure} {LIKELY_CAUSE}"
             out.append(reason)
         return out
 

@@ -17,7 +17,7 @@ import numpy as np
 from tfad.data.decode import blank_images, pixel_statistics
 from tfad.families import runtimes
 from tfad.rundir import MANIFEST_FILE, SAVEDMODEL_RUNTIME
-from tfad.scoring.acquisition import AcquisitionCheck
+from tfad.scoring.acquisition import LIKELY_CAUSE, AcquisitionCheck
 from tfad.serving.protos import pb
 
 
@@ -560,8 +560,10 @@ def acquisition_check_detail(request, manifest: Manifest, batch: DecodedBatch) -
     (the first one, and how many do), or None when every patch passes or there is no check
     (cc/inspection_service.cc AcquisitionCheckDetail, the same text)."""
     check = manifest.acquisition_check
-    if check is None or batch.pixel_mean is None or batch.pixel_std is None:
+    if check is None:
         return None
+    if batch.pixel_mean is None or batch.pixel_std is None:  # never pass a check that could not run
+        raise RuntimeError("the acquisition check has no pixel statistics for this batch")
     regions = [p.region for p in request.patches]
     failures = check.failures(regions, batch.pixel_mean, batch.pixel_std)
     failing = [i for i, failure in enumerate(failures) if failure is not None]
@@ -571,7 +573,7 @@ def acquisition_check_detail(request, manifest: Manifest, batch: DecodedBatch) -
     p = request.patches[i]
     detail = (
         f"patch {i} (region {p.region}, frame {p.frame}, vial {p.vial}) fails the acquisition check: "
-        f"{failures[i]} (a lamp, exposure, focus or grab failure?)"
+        f"{failures[i]} {LIKELY_CAUSE}"
     )
     if len(failing) > 1:
         detail += f"; {len(failing)} patches fail it in all"
