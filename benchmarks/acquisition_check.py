@@ -54,19 +54,12 @@ def simulate_failure(images: np.ndarray, kind: str, seed: int = 0) -> np.ndarray
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def _stopped(gate, regions, images: np.ndarray) -> np.ndarray:
-    from tfad.data.decode import blank_images, pixel_statistics
-
-    means, stds = pixel_statistics(images)
-    return gate.failed(regions, blank_images(images), means, stds)
-
-
 def measure(data: str, fit_split: str, eval_split: str, image_size: int, channels: int, seed: int) -> dict:
     """The figures of the table: per condition, how many good and defective images the check stops."""
     from tfad.data.decode import blank_images, load_images, pixel_statistics
     from tfad.data.layouts import read_dataset
     from tfad.data.shift import KINDS, Shift, apply_shift
-    from tfad.scoring.acquisition import PatchGate, fit_acquisition_check
+    from tfad.scoring.acquisition import PatchGate, fit_acquisition_check, stopped
 
     fit_records = [r for r in read_dataset(data, fit_split) if r.label == 0]
     eval_records = [r for r in read_dataset(data, eval_split) if r.label in (0, 1)]
@@ -89,17 +82,16 @@ def measure(data: str, fit_split: str, eval_split: str, image_size: int, channel
     labels = np.asarray([r.label for r in eval_records])
     good = labels == 0
 
-    def row(condition: str, what: str, images: np.ndarray, only_good: bool = False) -> dict:
-        stopped = _stopped(gate, regions, images)
-        out = {
+    def row(condition: str, what: str, images: np.ndarray) -> dict:
+        stop = stopped(gate.image_reasons(regions, images))
+        return {
             "condition": condition,
             "what": what,
             "good": int(good.sum()),
-            "good_stopped": int((stopped & good).sum()),
+            "good_stopped": int((stop & good).sum()),
+            "defective": int((~good).sum()),
+            "defective_stopped": int((stop & ~good).sum()),
         }
-        if not only_good:
-            out |= {"defective": int((~good).sum()), "defective_stopped": int((stopped & ~good).sum())}
-        return out
 
     rows = [row("as acquired", "the evaluation split", eval_images)]
     indices = np.arange(len(eval_images))
@@ -109,13 +101,13 @@ def measure(data: str, fit_split: str, eval_split: str, image_size: int, channel
     good_images = eval_images[good]
     for kind, what in FAILURES.items():
         failed = simulate_failure(good_images, kind, seed)
-        stopped = _stopped(gate, [r for r, g in zip(regions, good, strict=True) if g], failed)
+        stop = stopped(gate.image_reasons([r for r, g in zip(regions, good, strict=True) if g], failed))
         rows.append(
             {
                 "condition": kind,
                 "what": what,
                 "failed_acquisitions": len(failed),
-                "stopped": int(stopped.sum()),
+                "stopped": int(stop.sum()),
             }
         )
     return {

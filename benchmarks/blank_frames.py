@@ -57,9 +57,7 @@ def blank_frame_verdicts(
     images = np.stack(frames)
     scores = scorer(images)["score"]
     means, stds = pixel_statistics(images)
-    regions = [
-        "" for _ in frames
-    ]  # no region: the default limits (all good images; a region's may be tighter)
+    regions = [""] * len(frames)  # no region: the default limits (all good images; a region's may be tighter)
     gate = scorer.gate.reasons(regions, blank_images(images), means, stds)
     rows = []
     for name, score, mean, std, reason in zip(names, scores, means, stds, gate, strict=True):

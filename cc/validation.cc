@@ -86,7 +86,7 @@ struct PatchPlan {
 
 void PixelMeanStd(const uint8_t* values, size_t count, double* mean, double* stddev) {
   // uint32 partial sums: a block of 65536 values (squares <= 65025) cannot overflow them. The fixed 64-value
-  // chunks vectorise at -O2 (a loop of unknown trip count does not): half the time of the plain loop.
+  // chunks vectorise at -O2 (a loop of unknown trip count does not).
   constexpr size_t kBlock = 65536, kChunk = 64;
   uint64_t sum = 0, sumsq = 0;
   size_t k = 0;

@@ -14,6 +14,7 @@ from tfad.scoring.acquisition import (
     AcquisitionLimits,
     PatchGate,
     fit_acquisition_check,
+    stopped,
 )
 from tfad.scoring.table import ScoreTable
 from tfad.scoring.thresholds import ThresholdTable, product_verdicts
@@ -115,7 +116,7 @@ def test_the_gate_says_why_a_patch_is_not_scored_blank_first():
     assert reasons[4] is None  # statistics not known (an older score table)
     # without the blank rule a blank patch is judged by the check alone; with neither rule nothing fails
     assert PatchGate(False, check).reasons(["R0"], [True], [0.0], [0.0])[0].startswith("fails")
-    assert PatchGate().failed(["R0"], [True], [0.0], [0.0]).tolist() == [False]
+    assert stopped(PatchGate().reasons(["R0"], [True], [0.0], [0.0])).tolist() == [False]
 
 
 def _table(scores, pixel_means, pixel_stds, blanks=None, labels=(0, 0, 1, 1)):

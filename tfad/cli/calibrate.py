@@ -78,7 +78,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from tfad.data.records import fingerprint
     from tfad.evaluation.scorer import load_scorer, save_table, score_records
     from tfad.rundir import THRESHOLDS_FILE
-    from tfad.scoring.acquisition import fit_acquisition_check, weak_limits
+    from tfad.scoring.acquisition import fit_acquisition_check, stopped, weak_limits
     from tfad.scoring.thresholds import calibrate_table
     from tfad.training.runs import is_run_dir
 
@@ -137,7 +137,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                 f"pixel_mean and pixel_std columns of {out_dir / 'scores.csv'}, remove it and calibrate again"
             )
     gate = dataclasses.replace(scorer.gate, acquisition_check=acquisition_check)
-    not_scored = gate.failed(table.regions, table.blanks, table.pixel_means, table.pixel_stds)
+    not_scored = stopped(gate.table_reasons(table))
     if not_scored.any():
         print(
             f"warning: {int(not_scored.sum())} calibration image(s) are blank or outside the acquisition "
@@ -218,10 +218,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         )
     else:
         print("acquisition check (a patch outside is not scored on the line: REJECT_INCOMPLETE):")
-        for region, limits in [
-            *sorted(acquisition_check.regions.items()),
-            ("default", acquisition_check.default),
-        ]:
+        for region, limits in acquisition_check.named_limits():
             print(
                 f"  {region:<10} mean grey {limits.mean_min:.1f}-{limits.mean_max:.1f}, "
                 f"pixel std >= {limits.std_min:.2f}"

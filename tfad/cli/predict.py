@@ -50,7 +50,7 @@ def _predict(args: argparse.Namespace) -> int:
         table, corrupt = None, {r.path: str(err) for r in records}
     rows = []
     counts = {"ACCEPT": 0, "REJECT": 0, "SCORED": 0}
-    gate_reasons = [] if table is None else scorer.gate_reasons(table)
+    gate_reasons = [] if table is None else scorer.gate.table_reasons(table)
     for i in range(0 if table is None else len(table)):
         region, score = str(table.regions[i]), float(table.scores[i])
         threshold = None

@@ -179,8 +179,7 @@ def pixel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Computed from exact integer sums as the C++ server does (cc/validation.cc): ``mean = sum / n``,
     ``std = sqrt(max(sum_sq / n - mean^2, 0))``, so both servers and offline scoring get the same numbers,
-    and ``std == 0`` exactly when every value of the image is equal. (OpenCV sums integers exactly here; a
-    60-patch grey product costs about 2 ms.)
+    and ``std == 0`` exactly when every value of the image is equal (OpenCV sums integers exactly here).
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4:

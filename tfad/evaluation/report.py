@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfad.scoring.acquisition import PatchGate
+from tfad.scoring.acquisition import PatchGate, stopped
 from tfad.scoring.metrics import (
     DEFAULT_PIXEL_THRESHOLDS,
     PixelMetricAccumulator,
@@ -33,7 +33,7 @@ from tfad.scoring.metrics import (
     f1_max,
 )
 from tfad.scoring.table import ScoreTable
-from tfad.scoring.thresholds import ThresholdTable, product_verdicts, run_acceptance
+from tfad.scoring.thresholds import ThresholdTable, patch_decisions, product_verdicts, run_acceptance
 
 __all__ = ["REPORT_FORMAT", "evaluate", "format_summary", "write_report"]
 
@@ -213,13 +213,9 @@ def evaluate(
             "calibrate on data covering these regions or set a default"
         )
     thr = thresholds.thresholds_for(data.regions)
-    gate_reasons = (
-        [None] * len(data)
-        if gate is None
-        else gate.reasons(data.regions, data.blanks, data.pixel_means, data.pixel_stds)
-    )
-    incomplete = np.asarray([r is not None for r in gate_reasons], dtype=bool)
-    rejected = (data.scores > thr) | incomplete
+    gate_reasons = [None] * len(data) if gate is None else gate.table_reasons(data)
+    incomplete = stopped(gate_reasons)
+    rejected = patch_decisions(data.scores, data.regions, thresholds, incomplete)
     margins = data.scores - thr
 
     report: dict = {

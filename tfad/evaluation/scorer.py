@@ -89,11 +89,6 @@ class Scorer:
         scores_only = getattr(self.function, "scores_only", None)
         return None if scores_only is None else np.asarray(scores_only(images), np.float64)
 
-    def gate_reasons(self, table: ScoreTable) -> list[str | None]:
-        """Per row of a table this scorer wrote: why the servers would not score that patch (blank, or
-        outside the acquisition check), or None."""
-        return self.gate.reasons(table.regions, table.blanks, table.pixel_means, table.pixel_stds)
-
     def describe(self) -> str:
         """One line naming what scores (for logs and reports)."""
         version = f" version {self.info['version']}" if self.kind == "savedmodel" else ""

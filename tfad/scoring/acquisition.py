@@ -18,8 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from tfad.data.decode import blank_images, pixel_statistics
+
+if TYPE_CHECKING:
+    from tfad.scoring.table import ScoreTable
 
 __all__ = [
     "ACQUISITION_RULE",
@@ -28,6 +34,7 @@ __all__ = [
     "AcquisitionLimits",
     "PatchGate",
     "fit_acquisition_check",
+    "stopped",
     "weak_limits",
 ]
 
@@ -103,6 +110,10 @@ class AcquisitionCheck:
 
     regions: dict[str, AcquisitionLimits]
     default: AcquisitionLimits
+
+    def named_limits(self) -> list[tuple[str, AcquisitionLimits]]:
+        """Each region's limits in name order, then ``("default", ...)``: for printing and reports."""
+        return [*sorted(self.regions.items()), ("default", self.default)]
 
     def limits_for(self, region: str) -> AcquisitionLimits:
         """The region's limits, or the default for a region not listed."""
@@ -199,7 +210,7 @@ WEAK_MEAN_MIN, WEAK_MEAN_MAX, WEAK_STD_MIN = 5.0, 250.0, 1.0
 def weak_limits(check: AcquisitionCheck) -> list[str]:
     """One line per region (and ``default``) whose limits would let a dark, saturated or flat frame pass."""
     out = []
-    for region, limits in [*sorted(check.regions.items()), ("default", check.default)]:
+    for region, limits in check.named_limits():
         weak = [
             f"mean_min {limits.mean_min:.1f} (a dark frame passes)"
             if limits.mean_min < WEAK_MEAN_MIN
@@ -233,28 +244,31 @@ class PatchGate:
     ) -> list[str | None]:
         """Per patch: why it fails the gate, or None (``blanks`` from :func:`tfad.data.decode.blank_images`,
         ``means`` and ``stds`` from :func:`tfad.data.decode.pixel_statistics`). A patch whose statistics are
-        not known (NaN: a score table written before they were recorded) passes the acquisition check."""
-        out: list[str | None] = []
-        for region, blank, mean, std in zip(regions, blanks, means, stds, strict=True):
-            mean, std = float(mean), float(std)
-            reason = None
-            if self.reject_blank_patches and bool(blank):
-                reason = "blank: every pixel has one value (a camera or grab failure?)"
-            elif not (math.isfinite(mean) and math.isfinite(std)):
-                pass
-            elif self.acquisition_check is not None:
-                failure = self.acquisition_check.limits_for(str(region)).failure(mean, std)
-                if failure is not None:
-                    reason = f"fails the acquisition check: {failure} {LIKELY_CAUSE}"
-            out.append(reason)
-        return out
+        not known (NaN: a score table written before they were recorded) passes the acquisition check: NaN
+        compares false with every limit."""
+        regions = [str(r) for r in regions]
+        blanks = [bool(b) for b in blanks]
+        check = self.acquisition_check
+        failures = [None] * len(regions) if check is None else check.failures(regions, means, stds)
+        return [
+            "blank: every pixel has one value (a camera or grab failure?)"
+            if self.reject_blank_patches and blank
+            else None
+            if failure is None
+            else f"fails the acquisition check: {failure} {LIKELY_CAUSE}"
+            for blank, failure in zip(blanks, failures, strict=True)
+        ]
 
-    def failed(
-        self,
-        regions: Sequence[str],
-        blanks: Iterable[bool],
-        means: Iterable[float],
-        stds: Iterable[float],
-    ) -> np.ndarray:
-        """Boolean per patch: True when it fails the gate."""
-        return np.asarray([r is not None for r in self.reasons(regions, blanks, means, stds)], dtype=bool)
+    def table_reasons(self, table: ScoreTable) -> list[str | None]:
+        """:meth:`reasons` for each row of a score table (its ``blank``, ``pixel_mean``, ``pixel_std``)."""
+        return self.reasons(table.regions, table.blanks, table.pixel_means, table.pixel_stds)
+
+    def image_reasons(self, regions: Sequence[str], images: np.ndarray) -> list[str | None]:
+        """:meth:`reasons` for uint8 images ``[N, H, W, C]`` as the model gets them."""
+        means, stds = pixel_statistics(images)
+        return self.reasons(regions, blank_images(images), means, stds)
+
+
+def stopped(reasons: Sequence[str | None]) -> np.ndarray:
+    """Boolean per patch of :meth:`PatchGate.reasons`: True where the gate stops it."""
+    return np.asarray([r is not None for r in reasons], dtype=bool)
